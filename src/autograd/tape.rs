@@ -1,0 +1,235 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::nn::params::{ParamArena, ParamId};
+use crate::ops::elementwise;
+use crate::tensor::Tensor;
+
+/// A value recorded on a tape. Cheap to copy; only meaningful with the tape that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var {
+    tape: u64,
+    index: usize,
+}
+
+/// Identifies one parameter of one arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamKey {
+    pub arena: u64,
+    pub param: ParamId,
+}
+
+/// The backward pass of one recorded op.
+pub trait Backward {
+    /// Given the gradient of the op's output, returns one gradient per input, in the order
+    /// the inputs were recorded. `needs[i]` says whether input `i` wants its gradient; an
+    /// implementation may skip (and return `None` for) the others.
+    fn backward(&self, grad_out: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>>;
+}
+
+struct Node {
+    value: Tensor,
+    requires_grad: bool,
+    inputs: Vec<Var>,
+    backward: Option<Box<dyn Backward>>,
+}
+
+static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
+
+/// Records ops for one backward pass (or, built with `no_grad`, records nothing).
+pub struct Tape {
+    id: u64,
+    nodes: Vec<Node>,
+    recording: bool,
+    params: HashMap<ParamKey, Var>,
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tape {
+    /// A tape that records ops for backward.
+    pub fn new() -> Self {
+        Tape {
+            id: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            recording: true,
+            params: HashMap::new(),
+        }
+    }
+
+    /// A tape for inference: ops compute values only, nothing requires a gradient and no
+    /// tensor is kept for a backward pass.
+    pub fn no_grad() -> Self {
+        Tape {
+            recording: false,
+            ..Self::new()
+        }
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    fn push(&mut self, node: Node) -> Var {
+        self.nodes.push(node);
+        Var {
+            tape: self.id,
+            index: self.nodes.len() - 1,
+        }
+    }
+
+    fn node(&self, v: Var) -> &Node {
+        assert_eq!(v.tape, self.id, "a Var was used with a tape that did not make it");
+        &self.nodes[v.index]
+    }
+
+    /// Brings a tensor onto the tape. With `requires_grad`, `backward` reports its gradient.
+    pub fn leaf(&mut self, value: Tensor, requires_grad: bool) -> Var {
+        self.push(Node {
+            value,
+            requires_grad: requires_grad && self.recording,
+            inputs: Vec::new(),
+            backward: None,
+        })
+    }
+
+    /// A tensor that never needs a gradient (an image, a target).
+    pub fn constant(&mut self, value: Tensor) -> Var {
+        self.leaf(value, false)
+    }
+
+    /// The parameter `id` of `arena`, as a leaf. Its gradient is kept for
+    /// `ParamArena::accumulate_grads` when the arena's `requires_grad` switch is on. Asking
+    /// twice returns the same leaf, so a network run several times shares its parameters.
+    pub fn param(&mut self, arena: &ParamArena, id: ParamId) -> Var {
+        let key = ParamKey {
+            arena: arena.uid(),
+            param: id,
+        };
+        if let Some(&v) = self.params.get(&key) {
+            return v;
+        }
+        let v = self.push(Node {
+            value: arena.tensor(id),
+            requires_grad: arena.requires_grad() && self.recording,
+            inputs: Vec::new(),
+            backward: None,
+        });
+        self.params.insert(key, v);
+        v
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.node(v).value
+    }
+
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.node(v).requires_grad
+    }
+
+    /// The same value as a new leaf that blocks gradients (PyTorch's `detach`).
+    pub fn detach(&mut self, v: Var) -> Var {
+        let value = self.value(v).clone();
+        self.constant(value)
+    }
+
+    /// Records an op's output. `backward` is only built (and what it captures only kept) when
+    /// the tape records and some input requires a gradient.
+    pub fn record<B: Backward + 'static>(
+        &mut self,
+        value: Tensor,
+        inputs: &[Var],
+        backward: impl FnOnce() -> B,
+    ) -> Var {
+        let requires_grad = self.recording && inputs.iter().any(|&i| self.node(i).requires_grad);
+        let (inputs, backward) = if requires_grad {
+            (inputs.to_vec(), Some(Box::new(backward()) as Box<dyn Backward>))
+        } else {
+            (Vec::new(), None)
+        };
+        self.push(Node {
+            value,
+            requires_grad,
+            inputs,
+            backward,
+        })
+    }
+
+    /// Reverse sweep from the scalar `loss`. Returns the gradients of every leaf that
+    /// requires one (parameters and inputs). Gradients of intermediate values are dropped as
+    /// soon as they have been passed on.
+    pub fn backward(&self, loss: Var) -> Result<Gradients> {
+        let root = self.node(loss);
+        if root.value.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward needs a one-element loss, got shape {}",
+                root.value.shape()
+            )));
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        if root.requires_grad {
+            grads[loss.index] = Some(Tensor::full(root.value.shape().clone(), 1.0));
+        }
+        for index in (0..=loss.index).rev() {
+            let node = &self.nodes[index];
+            let Some(backward) = &node.backward else {
+                continue;
+            };
+            let Some(grad_out) = grads[index].take() else {
+                continue;
+            };
+            let needs: Vec<bool> = node.inputs.iter().map(|&i| self.node(i).requires_grad).collect();
+            let input_grads = backward.backward(&grad_out, &needs)?;
+            for ((&input, grad), &need) in node.inputs.iter().zip(input_grads).zip(&needs) {
+                let Some(grad) = grad.filter(|_| need) else {
+                    continue;
+                };
+                self.node(input).value.expect_same_shape("backward", &grad)?;
+                let slot = &mut grads[input.index];
+                *slot = Some(match slot.take() {
+                    Some(acc) => elementwise::add_tensors(&acc, &grad)?,
+                    None => grad,
+                });
+            }
+        }
+        let params = self
+            .params
+            .iter()
+            .filter(|(_, v)| grads[v.index].is_some())
+            .map(|(&k, &v)| (k, v))
+            .collect();
+        Ok(Gradients {
+            tape: self.id,
+            grads,
+            params,
+        })
+    }
+}
+
+/// The leaf gradients of one `Tape::backward`.
+pub struct Gradients {
+    tape: u64,
+    grads: Vec<Option<Tensor>>,
+    params: Vec<(ParamKey, Var)>,
+}
+
+impl Gradients {
+    /// The gradient of leaf `v`, if it requires one and the loss depends on it.
+    pub fn get(&self, v: Var) -> Option<&Tensor> {
+        assert_eq!(v.tape, self.tape, "a Var was used with gradients of another tape");
+        self.grads[v.index].as_ref()
+    }
+
+    /// Parameter gradients with the parameter they belong to.
+    pub fn params(&self) -> impl Iterator<Item = (ParamKey, &Tensor)> {
+        self.params
+            .iter()
+            .filter_map(|(k, v)| self.grads[v.index].as_ref().map(|g| (*k, g)))
+    }
+}

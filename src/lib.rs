@@ -1,0 +1,16 @@
+//! mrgan: MRI contrast translation with GANs on a hand-written engine.
+//!
+//! The engine: [`tensor`] values, [`ops`] with CPU reference kernels, a hand-written
+//! [`autograd`] tape, parameter arenas and initialisation in [`nn`], and [`optim`]isers.
+
+pub mod autograd;
+pub mod bench;
+pub mod device;
+pub mod error;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Shape, Tensor};

@@ -1,0 +1,209 @@
+//! Convolution geometry shared by conv and transposed conv, in 2D and 3D.
+//!
+//! Everything is stored as 3D: a 2D conv is a 3D conv with depth 1, kernel depth 1, stride 1
+//! and no depth padding. That keeps one set of kernels for both dimensionalities.
+
+use crate::error::{Result, shape_error};
+use crate::tensor::Shape;
+
+/// Stride, padding and (for transposed convs) output padding, the same on every spatial axis
+/// as in the reference networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOptions {
+    pub stride: usize,
+    pub padding: usize,
+    /// Extra rows added on the far side of a transposed conv's output; must be < stride.
+    pub output_padding: usize,
+}
+
+impl ConvOptions {
+    pub fn new(stride: usize, padding: usize) -> Self {
+        ConvOptions {
+            stride,
+            padding,
+            output_padding: 0,
+        }
+    }
+    pub fn with_output_padding(mut self, output_padding: usize) -> Self {
+        self.output_padding = output_padding;
+        self
+    }
+}
+
+/// The geometry of a (forward) convolution `input [n, c_in, d, h, w] -> output [n, c_out, ...]`
+/// with weights `[c_out, c_in, kd, kh, kw]`. A transposed conv is described by the conv it is
+/// the adjoint of: its own output is this geometry's `input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub input: [usize; 3],
+    pub kernel: [usize; 3],
+    pub stride: [usize; 3],
+    pub pad: [usize; 3],
+    pub output: [usize; 3],
+    /// 2 or 3: how many trailing dims the tensors have.
+    pub spatial_rank: usize,
+}
+
+/// Splits an N, C, spatial tensor shape into its parts, lifting 2D to 3D with depth 1.
+fn split(op: &'static str, what: &str, shape: &Shape) -> Result<(usize, usize, [usize; 3])> {
+    match *shape.dims() {
+        [n, c, h, w] => Ok((n, c, [1, h, w])),
+        [n, c, d, h, w] => Ok((n, c, [d, h, w])),
+        _ => Err(shape_error(
+            op,
+            format!("{what} must be 4D (N,C,H,W) or 5D (N,C,D,H,W), got {shape}"),
+        )),
+    }
+}
+
+fn lift(spatial_rank: usize, v: usize, depth_value: usize) -> [usize; 3] {
+    if spatial_rank == 2 {
+        [depth_value, v, v]
+    } else {
+        [v, v, v]
+    }
+}
+
+impl ConvGeometry {
+    /// Geometry of `conv(x, w)` with `x [n, c_in, ...]`, `w [c_out, c_in, k...]`.
+    pub fn conv(op: &'static str, x: &Shape, w: &Shape, opts: ConvOptions) -> Result<Self> {
+        let (batch, c_in, input) = split(op, "input", x)?;
+        let (c_out, wc_in, kernel) = split(op, "weight", w)?;
+        let spatial_rank = x.rank() - 2;
+        if w.rank() != x.rank() {
+            return Err(shape_error(op, format!("input {x} and weight {w} differ in rank")));
+        }
+        if wc_in != c_in {
+            return Err(shape_error(
+                op,
+                format!("input {x} has {c_in} channels but weight {w} expects {wc_in}"),
+            ));
+        }
+        if opts.stride == 0 {
+            return Err(shape_error(op, "stride must be at least 1"));
+        }
+        let stride = lift(spatial_rank, opts.stride, 1);
+        let pad = lift(spatial_rank, opts.padding, 0);
+        let mut output = [0; 3];
+        for a in 0..3 {
+            let padded = input[a] + 2 * pad[a];
+            if kernel[a] == 0 || padded < kernel[a] {
+                return Err(shape_error(
+                    op,
+                    format!(
+                        "kernel {w} does not fit input {x} with padding {}",
+                        opts.padding
+                    ),
+                ));
+            }
+            output[a] = (padded - kernel[a]) / stride[a] + 1;
+        }
+        Ok(ConvGeometry {
+            batch,
+            c_in,
+            c_out,
+            input,
+            kernel,
+            stride,
+            pad,
+            output,
+            spatial_rank,
+        })
+    }
+
+    /// Geometry of the conv whose adjoint is `conv_transpose(x, w)`, with `x [n, c_in_t, ...]`
+    /// and `w [c_in_t, c_out_t, k...]` as PyTorch stores it. The transposed conv's output size
+    /// is `(i - 1) * stride - 2 * padding + k + output_padding`.
+    pub fn conv_transpose(
+        op: &'static str,
+        x: &Shape,
+        w: &Shape,
+        opts: ConvOptions,
+    ) -> Result<Self> {
+        let (batch, c_in_t, x_spatial) = split(op, "input", x)?;
+        let (w_in, c_out_t, kernel) = split(op, "weight", w)?;
+        let spatial_rank = x.rank() - 2;
+        if w.rank() != x.rank() {
+            return Err(shape_error(op, format!("input {x} and weight {w} differ in rank")));
+        }
+        if w_in != c_in_t {
+            return Err(shape_error(
+                op,
+                format!("input {x} has {c_in_t} channels but weight {w} expects {w_in}"),
+            ));
+        }
+        if opts.stride == 0 || opts.output_padding >= opts.stride {
+            return Err(shape_error(
+                op,
+                format!(
+                    "need stride >= 1 and output_padding < stride, got stride {} output_padding {}",
+                    opts.stride, opts.output_padding
+                ),
+            ));
+        }
+        let stride = lift(spatial_rank, opts.stride, 1);
+        let pad = lift(spatial_rank, opts.padding, 0);
+        let out_pad = lift(spatial_rank, opts.output_padding, 0);
+        let mut out_t = [0; 3];
+        for a in 0..3 {
+            let full = (x_spatial[a] - 1) * stride[a] + kernel[a] + out_pad[a];
+            if x_spatial[a] == 0 || full <= 2 * pad[a] {
+                return Err(shape_error(
+                    op,
+                    format!("padding {} leaves no output for input {x}", opts.padding),
+                ));
+            }
+            out_t[a] = full - 2 * pad[a];
+        }
+        Ok(ConvGeometry {
+            batch,
+            c_in: c_out_t,
+            c_out: c_in_t,
+            input: out_t,
+            kernel,
+            stride,
+            pad,
+            output: x_spatial,
+            spatial_rank,
+        })
+    }
+
+    /// Elements of one sample's input volume per channel.
+    pub fn input_volume(&self) -> usize {
+        self.input.iter().product()
+    }
+    /// Output positions per sample and channel: the GEMM's N.
+    pub fn output_volume(&self) -> usize {
+        self.output.iter().product()
+    }
+    /// Taps per output channel, `c_in * kd * kh * kw`: the GEMM's K.
+    pub fn patch_len(&self) -> usize {
+        self.c_in * self.kernel.iter().product::<usize>()
+    }
+
+    fn tensor_shape(&self, channels: usize, spatial: [usize; 3]) -> Shape {
+        let mut dims = vec![self.batch, channels];
+        dims.extend_from_slice(&spatial[3 - self.spatial_rank..]);
+        Shape::new(&dims)
+    }
+    pub fn input_shape(&self) -> Shape {
+        self.tensor_shape(self.c_in, self.input)
+    }
+    pub fn output_shape(&self) -> Shape {
+        self.tensor_shape(self.c_out, self.output)
+    }
+    /// Weight shape `[c_out, c_in, k...]`.
+    pub fn weight_shape(&self) -> Shape {
+        let mut dims = vec![self.c_out, self.c_in];
+        dims.extend_from_slice(&self.kernel[3 - self.spatial_rank..]);
+        Shape::new(&dims)
+    }
+
+    /// Multiply-adds of one fprop (also of one dgrad or wgrad) over the whole batch.
+    pub fn macs(&self) -> u64 {
+        (self.batch * self.c_out * self.patch_len() * self.output_volume()) as u64
+    }
+}

@@ -1,0 +1,119 @@
+//! Element-wise ops: activations, dropout, addition and scaling.
+
+pub mod cpu;
+
+pub use cpu::Activation;
+
+use crate::autograd::{Backward, Tape, Var};
+use crate::error::{Result, shape_error};
+use crate::tensor::Tensor;
+
+fn map(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
+    let mut y = vec![0.0; x.numel()];
+    f(x.as_slice(), &mut y);
+    Tensor::from_vec(x.shape().clone(), y)
+}
+
+/// `a + b` for tensors of the same shape (no tape).
+pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.expect_same_shape("add", b)?;
+    let y = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x + y).collect();
+    Tensor::from_vec(a.shape().clone(), y)
+}
+
+/// `s * x` (no tape).
+pub fn scale_tensor(x: &Tensor, s: f32) -> Result<Tensor> {
+    map(x, |x, y| y.iter_mut().zip(x).for_each(|(o, v)| *o = v * s))
+}
+
+/// `act(x)` (no tape).
+pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+    map(x, |x, y| cpu::activate(x, act, y))
+}
+
+struct ActivationBackward {
+    x: Tensor,
+    y: Tensor,
+    act: Activation,
+}
+
+impl Backward for ActivationBackward {
+    fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let dx = map(gy, |dy, dx| {
+            cpu::activate_backward(dy, self.x.as_slice(), self.y.as_slice(), self.act, dx)
+        })?;
+        Ok(vec![Some(dx)])
+    }
+}
+
+struct DropoutBackward {
+    p: f64,
+    seed: u64,
+}
+
+impl Backward for DropoutBackward {
+    fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(map(gy, |dy, dx| cpu::dropout(dy, self.p, self.seed, dx))?)])
+    }
+}
+
+struct AddBackward;
+
+impl Backward for AddBackward {
+    fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(gy.clone()), Some(gy.clone())])
+    }
+}
+
+struct ScaleBackward(f32);
+
+impl Backward for ScaleBackward {
+    fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(scale_tensor(gy, self.0)?)])
+    }
+}
+
+impl Tape {
+    /// Records `act(x)`.
+    pub fn activation(&mut self, x: Var, act: Activation) -> Result<Var> {
+        let xv = self.value(x).clone();
+        let y = activation(&xv, act)?;
+        let yv = y.clone();
+        Ok(self.record(y, &[x], || ActivationBackward { x: xv, y: yv, act }))
+    }
+
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Activation::Relu)
+    }
+    pub fn leaky_relu(&mut self, x: Var, slope: f64) -> Result<Var> {
+        self.activation(x, Activation::LeakyRelu(slope))
+    }
+    pub fn tanh(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Activation::Tanh)
+    }
+    pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.activation(x, Activation::Sigmoid)
+    }
+
+    /// Training-mode dropout with drop probability `p` in [0, 1), reproducible from `seed`.
+    /// (Evaluation-mode dropout is the identity: simply do not call this.)
+    pub fn dropout(&mut self, x: Var, p: f64, seed: u64) -> Result<Var> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(shape_error("dropout", format!("p must be in [0, 1), got {p}")));
+        }
+        let y = map(self.value(x), |x, y| cpu::dropout(x, p, seed, y))?;
+        Ok(self.record(y, &[x], || DropoutBackward { p, seed }))
+    }
+
+    /// Records `a + b` (same shapes).
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let y = add_tensors(self.value(a), self.value(b))?;
+        Ok(self.record(y, &[a, b], || AddBackward))
+    }
+
+    /// Records `s * x`.
+    pub fn scale(&mut self, x: Var, s: f32) -> Result<Var> {
+        let y = scale_tensor(self.value(x), s)?;
+        Ok(self.record(y, &[x], || ScaleBackward(s)))
+    }
+}

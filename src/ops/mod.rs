@@ -1,0 +1,37 @@
+//! Ops: each family has a `cpu` module with the reference kernels (generic over f32/f64 so
+//! gradient checks run in f64) and a `mod.rs` that validates shapes, runs the kernels on
+//! tensors and records the op on the autograd tape.
+
+pub mod concat;
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod norm;
+pub mod pad;
+pub mod reduce;
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{AddAssign, MulAssign, SubAssign};
+
+/// The element types the CPU kernels run in: f32 for real work, f64 for gradient checks.
+pub trait Real:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Sum
+    + Send
+    + Sync
+    + Debug
+    + 'static
+{
+    /// Converts an f64 constant (a slope, an epsilon, a target) into this type.
+    fn lit(v: f64) -> Self {
+        Self::from_f64(v).expect("finite literal")
+    }
+}
+
+impl Real for f32 {}
+impl Real for f64 {}
