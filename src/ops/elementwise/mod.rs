@@ -1,4 +1,4 @@
-//! Element-wise ops: activations, dropout, addition and scaling.
+//! Element-wise ops: activations, dropout, addition, multiplication and scaling.
 
 pub mod cpu;
 
@@ -18,6 +18,13 @@ fn map(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
 pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.expect_same_shape("add", b)?;
     let y = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x + y).collect();
+    Tensor::from_vec(a.shape().clone(), y)
+}
+
+/// `a * b` element by element, same shapes (no tape).
+pub fn mul_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.expect_same_shape("mul", b)?;
+    let y = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x * y).collect();
     Tensor::from_vec(a.shape().clone(), y)
 }
 
@@ -65,6 +72,20 @@ impl Backward for AddBackward {
     }
 }
 
+struct MulBackward {
+    a: Tensor,
+    b: Tensor,
+}
+
+impl Backward for MulBackward {
+    fn backward(&self, gy: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![
+            needs[0].then(|| mul_tensors(gy, &self.b)).transpose()?,
+            needs[1].then(|| mul_tensors(gy, &self.a)).transpose()?,
+        ])
+    }
+}
+
 struct ScaleBackward(f32);
 
 impl Backward for ScaleBackward {
@@ -109,6 +130,13 @@ impl Tape {
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         let y = add_tensors(self.value(a), self.value(b))?;
         Ok(self.record(y, &[a, b], || AddBackward))
+    }
+
+    /// Records `a * b` element by element (same shapes).
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        let (av, bv) = (self.value(a).clone(), self.value(b).clone());
+        let y = mul_tensors(&av, &bv)?;
+        Ok(self.record(y, &[a, b], || MulBackward { a: av, b: bv }))
     }
 
     /// Records `s * x`.

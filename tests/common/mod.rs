@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests: fixture loading and tolerance checks.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use mrgan::Tensor;
+use safetensors::SafeTensors;
+
+/// A safetensors fixture file from `tests/fixtures`, with its case list.
+pub struct Fixtures {
+    tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
+    pub cases: Vec<serde_json::Value>,
+    pub torch_version: String,
+}
+
+impl Fixtures {
+    pub fn load(file: &str) -> Fixtures {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (_, meta) = SafeTensors::read_metadata(&bytes).expect("fixture header");
+        let meta = meta.metadata().clone().expect("fixture metadata");
+        let st = SafeTensors::deserialize(&bytes).expect("fixture tensors");
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                assert_eq!(view.dtype(), safetensors::Dtype::F64, "{name} must be float64");
+                let data = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                (name, (view.shape().to_vec(), data))
+            })
+            .collect();
+        Fixtures {
+            tensors,
+            cases: serde_json::from_str(&meta["cases"]).expect("cases JSON"),
+            torch_version: meta["torch_version"].clone(),
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn f64(&self, name: &str) -> &[f64] {
+        &self.tensors.get(name).unwrap_or_else(|| panic!("fixture tensor {name} missing")).1
+    }
+
+    pub fn shape(&self, name: &str) -> &[usize] {
+        &self.tensors[name].0
+    }
+
+    /// The fixture tensor as an f32 engine tensor (inputs are exact in f32).
+    pub fn tensor(&self, name: &str) -> Tensor {
+        let data = self.f64(name).iter().map(|&v| v as f32).collect();
+        Tensor::from_vec(self.shape(name), data).unwrap()
+    }
+
+    /// Cases whose `op` is `op`.
+    pub fn cases_of(&self, op: &str) -> Vec<&serde_json::Value> {
+        let found: Vec<_> = self.cases.iter().filter(|c| c["op"] == op).collect();
+        assert!(!found.is_empty(), "no fixture cases for op {op}");
+        found
+    }
+}
+
+/// Asserts `|a - e| <= atol + rtol * |e|` elementwise; prints the worst errors either way.
+pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let mut worst_abs: f64 = 0.0;
+    let mut worst_ratio: f64 = 0.0;
+    let mut first_bad = None;
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let err = (a as f64 - e).abs();
+        let allowed = atol + rtol * e.abs();
+        worst_abs = worst_abs.max(err);
+        worst_ratio = worst_ratio.max(err / allowed);
+        if err > allowed && first_bad.is_none() {
+            first_bad = Some((i, a, e));
+        }
+    }
+    println!("{what}: max abs err {worst_abs:.3e} ({:.1}% of tolerance)", 100.0 * worst_ratio);
+    if let Some((i, a, e)) = first_bad {
+        panic!("{what}: element {i} is {a}, expected {e} (atol {atol}, rtol {rtol})");
+    }
+}
