@@ -55,6 +55,9 @@ for name, xs, ws, bias, stride, pad in [
     ("conv2d_k7p0_bias", (2, 2, 9, 8), (2, 2, 7, 7), True, 1, 0),
     ("conv3d_s2p1_bias", (2, 2, 5, 6, 4), (3, 2, 3, 3, 3), True, 2, 1),
     ("conv3d_k4s2p1", (1, 2, 6, 5, 7), (2, 2, 4, 4, 4), False, 2, 1),
+    # More than 4 output channels: the CPU backend's im2col + GEMM path.
+    ("conv2d_k4s2p1_wide", (2, 3, 9, 8), (8, 3, 4, 4), True, 2, 1),
+    ("conv3d_s2p1_wide", (1, 2, 5, 5, 5), (6, 2, 3, 3, 3), False, 2, 1),
 ]:
     x, w = leaf(rnd(*xs)), leaf(rnd(*ws, scale=0.3))
     inputs = {"x": x, "w": w}
@@ -70,6 +73,8 @@ for name, xs, ws, bias, stride, pad, opad in [
     ("convt2d_s2p1op1_bias", (2, 3, 4, 5), (3, 2, 3, 3), True, 2, 1, 1),
     ("convt2d_k4s2p1", (1, 4, 3, 3), (4, 3, 4, 4), False, 2, 1, 0),
     ("convt3d_s2p1op1_bias", (1, 2, 3, 4, 3), (2, 3, 3, 3, 3), True, 2, 1, 1),
+    ("convt2d_k4s2p1_wide", (1, 6, 4, 4), (6, 3, 4, 4), True, 2, 1, 0),
+    ("convt3d_s2p1op1_wide", (1, 5, 3, 3, 2), (5, 2, 3, 3, 3), False, 2, 1, 1),
 ]:
     x, w = leaf(rnd(*xs)), leaf(rnd(*ws, scale=0.3))
     inputs = {"x": x, "w": w}

@@ -76,7 +76,13 @@ struct ConvCase {
     transposed: bool,
 }
 
+/// Cases with at most 4 output channels (on the conv side) take the direct loops, the others
+/// im2col + GEMM; both paths are covered.
 const CONV_CASES: &[ConvCase] = &[
+    ConvCase { name: "conv2d 3x3 s2 p1 gemm", x: &[2, 3, 5, 6], w: &[6, 3, 3, 3], stride: 2, padding: 1, output_padding: 0, transposed: false },
+    ConvCase { name: "conv3d 3x3x3 s2 p1 gemm", x: &[1, 2, 4, 3, 5], w: &[5, 2, 3, 3, 3], stride: 2, padding: 1, output_padding: 0, transposed: false },
+    ConvCase { name: "convT2d 3x3 s2 p1 op1 gemm", x: &[2, 5, 3, 3], w: &[5, 2, 3, 3], stride: 2, padding: 1, output_padding: 1, transposed: true },
+    ConvCase { name: "convT3d 3x3x3 s2 p1 op1 gemm", x: &[1, 5, 2, 2, 3], w: &[5, 2, 3, 3, 3], stride: 2, padding: 1, output_padding: 1, transposed: true },
     ConvCase { name: "conv2d 3x3 s1 p1 odd", x: &[2, 3, 5, 7], w: &[4, 3, 3, 3], stride: 1, padding: 1, output_padding: 0, transposed: false },
     ConvCase { name: "conv2d 4x4 s2 p1", x: &[2, 2, 7, 6], w: &[3, 2, 4, 4], stride: 2, padding: 1, output_padding: 0, transposed: false },
     ConvCase { name: "conv2d 3x3 s2 p0", x: &[1, 2, 7, 5], w: &[2, 2, 3, 3], stride: 2, padding: 0, output_padding: 0, transposed: false },

@@ -1,1 +1,5 @@
+//! Benchmarks shared by `benches/` and `mrgan bench`. Results are measured, never assumed:
+//! every table row carries its own baseline measured in the same run.
+
 pub mod cpu_conv;
+pub mod layers;

@@ -9,6 +9,7 @@ pub mod loss;
 pub mod norm;
 pub mod pad;
 pub mod reduce;
+pub mod scratch;
 
 use std::fmt::Debug;
 use std::iter::Sum;
@@ -25,6 +26,7 @@ pub trait Real:
     + Send
     + Sync
     + Debug
+    + bytemuck::Pod
     + 'static
 {
     /// Converts an f64 constant (a slope, an epsilon, a target) into this type.

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
 use crate::ops::Real;
+use crate::ops::scratch::with_scratch;
 
 /// Largest column buffer, in elements (64 MiB of f32).
 const COLUMN_BUDGET: usize = 1 << 24;
@@ -108,6 +109,12 @@ fn tile_len(g: &ConvGeometry) -> usize {
     (COLUMN_BUDGET / g.patch_len().max(1)).clamp(1, g.output_volume().max(1))
 }
 
+/// Output tiles `[p0, p1)` of `tile` positions of one sample.
+fn tiles(g: &ConvGeometry, tile: usize) -> impl Iterator<Item = (usize, usize)> {
+    let p = g.output_volume();
+    (0..p).step_by(tile).map(move |p0| (p0, (p0 + tile).min(p)))
+}
+
 /// Calls `f(oz, oy, ox_begin, ox_end, col_offset)` for every run of output positions along W
 /// inside `[p0, p1)`, where `col_offset` is the run's first column in the tile.
 fn for_each_run(g: &ConvGeometry, p0: usize, p1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
@@ -123,51 +130,61 @@ fn for_each_run(g: &ConvGeometry, p0: usize, p1: usize, mut f: impl FnMut(usize,
     }
 }
 
-/// The range of `ox` in `[ox0, ox1)` whose input column `ox * s + k - pad` lies in `[0, w)`.
-fn valid_ox(ox0: usize, ox1: usize, s: usize, k: usize, pad: usize, w: usize) -> (usize, usize) {
-    // ox * s + k >= pad  <=>  ox >= ceil((pad - k) / s)
-    let lo = if pad > k { (pad - k).div_ceil(s) } else { 0 };
-    // ox * s + k - pad <= w - 1  <=>  ox <= (w - 1 + pad - k) / s
-    let hi = if w + pad > k { (w - 1 + pad - k) / s + 1 } else { 0 };
-    let lo = lo.clamp(ox0, ox1);
-    (lo, hi.clamp(lo, ox1))
-}
+/// A kernel tap (kz, ky, kx).
+type Tap = (usize, usize, usize);
 
-/// Decodes column-matrix row `r` into (channel, kz, ky, kx).
-fn tap(g: &ConvGeometry, r: usize) -> (usize, usize, usize, usize) {
+/// Decodes column-matrix row `r` into its channel and tap.
+fn tap(g: &ConvGeometry, r: usize) -> (usize, Tap) {
     let [kd, kh, kw] = g.kernel;
     let kx = r % kw;
     let ky = (r / kw) % kh;
     let kz = (r / (kw * kh)) % kd;
-    (r / (kw * kh * kd), kz, ky, kx)
+    (r / (kw * kh * kd), (kz, ky, kx))
 }
 
-/// Input row index for output row `o` and tap `k` on an axis, or None in the padding.
+/// Input index for output index `o` and tap `k` on an axis, or None in the padding.
 fn input_index(o: usize, s: usize, k: usize, pad: usize, size: usize) -> Option<usize> {
     (o * s + k).checked_sub(pad).filter(|&i| i < size)
 }
 
+/// Where output row (oz, oy) reads with tap `t`: the offset of the input line inside a
+/// channel plane, and the range of `ox` in `[ox0, ox1)` whose input column
+/// `ox * stride + kx - pad` lies inside the line. None when the row falls in the padding.
+fn tap_line(g: &ConvGeometry, oz: usize, oy: usize, t: Tap, ox0: usize, ox1: usize) -> Option<(usize, usize, usize)> {
+    let [id, ih, iw] = g.input;
+    let (kz, ky, kx) = t;
+    let iz = input_index(oz, g.stride[0], kz, g.pad[0], id)?;
+    let iy = input_index(oy, g.stride[1], ky, g.pad[1], ih)?;
+    let (s, pad) = (g.stride[2], g.pad[2]);
+    // ox * s + kx >= pad  <=>  ox >= ceil((pad - kx) / s)
+    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
+    // ox * s + kx - pad <= iw - 1  <=>  ox <= (iw - 1 + pad - kx) / s
+    let hi = if iw + pad > kx { (iw - 1 + pad - kx) / s + 1 } else { 0 };
+    let lo = lo.clamp(ox0, ox1);
+    Some(((iz * ih + iy) * iw, lo, hi.clamp(lo, ox1)))
+}
+
+/// The input column read by output column `ox` with tap column `kx` (inside `tap_line`'s range).
+fn input_x(g: &ConvGeometry, ox: usize, kx: usize) -> usize {
+    ox * g.stride[2] + kx - g.pad[2]
+}
+
 /// Fills `col [patch_len, p1 - p0]` with the input taps of output positions `[p0, p1)`.
 fn im2col<T: Real>(x: &[T], g: &ConvGeometry, p0: usize, p1: usize, col: &mut [T]) {
-    let [id, ih, iw] = g.input;
-    let width = p1 - p0;
-    col.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
-        let (c, kz, ky, kx) = tap(g, r);
-        let plane = &x[c * id * ih * iw..(c + 1) * id * ih * iw];
+    let plane_len = g.input_volume();
+    col.par_chunks_mut(p1 - p0).enumerate().for_each(|(r, row)| {
+        let (c, t) = tap(g, r);
+        let plane = &x[c * plane_len..(c + 1) * plane_len];
         for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
             let out = &mut row[at..at + (ox1 - ox0)];
-            let iz = input_index(oz, g.stride[0], kz, g.pad[0], id);
-            let iy = input_index(oy, g.stride[1], ky, g.pad[1], ih);
-            let (Some(iz), Some(iy)) = (iz, iy) else {
+            let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) else {
                 out.fill(T::zero());
                 return;
             };
-            let line = &plane[(iz * ih + iy) * iw..(iz * ih + iy + 1) * iw];
-            let (lo, hi) = valid_ox(ox0, ox1, g.stride[2], kx, g.pad[2], iw);
             out[..lo - ox0].fill(T::zero());
             out[hi - ox0..].fill(T::zero());
             for (ox, v) in (lo..hi).zip(out[lo - ox0..hi - ox0].iter_mut()) {
-                *v = line[ox * g.stride[2] + kx - g.pad[2]];
+                *v = plane[line + input_x(g, ox, t.2)];
             }
         });
     });
@@ -175,108 +192,195 @@ fn im2col<T: Real>(x: &[T], g: &ConvGeometry, p0: usize, p1: usize, col: &mut [T
 
 /// Adds `col [patch_len, p1 - p0]` back onto the input positions it was gathered from.
 fn col2im_add<T: Real>(col: &[T], g: &ConvGeometry, p0: usize, p1: usize, dx: &mut [T]) {
-    let [id, ih, iw] = g.input;
     let width = p1 - p0;
     let taps = g.kernel.iter().product::<usize>();
-    dx.par_chunks_mut(id * ih * iw).enumerate().for_each(|(c, plane)| {
-        for t in 0..taps {
-            let r = c * taps + t;
-            let (_, kz, ky, kx) = tap(g, r);
+    dx.par_chunks_mut(g.input_volume()).enumerate().for_each(|(c, plane)| {
+        for r in c * taps..(c + 1) * taps {
+            let (_, t) = tap(g, r);
             let row = &col[r * width..(r + 1) * width];
             for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
-                let iz = input_index(oz, g.stride[0], kz, g.pad[0], id);
-                let iy = input_index(oy, g.stride[1], ky, g.pad[1], ih);
-                let (Some(iz), Some(iy)) = (iz, iy) else {
-                    return;
-                };
-                let line = &mut plane[(iz * ih + iy) * iw..(iz * ih + iy + 1) * iw];
-                let (lo, hi) = valid_ox(ox0, ox1, g.stride[2], kx, g.pad[2], iw);
-                for ox in lo..hi {
-                    line[ox * g.stride[2] + kx - g.pad[2]] += row[at + ox - ox0];
+                if let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) {
+                    for ox in lo..hi {
+                        plane[line + input_x(g, ox, t.2)] += row[at + ox - ox0];
+                    }
                 }
             });
         }
     });
 }
 
-/// Output tiles `[p0, p1)` of one sample.
-fn tiles(g: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> {
-    let p = g.output_volume();
-    let t = tile_len(g);
-    (0..p).step_by(t).map(move |p0| (p0, (p0 + t).min(p)))
+/// Convolutions with at most this many output channels run as direct loops: their GEMM is a
+/// matrix-vector product, so the column buffer's memory traffic would dominate (the
+/// 64 -> 1 head of resnet_9blocks ran 4x slower through im2col than its own GEMM).
+const DIRECT_MAX_C_OUT: usize = 4;
+
+fn is_direct(g: &ConvGeometry) -> bool {
+    g.c_out <= DIRECT_MAX_C_OUT
+}
+
+/// Every output row (oz, oy) of one sample.
+fn output_rows(g: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> + '_ {
+    (0..g.output[0]).flat_map(move |z| (0..g.output[1]).map(move |y| (z, y)))
+}
+
+/// Offset of output row (n, co, oz, oy).
+fn output_row_offset(g: &ConvGeometry, n: usize, co: usize, oz: usize, oy: usize) -> usize {
+    let [od, oh, ow] = g.output;
+    (((n * g.c_out + co) * od + oz) * oh + oy) * ow
+}
+
+/// Direct fprop: each output row accumulates one strided input line per (channel, tap).
+fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
+    let [od, oh, ow] = g.output;
+    let (plane_len, patch) = (g.input_volume(), g.patch_len());
+    y.par_chunks_mut(ow).enumerate().for_each(|(row, out)| {
+        let (n, co) = (row / (g.c_out * od * oh), (row / (od * oh)) % g.c_out);
+        let (oz, oy) = ((row / oh) % od, row % oh);
+        out.fill(T::zero());
+        for r in 0..patch {
+            let (c, t) = tap(g, r);
+            let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
+            let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
+            let wv = w[co * patch + r];
+            for ox in lo..hi {
+                out[ox] += wv * plane[line + input_x(g, ox, t.2)];
+            }
+        }
+    });
+}
+
+/// Direct dgrad: each input plane gathers from every output row that read it.
+fn direct_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
+    let ow = g.output[2];
+    let (taps, patch) = (g.kernel.iter().product::<usize>(), g.patch_len());
+    dx.par_chunks_mut(g.input_volume()).enumerate().for_each(|(nc, plane)| {
+        let (n, c) = (nc / g.c_in, nc % g.c_in);
+        plane.fill(T::zero());
+        for co in 0..g.c_out {
+            for r in c * taps..(c + 1) * taps {
+                let (_, t) = tap(g, r);
+                let wv = w[co * patch + r];
+                for (oz, oy) in output_rows(g) {
+                    let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
+                    let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
+                    for ox in lo..hi {
+                        plane[line + input_x(g, ox, t.2)] += wv * grad[ox];
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Direct wgrad: each weight is one dot product of output-gradient rows with the input
+/// lines they saw.
+fn direct_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
+    let ow = g.output[2];
+    let (plane_len, patch) = (g.input_volume(), g.patch_len());
+    dw.par_iter_mut().enumerate().for_each(|(i, out)| {
+        let (co, r) = (i / patch, i % patch);
+        let (c, t) = tap(g, r);
+        let mut acc = T::zero();
+        for n in 0..g.batch {
+            let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
+            for (oz, oy) in output_rows(g) {
+                let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
+                let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
+                for ox in lo..hi {
+                    acc += grad[ox] * plane[line + input_x(g, ox, t.2)];
+                }
+            }
+        }
+        *out = acc;
+    });
+}
+
+/// Columns `[p0, p1)` of a row-major `[rows, p]` matrix, as a view starting at column p0.
+fn column_block(rows: usize, p: usize, p0: usize, p1: usize) -> MatLayout {
+    MatLayout { rows, cols: p1 - p0, row_stride: p, col_stride: 1 }
 }
 
 /// Forward convolution: `y [n, c_out, out...] = conv(x [n, c_in, in...], w [c_out, c_in, k...])`.
 pub fn fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
-    let (k, p) = (g.patch_len(), g.output_volume());
-    let in_len = g.c_in * g.input_volume();
-    let mut col = vec![T::zero(); k * tile_len(g)];
-    for n in 0..g.batch {
-        let xn = &x[n * in_len..(n + 1) * in_len];
-        let yn = &mut y[n * g.c_out * p..(n + 1) * g.c_out * p];
-        for (p0, p1) in tiles(g) {
-            let col = &mut col[..k * (p1 - p0)];
-            im2col(xn, g, p0, p1, col);
-            let dst = MatLayout {
-                rows: g.c_out,
-                cols: p1 - p0,
-                row_stride: p,
-                col_stride: 1,
-            };
-            let w_mat = MatLayout::row_major(g.c_out, k);
-            let col_mat = MatLayout::row_major(k, p1 - p0);
-            matmul(&mut yn[p0..], dst, w, w_mat, col, col_mat, false);
-        }
+    if is_direct(g) {
+        direct_fprop(x, w, g, y)
+    } else {
+        gemm_fprop(x, w, g, y, tile_len(g))
     }
+}
+
+/// [`fprop`] through im2col + GEMM, `tile` output positions at a time.
+fn gemm_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T], tile: usize) {
+    let (k, p, in_len) = (g.patch_len(), g.output_volume(), g.c_in * g.input_volume());
+    with_scratch(k * tile, |col: &mut [T]| {
+        for n in 0..g.batch {
+            let xn = &x[n * in_len..(n + 1) * in_len];
+            let yn = &mut y[n * g.c_out * p..(n + 1) * g.c_out * p];
+            for (p0, p1) in tiles(g, tile) {
+                let col = &mut col[..k * (p1 - p0)];
+                im2col(xn, g, p0, p1, col);
+                let w_mat = MatLayout::row_major(g.c_out, k);
+                let col_mat = MatLayout::row_major(k, p1 - p0);
+                matmul(&mut yn[p0..], column_block(g.c_out, p, p0, p1), w, w_mat, col, col_mat, false);
+            }
+        }
+    });
 }
 
 /// Gradient wrt the input: `dx = conv^T(dy, w)`; overwrites `dx`.
 pub fn dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
-    let (k, p) = (g.patch_len(), g.output_volume());
-    let in_len = g.c_in * g.input_volume();
-    dx.fill(T::zero());
-    let mut col = vec![T::zero(); k * tile_len(g)];
-    for n in 0..g.batch {
-        let dyn_ = &dy[n * g.c_out * p..(n + 1) * g.c_out * p];
-        let dxn = &mut dx[n * in_len..(n + 1) * in_len];
-        for (p0, p1) in tiles(g) {
-            let col = &mut col[..k * (p1 - p0)];
-            let wt = MatLayout::row_major(g.c_out, k).t();
-            let dy_mat = MatLayout {
-                rows: g.c_out,
-                cols: p1 - p0,
-                row_stride: p,
-                col_stride: 1,
-            };
-            let col_mat = MatLayout::row_major(k, p1 - p0);
-            matmul(col, col_mat, w, wt, &dyn_[p0..], dy_mat, false);
-            col2im_add(col, g, p0, p1, dxn);
-        }
+    if is_direct(g) {
+        direct_dgrad(dy, w, g, dx)
+    } else {
+        gemm_dgrad(dy, w, g, dx, tile_len(g))
     }
+}
+
+/// [`dgrad`] through im2col + GEMM, `tile` output positions at a time.
+fn gemm_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T], tile: usize) {
+    let (k, p, in_len) = (g.patch_len(), g.output_volume(), g.c_in * g.input_volume());
+    dx.fill(T::zero());
+    with_scratch(k * tile, |col: &mut [T]| {
+        for n in 0..g.batch {
+            let dyn_ = &dy[n * g.c_out * p..(n + 1) * g.c_out * p];
+            let dxn = &mut dx[n * in_len..(n + 1) * in_len];
+            for (p0, p1) in tiles(g, tile) {
+                let col = &mut col[..k * (p1 - p0)];
+                let wt = MatLayout::row_major(g.c_out, k).t();
+                let col_mat = MatLayout::row_major(k, p1 - p0);
+                matmul(col, col_mat, w, wt, &dyn_[p0..], column_block(g.c_out, p, p0, p1), false);
+                col2im_add(col, g, p0, p1, dxn);
+            }
+        }
+    });
 }
 
 /// Gradient wrt the weight: `dw [c_out, c_in, k...] = sum_n dy_n * im2col(x_n)^T`; overwrites `dw`.
 pub fn wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
-    let (k, p) = (g.patch_len(), g.output_volume());
-    let in_len = g.c_in * g.input_volume();
-    dw.fill(T::zero());
-    let mut col = vec![T::zero(); k * tile_len(g)];
-    for n in 0..g.batch {
-        let xn = &x[n * in_len..(n + 1) * in_len];
-        let dyn_ = &dy[n * g.c_out * p..(n + 1) * g.c_out * p];
-        for (p0, p1) in tiles(g) {
-            let col = &mut col[..k * (p1 - p0)];
-            im2col(xn, g, p0, p1, col);
-            let dy_mat = MatLayout {
-                rows: g.c_out,
-                cols: p1 - p0,
-                row_stride: p,
-                col_stride: 1,
-            };
-            let col_t = MatLayout::row_major(k, p1 - p0).t();
-            matmul(dw, MatLayout::row_major(g.c_out, k), &dyn_[p0..], dy_mat, col, col_t, true);
-        }
+    if is_direct(g) {
+        direct_wgrad(x, dy, g, dw)
+    } else {
+        gemm_wgrad(x, dy, g, dw, tile_len(g))
     }
+}
+
+/// [`wgrad`] through im2col + GEMM, `tile` output positions at a time.
+fn gemm_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T], tile: usize) {
+    let (k, p, in_len) = (g.patch_len(), g.output_volume(), g.c_in * g.input_volume());
+    dw.fill(T::zero());
+    with_scratch(k * tile, |col: &mut [T]| {
+        for n in 0..g.batch {
+            let xn = &x[n * in_len..(n + 1) * in_len];
+            let dyn_ = &dy[n * g.c_out * p..(n + 1) * g.c_out * p];
+            for (p0, p1) in tiles(g, tile) {
+                let col = &mut col[..k * (p1 - p0)];
+                im2col(xn, g, p0, p1, col);
+                let col_t = MatLayout::row_major(k, p1 - p0).t();
+                let dw_mat = MatLayout::row_major(g.c_out, k);
+                matmul(dw, dw_mat, &dyn_[p0..], column_block(g.c_out, p, p0, p1), col, col_t, true);
+            }
+        }
+    });
 }
 
 /// Adds `bias[c]` to every element of channel `c` of an N, C, spatial tensor.
@@ -295,3 +399,7 @@ pub fn bias_grad<T: Real>(dy: &[T], channels: usize, spatial: usize) -> Vec<T> {
     }
     db
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,83 @@
+//! The convolution layers of the reference networks at 256x256, batch 1, one input and one
+//! output channel (MRI), ngf = ndf = 64: the shapes every conv benchmark runs on.
+
+use crate::ops::conv::{ConvGeometry, ConvOptions};
+use crate::tensor::Shape;
+
+/// One conv or transposed-conv layer as the network applies it.
+#[derive(Clone, Debug)]
+pub struct ConvLayer {
+    pub net: &'static str,
+    pub name: String,
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Input height = width (after any explicit padding layer).
+    pub size: usize,
+    pub kernel: usize,
+    pub opts: ConvOptions,
+    pub transposed: bool,
+}
+
+impl ConvLayer {
+    /// The conv geometry whose three primitives the layer uses.
+    pub fn geometry(&self, batch: usize) -> ConvGeometry {
+        let x = Shape::new(&[batch, self.c_in, self.size, self.size]);
+        if self.transposed {
+            let w = Shape::new(&[self.c_in, self.c_out, self.kernel, self.kernel]);
+            ConvGeometry::conv_transpose("bench", &x, &w, self.opts).expect("valid layer")
+        } else {
+            let w = Shape::new(&[self.c_out, self.c_in, self.kernel, self.kernel]);
+            ConvGeometry::conv("bench", &x, &w, self.opts).expect("valid layer")
+        }
+    }
+}
+
+fn layer(net: &'static str, name: String, c_in: usize, c_out: usize, size: usize, kernel: usize, opts: ConvOptions, transposed: bool) -> ConvLayer {
+    ConvLayer { net, name, c_in, c_out, size, kernel, opts, transposed }
+}
+
+/// unet_256: eight k4 s2 p1 downsamplings, eight k4 s2 p1 transposed upsamplings whose inputs
+/// (but the innermost) carry the skip connection's channels too.
+pub fn unet_256() -> Vec<ConvLayer> {
+    let down = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 512), (512, 512), (512, 512)];
+    let s = ConvOptions::new(2, 1);
+    let mut layers: Vec<ConvLayer> = down
+        .iter()
+        .enumerate()
+        .map(|(i, &(ci, co))| layer("unet_256", format!("down{}", i + 1), ci, co, 256 >> i, 4, s, false))
+        .collect();
+    for i in (0..8).rev() {
+        let (ci, co) = down[i];
+        let c_in = if i == 7 { co } else { 2 * co };
+        let c_out = if i == 0 { 1 } else { ci };
+        layers.push(layer("unet_256", format!("up{}", i + 1), c_in, c_out, 128 >> i, 4, s, true));
+    }
+    layers
+}
+
+/// resnet_9blocks: 7x7 stem and head after reflection padding 3, two stride-2 downsamplings,
+/// the residual blocks' 3x3 conv (one shape, 18 uses) and two transposed upsamplings.
+pub fn resnet_9blocks() -> Vec<ConvLayer> {
+    let net = "resnet_9blocks";
+    vec![
+        layer(net, "stem".into(), 1, 64, 262, 7, ConvOptions::new(1, 0), false),
+        layer(net, "down1".into(), 64, 128, 256, 3, ConvOptions::new(2, 1), false),
+        layer(net, "down2".into(), 128, 256, 128, 3, ConvOptions::new(2, 1), false),
+        layer(net, "block (x18)".into(), 256, 256, 66, 3, ConvOptions::new(1, 0), false),
+        layer(net, "up1".into(), 256, 128, 64, 3, ConvOptions::new(2, 1).with_output_padding(1), true),
+        layer(net, "up2".into(), 128, 64, 128, 3, ConvOptions::new(2, 1).with_output_padding(1), true),
+        layer(net, "head".into(), 64, 1, 262, 7, ConvOptions::new(1, 0), false),
+    ]
+}
+
+/// The basic PatchGAN (n_layers 3) on pix2pix's two-channel input.
+pub fn patchgan() -> Vec<ConvLayer> {
+    let net = "patchgan";
+    vec![
+        layer(net, "c1".into(), 2, 64, 256, 4, ConvOptions::new(2, 1), false),
+        layer(net, "c2".into(), 64, 128, 128, 4, ConvOptions::new(2, 1), false),
+        layer(net, "c3".into(), 128, 256, 64, 4, ConvOptions::new(2, 1), false),
+        layer(net, "c4".into(), 256, 512, 32, 4, ConvOptions::new(1, 1), false),
+        layer(net, "c5".into(), 512, 1, 31, 4, ConvOptions::new(1, 1), false),
+    ]
+}
