@@ -149,7 +149,8 @@ fn input_index(o: usize, s: usize, k: usize, pad: usize, size: usize) -> Option<
 
 /// Where output row (oz, oy) reads with tap `t`: the offset of the input line inside a
 /// channel plane, and the range of `ox` in `[ox0, ox1)` whose input column
-/// `ox * stride + kx - pad` lies inside the line. None when the row falls in the padding.
+/// `ox * stride + kx - pad` lies inside the line. None when no output of the run reads
+/// inside the input (the row or the whole run falls in the padding).
 fn tap_line(g: &ConvGeometry, oz: usize, oy: usize, t: Tap, ox0: usize, ox1: usize) -> Option<(usize, usize, usize)> {
     let [id, ih, iw] = g.input;
     let (kz, ky, kx) = t;
@@ -160,8 +161,8 @@ fn tap_line(g: &ConvGeometry, oz: usize, oy: usize, t: Tap, ox0: usize, ox1: usi
     let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
     // ox * s + kx - pad <= iw - 1  <=>  ox <= (iw - 1 + pad - kx) / s
     let hi = if iw + pad > kx { (iw - 1 + pad - kx) / s + 1 } else { 0 };
-    let lo = lo.clamp(ox0, ox1);
-    Some(((iz * ih + iy) * iw, lo, hi.clamp(lo, ox1)))
+    let (lo, hi) = (lo.max(ox0), hi.min(ox1));
+    (lo < hi).then_some(((iz * ih + iy) * iw, lo, hi))
 }
 
 /// The input column read by output column `ox` with tap column `kx` (inside `tap_line`'s range).
@@ -229,6 +230,58 @@ fn output_row_offset(g: &ConvGeometry, n: usize, co: usize, oz: usize, oy: usize
     (((n * g.c_out + co) * od + oz) * oh + oy) * ow
 }
 
+/// `len` elements of `data` taken every `step`-th (`step` 1: a plain slice).
+#[derive(Clone, Copy)]
+struct Strided<'a, T> {
+    data: &'a [T],
+    step: usize,
+    len: usize,
+}
+
+impl<'a, T: Real> Strided<'a, T> {
+    fn contiguous(data: &'a [T]) -> Self {
+        Strided { data, step: 1, len: data.len() }
+    }
+    fn get(&self, i: usize) -> T {
+        self.data[i * self.step]
+    }
+}
+
+fn strided<T: Real>(data: &[T], step: usize, len: usize) -> Strided<'_, T> {
+    Strided { data, step, len }
+}
+
+/// `dst[i * dst_step] += a * src[i]`. The unit-stride case is written as slice zips, which
+/// the compiler vectorises.
+fn axpy<T: Real>(a: T, src: Strided<'_, T>, dst: &mut [T], dst_step: usize) {
+    if src.step == 1 && dst_step == 1 {
+        dst[..src.len].iter_mut().zip(&src.data[..src.len]).for_each(|(d, &v)| *d += a * v);
+    } else {
+        for i in 0..src.len {
+            dst[i * dst_step] += a * src.get(i);
+        }
+    }
+}
+
+/// `sum_i a[i] * b[i]` with eight independent accumulators, so it vectorises (a single
+/// floating-point accumulator would serialise every add).
+fn dot<T: Real>(a: &[T], b: Strided<'_, T>) -> T {
+    const LANES: usize = 8;
+    if b.step != 1 {
+        return (0..a.len()).map(|i| a[i] * b.get(i)).sum();
+    }
+    let b = &b.data[..a.len()];
+    let mut acc = [T::zero(); LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: T = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&x, &y)| x * y).sum();
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    acc.iter().copied().sum::<T>() + tail
+}
+
 /// Direct fprop: each output row accumulates one strided input line per (channel, tap).
 fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
     let [od, oh, ow] = g.output;
@@ -241,10 +294,8 @@ fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
             let (c, t) = tap(g, r);
             let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
             let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
-            let wv = w[co * patch + r];
-            for ox in lo..hi {
-                out[ox] += wv * plane[line + input_x(g, ox, t.2)];
-            }
+            let src = strided(&plane[line + input_x(g, lo, t.2)..], g.stride[2], hi - lo);
+            axpy(w[co * patch + r], src, &mut out[lo..hi], 1);
         }
     });
 }
@@ -263,9 +314,8 @@ fn direct_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
                 for (oz, oy) in output_rows(g) {
                     let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
                     let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
-                    for ox in lo..hi {
-                        plane[line + input_x(g, ox, t.2)] += wv * grad[ox];
-                    }
+                    let dst = &mut plane[line + input_x(g, lo, t.2)..];
+                    axpy(wv, Strided::contiguous(&grad[lo..hi]), dst, g.stride[2]);
                 }
             }
         }
@@ -286,9 +336,8 @@ fn direct_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
             for (oz, oy) in output_rows(g) {
                 let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
                 let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
-                for ox in lo..hi {
-                    acc += grad[ox] * plane[line + input_x(g, ox, t.2)];
-                }
+                let src = strided(&plane[line + input_x(g, lo, t.2)..], g.stride[2], hi - lo);
+                acc += dot(&grad[lo..hi], src);
             }
         }
         *out = acc;
@@ -367,7 +416,6 @@ pub fn wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
 /// [`wgrad`] through im2col + GEMM, `tile` output positions at a time.
 fn gemm_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T], tile: usize) {
     let (k, p, in_len) = (g.patch_len(), g.output_volume(), g.c_in * g.input_volume());
-    dw.fill(T::zero());
     with_scratch(k * tile, |col: &mut [T]| {
         for n in 0..g.batch {
             let xn = &x[n * in_len..(n + 1) * in_len];
@@ -377,7 +425,9 @@ fn gemm_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T], tile: 
                 im2col(xn, g, p0, p1, col);
                 let col_t = MatLayout::row_major(k, p1 - p0).t();
                 let dw_mat = MatLayout::row_major(g.c_out, k);
-                matmul(dw, dw_mat, &dyn_[p0..], column_block(g.c_out, p, p0, p1), col, col_t, true);
+                // The first product overwrites dw, the rest accumulate: no separate zeroing pass.
+                let accumulate = n > 0 || p0 > 0;
+                matmul(dw, dw_mat, &dyn_[p0..], column_block(g.c_out, p, p0, p1), col, col_t, accumulate);
             }
         }
     });
