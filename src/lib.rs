@@ -10,6 +10,7 @@ pub mod error;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod report;
 pub mod tensor;
 
 pub use error::{Error, Result};

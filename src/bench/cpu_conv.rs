@@ -41,18 +41,22 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
 }
 
-/// Median wall time of `reps` runs of `f`, after one warm-up run, in seconds.
-fn median_time(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut times: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+/// Median wall times of `a` and `b` over `reps` runs each, after one warm-up run of each,
+/// in seconds. Runs alternate, so drift of a shared, noisy machine hits both alike.
+fn median_times(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    fn timed(f: &mut impl FnMut()) -> f64 {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    }
+    a();
+    b();
+    let (mut ta, mut tb): (Vec<f64>, Vec<f64>) = (0..reps.max(1)).map(|_| (timed(&mut a), timed(&mut b))).unzip();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut ta), median(&mut tb))
 }
 
 /// The three primitives of one geometry, with their equivalent GEMM layouts
@@ -80,15 +84,15 @@ pub fn run(layers: &[ConvLayer], reps: usize, mut progress: impl FnMut(usize, us
         let mut out_w = vec![0.0; w.len()];
         let flops = 2.0 * g.macs() as f64;
         for (primitive, d, l, r) in equivalents(&g) {
-            let conv_s = match primitive {
-                "fprop" => median_time(reps, || cpu::fprop(&x, &w, &g, &mut out_y)),
-                "dgrad" => median_time(reps, || cpu::dgrad(&dy, &w, &g, &mut out_x)),
-                _ => median_time(reps, || cpu::wgrad(&x, &dy, &g, &mut out_w)),
-            };
             let lhs = random(l.rows * l.cols, 4);
             let rhs = random(r.rows * r.cols, 5);
             let mut dst = vec![0.0f32; d.rows * d.cols];
-            let gemm_s = median_time(reps, || cpu::matmul(&mut dst, d, &lhs, l, &rhs, r, false));
+            let gemm = || cpu::matmul(&mut dst, d, &lhs, l, &rhs, r, false);
+            let (conv_s, gemm_s) = match primitive {
+                "fprop" => median_times(reps, || cpu::fprop(&x, &w, &g, &mut out_y), gemm),
+                "dgrad" => median_times(reps, || cpu::dgrad(&dy, &w, &g, &mut out_x), gemm),
+                _ => median_times(reps, || cpu::wgrad(&x, &dy, &g, &mut out_w), gemm),
+            };
             rows.push(Row {
                 net: layer.net,
                 layer: layer.name.clone(),
@@ -107,7 +111,7 @@ pub fn run(layers: &[ConvLayer], reps: usize, mut progress: impl FnMut(usize, us
 }
 
 /// A table for people.
-pub fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
+pub fn write_table(rows: &[Row], out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<15} {:<12} {:<6} {:>6} {:>6} {:>6} {:>9} {:>10} {:>10} {:>6}",
@@ -133,7 +137,7 @@ pub fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// The same rows as CSV, for machines.
-pub fn write_csv(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
+pub fn write_csv(rows: &[Row], out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
     writeln!(out, "net,layer,pass,m,n,k,conv_ms,conv_gflops,gemm_gflops,ratio")?;
     for r in rows {
         writeln!(

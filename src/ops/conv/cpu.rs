@@ -11,8 +11,9 @@ use super::geometry::ConvGeometry;
 use crate::ops::Real;
 use crate::ops::scratch::with_scratch;
 
-/// Largest column buffer, in elements (64 MiB of f32).
-const COLUMN_BUDGET: usize = 1 << 24;
+/// Largest column buffer, in elements (4 MiB of f32: small enough to stay in cache between
+/// im2col and GEMM; 16 and 64 MiB measured no faster on the reference layers).
+const COLUMN_BUDGET: usize = 1 << 20;
 
 /// A strided matrix view for `gemm`: element (r, c) sits at `r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
@@ -147,21 +148,26 @@ fn input_index(o: usize, s: usize, k: usize, pad: usize, size: usize) -> Option<
     (o * s + k).checked_sub(pad).filter(|&i| i < size)
 }
 
+/// The range of `ox` in `[ox0, ox1)` whose input column `ox * stride + kx - pad` lies inside
+/// the input row (possibly empty).
+fn column_range(g: &ConvGeometry, kx: usize, ox0: usize, ox1: usize) -> (usize, usize) {
+    let (s, pad, iw) = (g.stride[2], g.pad[2], g.input[2]);
+    // ox * s + kx >= pad  <=>  ox >= ceil((pad - kx) / s)
+    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
+    // ox * s + kx - pad <= iw - 1  <=>  ox <= (iw - 1 + pad - kx) / s
+    let hi = if iw + pad > kx { (iw - 1 + pad - kx) / s + 1 } else { 0 };
+    (lo.max(ox0), hi.min(ox1))
+}
+
 /// Where output row (oz, oy) reads with tap `t`: the offset of the input line inside a
-/// channel plane, and the range of `ox` in `[ox0, ox1)` whose input column
-/// `ox * stride + kx - pad` lies inside the line. None when no output of the run reads
-/// inside the input (the row or the whole run falls in the padding).
+/// channel plane, and [`column_range`]. None when no output of the run reads inside the
+/// input (the row or the whole run falls in the padding).
 fn tap_line(g: &ConvGeometry, oz: usize, oy: usize, t: Tap, ox0: usize, ox1: usize) -> Option<(usize, usize, usize)> {
     let [id, ih, iw] = g.input;
     let (kz, ky, kx) = t;
     let iz = input_index(oz, g.stride[0], kz, g.pad[0], id)?;
     let iy = input_index(oy, g.stride[1], ky, g.pad[1], ih)?;
-    let (s, pad) = (g.stride[2], g.pad[2]);
-    // ox * s + kx >= pad  <=>  ox >= ceil((pad - kx) / s)
-    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
-    // ox * s + kx - pad <= iw - 1  <=>  ox <= (iw - 1 + pad - kx) / s
-    let hi = if iw + pad > kx { (iw - 1 + pad - kx) / s + 1 } else { 0 };
-    let (lo, hi) = (lo.max(ox0), hi.min(ox1));
+    let (lo, hi) = column_range(g, kx, ox0, ox1);
     (lo < hi).then_some(((iz * ih + iy) * iw, lo, hi))
 }
 
@@ -184,8 +190,12 @@ fn im2col<T: Real>(x: &[T], g: &ConvGeometry, p0: usize, p1: usize, col: &mut [T
             };
             out[..lo - ox0].fill(T::zero());
             out[hi - ox0..].fill(T::zero());
-            for (ox, v) in (lo..hi).zip(out[lo - ox0..hi - ox0].iter_mut()) {
-                *v = plane[line + input_x(g, ox, t.2)];
+            let src = &plane[line + input_x(g, lo, t.2)..];
+            let dst = &mut out[lo - ox0..hi - ox0];
+            if g.stride[2] == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                dst.iter_mut().zip(src.iter().step_by(g.stride[2])).for_each(|(d, &v)| *d = v);
             }
         });
     });
@@ -201,8 +211,19 @@ fn col2im_add<T: Real>(col: &[T], g: &ConvGeometry, p0: usize, p1: usize, dx: &m
             let row = &col[r * width..(r + 1) * width];
             for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
                 if let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) {
-                    for ox in lo..hi {
-                        plane[line + input_x(g, ox, t.2)] += row[at + ox - ox0];
+                    let src = &row[at + lo - ox0..at + hi - ox0];
+                    let dst = &mut plane[line + input_x(g, lo, t.2)..];
+                    match g.stride[2] {
+                        1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
+                        // Whole pairs where they fit, so the loop vectorises; the last element alone.
+                        2 => {
+                            let pairs = dst.len().min(2 * src.len()) / 2;
+                            dst.chunks_exact_mut(2).zip(&src[..pairs]).for_each(|(d, &v)| d[0] += v);
+                            if pairs < src.len() {
+                                dst[2 * pairs] += src[pairs];
+                            }
+                        }
+                        s => dst.iter_mut().step_by(s).zip(src).for_each(|(d, &v)| *d += v),
                     }
                 }
             });
@@ -228,6 +249,39 @@ fn output_rows(g: &ConvGeometry) -> impl Iterator<Item = (usize, usize)> + '_ {
 fn output_row_offset(g: &ConvGeometry, n: usize, co: usize, oz: usize, oy: usize) -> usize {
     let [od, oh, ow] = g.output;
     (((n * g.c_out + co) * od + oz) * oh + oy) * ow
+}
+
+/// The taps that read inside the input from one output row, without per-tap division.
+struct RowTaps {
+    /// Per kernel column kx: the valid `ox` range of a full output row.
+    columns: Vec<(usize, usize)>,
+}
+
+impl RowTaps {
+    fn new(g: &ConvGeometry) -> Self {
+        let ow = g.output[2];
+        let columns = (0..g.kernel[2]).map(|kx| column_range(g, kx, 0, ow)).collect();
+        RowTaps { columns }
+    }
+
+    /// Calls `f(t, line, kx, lo, hi)` for every tap `t = (kz * kh + ky) * kw + kx` whose input
+    /// row lies inside the input when read from output row (oz, oy): `line` is the input
+    /// line's offset in a channel plane, `[lo, hi)` the valid output columns.
+    fn for_each(&self, g: &ConvGeometry, oz: usize, oy: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+        let [id, ih, iw] = g.input;
+        let [kd, kh, kw] = g.kernel;
+        for kz in 0..kd {
+            let Some(iz) = input_index(oz, g.stride[0], kz, g.pad[0], id) else { continue };
+            for ky in 0..kh {
+                let Some(iy) = input_index(oy, g.stride[1], ky, g.pad[1], ih) else { continue };
+                for (kx, &(lo, hi)) in self.columns.iter().enumerate() {
+                    if lo < hi {
+                        f((kz * kh + ky) * kw + kx, (iz * ih + iy) * iw, kx, lo, hi);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `len` elements of `data` taken every `step`-th (`step` 1: a plain slice).
@@ -257,9 +311,7 @@ fn axpy<T: Real>(a: T, src: Strided<'_, T>, dst: &mut [T], dst_step: usize) {
     if src.step == 1 && dst_step == 1 {
         dst[..src.len].iter_mut().zip(&src.data[..src.len]).for_each(|(d, &v)| *d += a * v);
     } else {
-        for i in 0..src.len {
-            dst[i * dst_step] += a * src.get(i);
-        }
+        dst.iter_mut().step_by(dst_step).take(src.len).enumerate().for_each(|(i, d)| *d += a * src.get(i));
     }
 }
 
@@ -285,18 +337,18 @@ fn dot<T: Real>(a: &[T], b: Strided<'_, T>) -> T {
 /// Direct fprop: each output row accumulates one strided input line per (channel, tap).
 fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
     let [od, oh, ow] = g.output;
-    let (plane_len, patch) = (g.input_volume(), g.patch_len());
+    let (plane_len, patch, taps) = (g.input_volume(), g.patch_len(), g.kernel.iter().product::<usize>());
+    let row_taps = RowTaps::new(g);
     y.par_chunks_mut(ow).enumerate().for_each(|(row, out)| {
         let (n, co) = (row / (g.c_out * od * oh), (row / (od * oh)) % g.c_out);
-        let (oz, oy) = ((row / oh) % od, row % oh);
         out.fill(T::zero());
-        for r in 0..patch {
-            let (c, t) = tap(g, r);
-            let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
-            let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
-            let src = strided(&plane[line + input_x(g, lo, t.2)..], g.stride[2], hi - lo);
-            axpy(w[co * patch + r], src, &mut out[lo..hi], 1);
-        }
+        row_taps.for_each(g, (row / oh) % od, row % oh, |t, line, kx, lo, hi| {
+            for c in 0..g.c_in {
+                let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
+                let src = strided(&plane[line + input_x(g, lo, kx)..], g.stride[2], hi - lo);
+                axpy(w[co * patch + c * taps + t], src, &mut out[lo..hi], 1);
+            }
+        });
     });
 }
 
@@ -304,43 +356,41 @@ fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
 fn direct_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
     let ow = g.output[2];
     let (taps, patch) = (g.kernel.iter().product::<usize>(), g.patch_len());
+    let row_taps = RowTaps::new(g);
     dx.par_chunks_mut(g.input_volume()).enumerate().for_each(|(nc, plane)| {
         let (n, c) = (nc / g.c_in, nc % g.c_in);
         plane.fill(T::zero());
         for co in 0..g.c_out {
-            for r in c * taps..(c + 1) * taps {
-                let (_, t) = tap(g, r);
-                let wv = w[co * patch + r];
-                for (oz, oy) in output_rows(g) {
-                    let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
-                    let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
-                    let dst = &mut plane[line + input_x(g, lo, t.2)..];
-                    axpy(wv, Strided::contiguous(&grad[lo..hi]), dst, g.stride[2]);
-                }
+            for (oz, oy) in output_rows(g) {
+                let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
+                row_taps.for_each(g, oz, oy, |t, line, kx, lo, hi| {
+                    let dst = &mut plane[line + input_x(g, lo, kx)..];
+                    axpy(w[co * patch + c * taps + t], Strided::contiguous(&grad[lo..hi]), dst, g.stride[2]);
+                });
             }
         }
     });
 }
 
-/// Direct wgrad: each weight is one dot product of output-gradient rows with the input
-/// lines they saw.
+/// Direct wgrad: the weights of one (output, input) channel pair are dot products of
+/// output-gradient rows with the input lines they saw.
 fn direct_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
     let ow = g.output[2];
-    let (plane_len, patch) = (g.input_volume(), g.patch_len());
-    dw.par_iter_mut().enumerate().for_each(|(i, out)| {
-        let (co, r) = (i / patch, i % patch);
-        let (c, t) = tap(g, r);
-        let mut acc = T::zero();
+    let (plane_len, taps) = (g.input_volume(), g.kernel.iter().product::<usize>());
+    let row_taps = RowTaps::new(g);
+    dw.par_chunks_mut(taps).enumerate().for_each(|(pair, out)| {
+        let (co, c) = (pair / g.c_in, pair % g.c_in);
+        out.fill(T::zero());
         for n in 0..g.batch {
             let plane = &x[(n * g.c_in + c) * plane_len..][..plane_len];
             for (oz, oy) in output_rows(g) {
-                let Some((line, lo, hi)) = tap_line(g, oz, oy, t, 0, ow) else { continue };
                 let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
-                let src = strided(&plane[line + input_x(g, lo, t.2)..], g.stride[2], hi - lo);
-                acc += dot(&grad[lo..hi], src);
+                row_taps.for_each(g, oz, oy, |t, line, kx, lo, hi| {
+                    let src = strided(&plane[line + input_x(g, lo, kx)..], g.stride[2], hi - lo);
+                    out[t] += dot(&grad[lo..hi], src);
+                });
             }
         }
-        *out = acc;
     });
 }
 

@@ -1,0 +1,68 @@
+//! `mrgan bench ...`: kernel benchmarks with a readable table and optional CSV.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use mrgan::bench::{cpu_conv, layers};
+use mrgan::report::write_atomic;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand)]
+enum Which {
+    /// CPU conv fprop/dgrad/wgrad on the reference networks' layers at 256x256, batch 1,
+    /// next to the raw GEMM of the same shapes measured in the same run.
+    CpuConv {
+        /// Which network's layers.
+        #[arg(long, value_enum, default_value_t = Net::All)]
+        net: Net,
+        /// Timed runs per measurement (the median is reported, after one warm-up run).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Also write the rows as CSV to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Net {
+    Unet256,
+    Resnet9blocks,
+    Patchgan,
+    All,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.which {
+        Which::CpuConv { net, reps, csv } => {
+            let chosen = match net {
+                Net::Unet256 => layers::unet_256(),
+                Net::Resnet9blocks => layers::resnet_9blocks(),
+                Net::Patchgan => layers::patchgan(),
+                Net::All => [layers::unet_256(), layers::resnet_9blocks(), layers::patchgan()].concat(),
+            };
+            println!("CPU conv primitives vs raw GEMM (gemm crate), batch 1, {} rayon threads", rayon::current_num_threads());
+            let bar = ProgressBar::new(chosen.len() as u64).with_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} layers, {per_sec}, ETA {eta}")
+                    .expect("static template"),
+            );
+            let rows = cpu_conv::run(&chosen, reps, |done, _| bar.set_position(done as u64));
+            bar.finish_and_clear();
+            cpu_conv::write_table(&rows, &mut std::io::stdout())?;
+            if let Some(path) = csv {
+                write_atomic(&path, |w| cpu_conv::write_csv(&rows, w))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The command line: one file per subcommand.
+
+mod bench;
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// MRI contrast translation (T1 <-> T2) with GANs on a hand-written engine.
+#[derive(Parser)]
+#[command(name = "mrgan", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the main job on built-in defaults.
+    Demo,
+    /// Measures the engine's kernels.
+    Bench(bench::BenchArgs),
+}
+
+/// Parses the arguments and runs the subcommand.
+pub fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(args),
+    }
+}
