@@ -5,7 +5,12 @@
 use mrgan::bench::{cpu_conv, layers};
 
 fn main() {
-    let all: Vec<_> = [layers::unet_256(), layers::resnet_9blocks(), layers::patchgan()].concat();
+    let all: Vec<_> = [
+        layers::unet_256(),
+        layers::resnet_9blocks(),
+        layers::patchgan(),
+    ]
+    .concat();
     let rows = cpu_conv::run(&all, 5, |done, total| eprint!("\r{done}/{total} layers"));
     eprintln!();
     cpu_conv::write_table(&rows, &mut std::io::stdout()).expect("stdout");

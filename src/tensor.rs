@@ -82,7 +82,11 @@ impl Tensor {
         if shape.numel() != data.len() {
             return Err(shape_error(
                 "Tensor::from_vec",
-                format!("shape {shape} needs {} elements, got {}", shape.numel(), data.len()),
+                format!(
+                    "shape {shape} needs {} elements, got {}",
+                    shape.numel(),
+                    data.len()
+                ),
             ));
         }
         Ok(Tensor {

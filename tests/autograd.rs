@@ -17,7 +17,11 @@ use rand_distr::{Distribution, StandardNormal};
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let n = shape.iter().product();
-    Tensor::from_vec(shape, (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()).unwrap()
+    Tensor::from_vec(
+        shape,
+        (0..n).map(|_| StandardNormal.sample(&mut rng)).collect(),
+    )
+    .unwrap()
 }
 
 /// A tiny encoder-decoder touching every op family. Its activations are smooth (tanh,
@@ -52,21 +56,51 @@ impl TinyNet {
             let v = randn(&[arena.entry(id).shape.numel()], seed + 1);
             arena.value_mut(id).copy_from_slice(v.as_slice());
         }
-        TinyNet { arena, ids, bn: RunningStats::new(4) }
+        TinyNet {
+            arena,
+            ids,
+            bn: RunningStats::new(4),
+        }
     }
 
     /// [n, 2, 8, 8] -> [n, 1, 8, 8]
     fn forward(&mut self, tape: &mut Tape, x: Var) -> Var {
-        let p: Vec<Var> = self.ids.iter().map(|&id| tape.param(&self.arena, id)).collect();
+        let p: Vec<Var> = self
+            .ids
+            .iter()
+            .map(|&id| tape.param(&self.arena, id))
+            .collect();
         let h = tape.pad(x, PadMode::Reflect, 1).unwrap();
-        let h = tape.conv(h, p[0], Some(p[1]), ConvOptions::new(1, 0)).unwrap();
-        let h = tape.batch_norm(h, Some(Affine { gamma: p[2], beta: p[3] }), &mut self.bn, true).unwrap();
+        let h = tape
+            .conv(h, p[0], Some(p[1]), ConvOptions::new(1, 0))
+            .unwrap();
+        let h = tape
+            .batch_norm(
+                h,
+                Some(Affine {
+                    gamma: p[2],
+                    beta: p[3],
+                }),
+                &mut self.bn,
+                true,
+            )
+            .unwrap();
         let h = tape.tanh(h).unwrap();
         let h = tape.conv(h, p[4], None, ConvOptions::new(2, 1)).unwrap();
-        let h = tape.instance_norm(h, Some(Affine { gamma: p[5], beta: p[6] })).unwrap();
+        let h = tape
+            .instance_norm(
+                h,
+                Some(Affine {
+                    gamma: p[5],
+                    beta: p[6],
+                }),
+            )
+            .unwrap();
         let h = tape.sigmoid(h).unwrap();
         let h = tape.dropout(h, 0.25, 99).unwrap();
-        let h = tape.conv_transpose(h, p[7], Some(p[8]), ConvOptions::new(2, 1)).unwrap();
+        let h = tape
+            .conv_transpose(h, p[7], Some(p[8]), ConvOptions::new(2, 1))
+            .unwrap();
         let h = tape.concat(&[h, x]).unwrap();
         let h = tape.pad(h, PadMode::Replicate, 1).unwrap();
         let h = tape.conv(h, p[9], None, ConvOptions::new(1, 0)).unwrap();
@@ -76,10 +110,14 @@ impl TinyNet {
 
 /// A loss using the remaining ops (smooth ones, see above): MSE to a target, LSGAN and BCE terms, scale, add, mul, mean.
 fn objective(tape: &mut Tape, y: Var, target: Var) -> Var {
-    let fit = tape.loss(LossKind::Mse, y, LossTarget::Var(target)).unwrap();
+    let fit = tape
+        .loss(LossKind::Mse, y, LossTarget::Var(target))
+        .unwrap();
     let fit = tape.scale(fit, 10.0).unwrap();
     let mse = tape.loss(LossKind::Mse, y, LossTarget::Const(1.0)).unwrap();
-    let bce = tape.loss(LossKind::BceWithLogits, y, LossTarget::Const(0.0)).unwrap();
+    let bce = tape
+        .loss(LossKind::BceWithLogits, y, LossTarget::Const(0.0))
+        .unwrap();
     let sq = tape.mul(y, y).unwrap();
     let m = tape.mean(sq);
     let a = tape.add(fit, mse).unwrap();
@@ -120,9 +158,19 @@ fn whole_graph_matches_finite_differences() {
     for trial in 0..3 {
         let u = randn(&[grad.len()], 100 + trial);
         let base = net.arena.values().to_vec();
-        let analytic: f64 = grad.iter().zip(u.as_slice()).map(|(g, u)| (g * u) as f64).sum();
+        let analytic: f64 = grad
+            .iter()
+            .zip(u.as_slice())
+            .map(|(g, u)| (g * u) as f64)
+            .sum();
         let mut at = |sign: f32| {
-            for ((v, b), d) in net.arena.values_mut().iter_mut().zip(&base).zip(u.as_slice()) {
+            for ((v, b), d) in net
+                .arena
+                .values_mut()
+                .iter_mut()
+                .zip(&base)
+                .zip(u.as_slice())
+            {
                 *v = b + sign * h * d;
             }
             loss_value(&mut net, &x, &target)
@@ -130,18 +178,32 @@ fn whole_graph_matches_finite_differences() {
         let numeric = (at(1.0) - at(-1.0)) / (2.0 * h as f64);
         net.arena.values_mut().copy_from_slice(&base);
         println!("params direction {trial}: analytic {analytic:.6}, numeric {numeric:.6}");
-        assert!((analytic - numeric).abs() <= 1e-3 + 1e-2 * analytic.abs(), "trial {trial}");
+        assert!(
+            (analytic - numeric).abs() <= 1e-3 + 1e-2 * analytic.abs(),
+            "trial {trial}"
+        );
     }
 
     // The input's gradient, along one direction.
     let gx = grads.get(xv).expect("input asked for a gradient");
     let u = randn(x.dims(), 200);
-    let analytic: f64 = gx.as_slice().iter().zip(u.as_slice()).map(|(g, u)| (g * u) as f64).sum();
+    let analytic: f64 = gx
+        .as_slice()
+        .iter()
+        .zip(u.as_slice())
+        .map(|(g, u)| (g * u) as f64)
+        .sum();
     let shifted = |sign: f32| {
-        let data = x.as_slice().iter().zip(u.as_slice()).map(|(a, d)| a + sign * h * d).collect();
+        let data = x
+            .as_slice()
+            .iter()
+            .zip(u.as_slice())
+            .map(|(a, d)| a + sign * h * d)
+            .collect();
         Tensor::from_vec(x.dims(), data).unwrap()
     };
-    let numeric = (loss_value(&mut net, &shifted(1.0), &target) - loss_value(&mut net, &shifted(-1.0), &target))
+    let numeric = (loss_value(&mut net, &shifted(1.0), &target)
+        - loss_value(&mut net, &shifted(-1.0), &target))
         / (2.0 * h as f64);
     println!("input direction: analytic {analytic:.6}, numeric {numeric:.6}");
     assert!((analytic - numeric).abs() <= 1e-3 + 1e-2 * analytic.abs());
@@ -174,7 +236,10 @@ fn several_forwards_before_one_backward_add_their_gradients() {
     let only_a = param_grads(&mut net, &[&a]);
     let only_b = param_grads(&mut net, &[&b]);
     for (i, ((s, x), y)) in both.iter().zip(&only_a).zip(&only_b).enumerate() {
-        assert!((s - (x + y)).abs() <= 1e-5 * (1.0 + s.abs()), "param scalar {i}: {s} vs {x} + {y}");
+        assert!(
+            (s - (x + y)).abs() <= 1e-5 * (1.0 + s.abs()),
+            "param scalar {i}: {s} vs {x} + {y}"
+        );
     }
     // Each call normalised with its own batch statistics and updated the running stats once.
     let mut fresh = TinyNet::new(6);
@@ -195,7 +260,9 @@ fn frozen_network_passes_gradients_but_keeps_none() {
         let fake = g.forward(&mut tape, xv);
         let fake2 = tape.concat(&[fake, fake]).unwrap();
         let score = d.forward(&mut tape, fake2);
-        let l = tape.loss(LossKind::Mse, score, LossTarget::Const(1.0)).unwrap();
+        let l = tape
+            .loss(LossKind::Mse, score, LossTarget::Const(1.0))
+            .unwrap();
         let grads = tape.backward(l).unwrap();
         g.arena.accumulate_grads(&grads).unwrap();
         d.arena.accumulate_grads(&grads).unwrap();
@@ -203,9 +270,15 @@ fn frozen_network_passes_gradients_but_keeps_none() {
     };
     let (g_frozen, d_frozen) = run(true);
     let (g_free, d_free) = run(false);
-    assert!(d_frozen.iter().all(|&v| v == 0.0), "a frozen network must get no gradient");
+    assert!(
+        d_frozen.iter().all(|&v| v == 0.0),
+        "a frozen network must get no gradient"
+    );
     assert!(d_free.iter().any(|&v| v != 0.0));
-    assert!(g_frozen.iter().any(|&v| v != 0.0), "gradients must flow through the frozen network");
+    assert!(
+        g_frozen.iter().any(|&v| v != 0.0),
+        "gradients must flow through the frozen network"
+    );
     assert_eq!(g_frozen, g_free, "freezing D must not change G's gradients");
 }
 
@@ -243,29 +316,55 @@ fn bad_shapes_are_clear_errors() {
     let mut tape = Tape::new();
     let x = tape.constant(Tensor::zeros([1, 3, 8, 8]));
     let w = tape.constant(Tensor::zeros([4, 2, 3, 3]));
-    let msg = tape.conv(x, w, None, ConvOptions::new(1, 1)).unwrap_err().to_string();
-    assert!(msg.starts_with("conv:") && msg.contains("[1, 3, 8, 8]") && msg.contains("[4, 2, 3, 3]"), "{msg}");
+    let msg = tape
+        .conv(x, w, None, ConvOptions::new(1, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("conv:") && msg.contains("[1, 3, 8, 8]") && msg.contains("[4, 2, 3, 3]"),
+        "{msg}"
+    );
 
     let big = tape.constant(Tensor::zeros([1, 3, 9, 9]));
     let msg = tape.concat(&[x, big]).unwrap_err().to_string();
-    assert!(msg.starts_with("concat:") && msg.contains("[1, 3, 9, 9]"), "{msg}");
+    assert!(
+        msg.starts_with("concat:") && msg.contains("[1, 3, 9, 9]"),
+        "{msg}"
+    );
 
     let small = tape.constant(Tensor::zeros([1, 1, 2, 2]));
-    let msg = tape.pad(small, PadMode::Reflect, 3).unwrap_err().to_string();
-    assert!(msg.starts_with("pad:") && msg.contains("[1, 1, 2, 2]"), "{msg}");
+    let msg = tape
+        .pad(small, PadMode::Reflect, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("pad:") && msg.contains("[1, 1, 2, 2]"),
+        "{msg}"
+    );
 
     let wt = tape.constant(Tensor::zeros([3, 2, 3, 3]));
     let msg = tape
         .conv_transpose(x, wt, None, ConvOptions::new(2, 1).with_output_padding(2))
         .unwrap_err()
         .to_string();
-    assert!(msg.starts_with("conv_transpose:") && msg.contains("output_padding"), "{msg}");
+    assert!(
+        msg.starts_with("conv_transpose:") && msg.contains("output_padding"),
+        "{msg}"
+    );
 
     let mut stats = RunningStats::new(5);
-    let msg = tape.batch_norm(x, None, &mut stats, true).unwrap_err().to_string();
+    let msg = tape
+        .batch_norm(x, None, &mut stats, true)
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("batch_norm:"), "{msg}");
 
     assert!(matches!(tape.backward(x), Err(Error::Autograd(_))));
     let t = tape.constant(Tensor::zeros([1, 3, 8, 7]));
-    assert!(tape.loss(LossKind::L1, x, LossTarget::Var(t)).unwrap_err().to_string().starts_with("loss:"));
+    assert!(
+        tape.loss(LossKind::L1, x, LossTarget::Var(t))
+            .unwrap_err()
+            .to_string()
+            .starts_with("loss:")
+    );
 }

@@ -34,25 +34,56 @@ fn fixtures() -> Fixtures {
 
 /// Leaves for the named inputs of a case, each asking for its gradient.
 fn leaves(tape: &mut Tape, f: &Fixtures, case: &str, names: &[&str]) -> Vec<Var> {
-    names.iter().map(|n| tape.leaf(f.tensor(&format!("{case}.{n}")), true)).collect()
+    names
+        .iter()
+        .map(|n| tape.leaf(f.tensor(&format!("{case}.{n}")), true))
+        .collect()
 }
 
 /// Runs backward from `sum(y * gy)` and compares y and the gradients of `inputs`.
-fn check_case(tape: &mut Tape, f: &Fixtures, case: &str, y: Var, inputs: &[(&str, Var)], atol: f64, rtol: f64) {
-    assert_close(&format!("{case} forward"), tape.value(y).as_slice(), f.f64(&format!("{case}.y")), atol, rtol);
-    let gy = tape.constant(f.tensor(&format!("{case}.gy")).reshape(tape.value(y).shape().clone()).unwrap());
+fn check_case(
+    tape: &mut Tape,
+    f: &Fixtures,
+    case: &str,
+    y: Var,
+    inputs: &[(&str, Var)],
+    atol: f64,
+    rtol: f64,
+) {
+    assert_close(
+        &format!("{case} forward"),
+        tape.value(y).as_slice(),
+        f.f64(&format!("{case}.y")),
+        atol,
+        rtol,
+    );
+    let gy = tape.constant(
+        f.tensor(&format!("{case}.gy"))
+            .reshape(tape.value(y).shape().clone())
+            .unwrap(),
+    );
     let weighted = tape.mul(y, gy).unwrap();
     let objective = tape.sum(weighted);
     let grads = tape.backward(objective).unwrap();
     for (name, v) in inputs {
         let key = format!("{case}.g{name}");
-        let g = grads.get(*v).unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
-        assert_close(&format!("{case} d{name}"), g.as_slice(), f.f64(&key), atol, rtol);
+        let g = grads
+            .get(*v)
+            .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
+        assert_close(
+            &format!("{case} d{name}"),
+            g.as_slice(),
+            f.f64(&key),
+            atol,
+            rtol,
+        );
     }
 }
 
 fn usize_of(c: &Value, key: &str) -> usize {
-    c[key].as_u64().unwrap_or_else(|| panic!("case field {key}")) as usize
+    c[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("case field {key}")) as usize
 }
 
 fn name_of(c: &Value) -> &str {
@@ -68,7 +99,11 @@ fn conv_and_conv_transpose_match_torch() {
             let opts = ConvOptions::new(usize_of(c, "stride"), usize_of(c, "padding"))
                 .with_output_padding(usize_of(c, "output_padding"));
             let mut tape = Tape::new();
-            let names: &[&str] = if c["bias"] == true { &["x", "w", "b"] } else { &["x", "w"] };
+            let names: &[&str] = if c["bias"] == true {
+                &["x", "w", "b"]
+            } else {
+                &["x", "w"]
+            };
             let v = leaves(&mut tape, &f, case, names);
             let y = if op == "conv" {
                 tape.conv(v[0], v[1], v.get(2).copied(), opts)
@@ -93,11 +128,34 @@ fn batch_norm_matches_torch_including_running_stats() {
         let mut stats = RunningStats::new(f.shape(&format!("{case}.gamma"))[0]);
         stats.mean = f.tensor(&format!("{case}.running_mean_before")).to_vec();
         stats.var = f.tensor(&format!("{case}.running_var_before")).to_vec();
-        let affine = Some(Affine { gamma: v[1], beta: v[2] });
+        let affine = Some(Affine {
+            gamma: v[1],
+            beta: v[2],
+        });
         let y = tape.batch_norm(v[0], affine, &mut stats, training).unwrap();
-        assert_close(&format!("{case} running mean"), &stats.mean, f.f64(&format!("{case}.running_mean")), ATOL, RTOL);
-        assert_close(&format!("{case} running var"), &stats.var, f.f64(&format!("{case}.running_var")), ATOL, RTOL);
-        check_case(&mut tape, &f, case, y, &[("x", v[0]), ("gamma", v[1]), ("beta", v[2])], ATOL, RTOL);
+        assert_close(
+            &format!("{case} running mean"),
+            &stats.mean,
+            f.f64(&format!("{case}.running_mean")),
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            &format!("{case} running var"),
+            &stats.var,
+            f.f64(&format!("{case}.running_var")),
+            ATOL,
+            RTOL,
+        );
+        check_case(
+            &mut tape,
+            &f,
+            case,
+            y,
+            &[("x", v[0]), ("gamma", v[1]), ("beta", v[2])],
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -108,10 +166,20 @@ fn instance_norm_matches_torch() {
         let case = name_of(c);
         let mut tape = Tape::new();
         let affine = c["affine"] == true;
-        let names: &[&str] = if affine { &["x", "gamma", "beta"] } else { &["x"] };
+        let names: &[&str] = if affine {
+            &["x", "gamma", "beta"]
+        } else {
+            &["x"]
+        };
         let v = leaves(&mut tape, &f, case, names);
         let y = tape
-            .instance_norm(v[0], affine.then(|| Affine { gamma: v[1], beta: v[2] }))
+            .instance_norm(
+                v[0],
+                affine.then(|| Affine {
+                    gamma: v[1],
+                    beta: v[2],
+                }),
+            )
             .unwrap();
         let inputs: Vec<(&str, Var)> = names.iter().copied().zip(v).collect();
         check_case(&mut tape, &f, case, y, &inputs, ATOL, RTOL);
@@ -161,7 +229,15 @@ fn concat_matches_torch() {
     let mut tape = Tape::new();
     let v = leaves(&mut tape, &f, "concat", &["a", "b"]);
     let y = tape.concat(&v).unwrap();
-    check_case(&mut tape, &f, "concat", y, &[("a", v[0]), ("b", v[1])], COPY_ATOL, COPY_RTOL);
+    check_case(
+        &mut tape,
+        &f,
+        "concat",
+        y,
+        &[("a", v[0]), ("b", v[1])],
+        COPY_ATOL,
+        COPY_RTOL,
+    );
 }
 
 #[test]
@@ -218,14 +294,29 @@ fn adam_trajectory_matches_torch() {
             // Load this step's gradient through the public path: a tape with one parameter.
             let mut tape = Tape::new();
             let pv = tape.param(&arena, id);
-            let g = mrgan::Tensor::from_vec([n], grads[s * n..(s + 1) * n].iter().map(|&v| v as f32).collect()).unwrap();
+            let g = mrgan::Tensor::from_vec(
+                [n],
+                grads[s * n..(s + 1) * n]
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect(),
+            )
+            .unwrap();
             let gv = tape.constant(g);
             let prod = tape.mul(pv, gv).unwrap();
             let objective = tape.sum(prod);
             arena.zero_grad();
-            arena.accumulate_grads(&tape.backward(objective).unwrap()).unwrap();
+            arena
+                .accumulate_grads(&tape.backward(objective).unwrap())
+                .unwrap();
             adam.step(&mut arena, config.lr).unwrap();
-            assert_close(&format!("{case} step {}", s + 1), arena.value(id), &after[s * n..(s + 1) * n], 1e-7, 1e-6);
+            assert_close(
+                &format!("{case} step {}", s + 1),
+                arena.value(id),
+                &after[s * n..(s + 1) * n],
+                1e-7,
+                1e-6,
+            );
         }
     }
 }
@@ -245,11 +336,15 @@ fn lr_schedules_match_torch() {
                 step_size: usize_of(c, "step_size"),
                 gamma: c["gamma"].as_f64().unwrap(),
             },
-            "cosine" => LrPolicy::Cosine { t_max: usize_of(c, "t_max") },
+            "cosine" => LrPolicy::Cosine {
+                t_max: usize_of(c, "t_max"),
+            },
             p => panic!("unknown policy {p}"),
         };
         let expected = f.f64(&format!("{case}.factors"));
-        let got: Vec<f32> = (0..expected.len()).map(|k| policy.factor(k) as f32).collect();
+        let got: Vec<f32> = (0..expected.len())
+            .map(|k| policy.factor(k) as f32)
+            .collect();
         assert_close(case, &got, expected, 1e-7, 1e-6);
     }
 }

@@ -84,7 +84,10 @@ impl Tape {
     }
 
     fn node(&self, v: Var) -> &Node {
-        assert_eq!(v.tape, self.id, "a Var was used with a tape that did not make it");
+        assert_eq!(
+            v.tape, self.id,
+            "a Var was used with a tape that did not make it"
+        );
         &self.nodes[v.index]
     }
 
@@ -149,7 +152,10 @@ impl Tape {
     ) -> Var {
         let requires_grad = self.recording && inputs.iter().any(|&i| self.node(i).requires_grad);
         let (inputs, backward) = if requires_grad {
-            (inputs.to_vec(), Some(Box::new(backward()) as Box<dyn Backward>))
+            (
+                inputs.to_vec(),
+                Some(Box::new(backward()) as Box<dyn Backward>),
+            )
         } else {
             (Vec::new(), None)
         };
@@ -184,13 +190,19 @@ impl Tape {
             let Some(grad_out) = grads[index].take() else {
                 continue;
             };
-            let needs: Vec<bool> = node.inputs.iter().map(|&i| self.node(i).requires_grad).collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&i| self.node(i).requires_grad)
+                .collect();
             let input_grads = backward.backward(&grad_out, &needs)?;
             for ((&input, grad), &need) in node.inputs.iter().zip(input_grads).zip(&needs) {
                 let Some(grad) = grad.filter(|_| need) else {
                     continue;
                 };
-                self.node(input).value.expect_same_shape("backward", &grad)?;
+                self.node(input)
+                    .value
+                    .expect_same_shape("backward", &grad)?;
                 let slot = &mut grads[input.index];
                 *slot = Some(match slot.take() {
                     Some(acc) => elementwise::add_tensors(&acc, &grad)?,
@@ -222,7 +234,10 @@ pub struct Gradients {
 impl Gradients {
     /// The gradient of leaf `v`, if it requires one and the loss depends on it.
     pub fn get(&self, v: Var) -> Option<&Tensor> {
-        assert_eq!(v.tape, self.tape, "a Var was used with gradients of another tape");
+        assert_eq!(
+            v.tape, self.tape,
+            "a Var was used with gradients of another tape"
+        );
         self.grads[v.index].as_ref()
     }
 

@@ -51,7 +51,9 @@ fn median_times(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, 
     }
     a();
     b();
-    let (mut ta, mut tb): (Vec<f64>, Vec<f64>) = (0..reps.max(1)).map(|_| (timed(&mut a), timed(&mut b))).unzip();
+    let (mut ta, mut tb): (Vec<f64>, Vec<f64>) = (0..reps.max(1))
+        .map(|_| (timed(&mut a), timed(&mut b)))
+        .unzip();
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -138,12 +140,24 @@ pub fn write_table(rows: &[Row], out: &mut (impl Write + ?Sized)) -> std::io::Re
 
 /// The same rows as CSV, for machines.
 pub fn write_csv(rows: &[Row], out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
-    writeln!(out, "net,layer,pass,m,n,k,conv_ms,conv_gflops,gemm_gflops,ratio")?;
+    writeln!(
+        out,
+        "net,layer,pass,m,n,k,conv_ms,conv_gflops,gemm_gflops,ratio"
+    )?;
     for r in rows {
         writeln!(
             out,
             "{},{},{},{},{},{},{:.4},{:.3},{:.3},{:.4}",
-            r.net, r.layer, r.primitive, r.m, r.n, r.k, r.conv_ms, r.conv_gflops, r.gemm_gflops, r.ratio()
+            r.net,
+            r.layer,
+            r.primitive,
+            r.m,
+            r.n,
+            r.k,
+            r.conv_ms,
+            r.conv_gflops,
+            r.gemm_gflops,
+            r.ratio()
         )?;
     }
     Ok(())

@@ -32,25 +32,69 @@ impl ConvLayer {
     }
 }
 
-fn layer(net: &'static str, name: String, c_in: usize, c_out: usize, size: usize, kernel: usize, opts: ConvOptions, transposed: bool) -> ConvLayer {
-    ConvLayer { net, name, c_in, c_out, size, kernel, opts, transposed }
+fn layer(
+    net: &'static str,
+    name: String,
+    (c_in, c_out): (usize, usize),
+    size: usize,
+    kernel: usize,
+    opts: ConvOptions,
+    transposed: bool,
+) -> ConvLayer {
+    ConvLayer {
+        net,
+        name,
+        c_in,
+        c_out,
+        size,
+        kernel,
+        opts,
+        transposed,
+    }
 }
 
 /// unet_256: eight k4 s2 p1 downsamplings, eight k4 s2 p1 transposed upsamplings whose inputs
 /// (but the innermost) carry the skip connection's channels too.
 pub fn unet_256() -> Vec<ConvLayer> {
-    let down = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 512), (512, 512), (512, 512)];
+    let down = [
+        (1, 64),
+        (64, 128),
+        (128, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ];
     let s = ConvOptions::new(2, 1);
     let mut layers: Vec<ConvLayer> = down
         .iter()
         .enumerate()
-        .map(|(i, &(ci, co))| layer("unet_256", format!("down{}", i + 1), ci, co, 256 >> i, 4, s, false))
+        .map(|(i, &ch)| {
+            layer(
+                "unet_256",
+                format!("down{}", i + 1),
+                ch,
+                256 >> i,
+                4,
+                s,
+                false,
+            )
+        })
         .collect();
     for i in (0..8).rev() {
         let (ci, co) = down[i];
         let c_in = if i == 7 { co } else { 2 * co };
         let c_out = if i == 0 { 1 } else { ci };
-        layers.push(layer("unet_256", format!("up{}", i + 1), c_in, c_out, 128 >> i, 4, s, true));
+        layers.push(layer(
+            "unet_256",
+            format!("up{}", i + 1),
+            (c_in, c_out),
+            128 >> i,
+            4,
+            s,
+            true,
+        ));
     }
     layers
 }
@@ -59,25 +103,67 @@ pub fn unet_256() -> Vec<ConvLayer> {
 /// the residual blocks' 3x3 conv (one shape, 18 uses) and two transposed upsamplings.
 pub fn resnet_9blocks() -> Vec<ConvLayer> {
     let net = "resnet_9blocks";
+    let up = ConvOptions::new(2, 1).with_output_padding(1);
     vec![
-        layer(net, "stem".into(), 1, 64, 262, 7, ConvOptions::new(1, 0), false),
-        layer(net, "down1".into(), 64, 128, 256, 3, ConvOptions::new(2, 1), false),
-        layer(net, "down2".into(), 128, 256, 128, 3, ConvOptions::new(2, 1), false),
-        layer(net, "block (x18)".into(), 256, 256, 66, 3, ConvOptions::new(1, 0), false),
-        layer(net, "up1".into(), 256, 128, 64, 3, ConvOptions::new(2, 1).with_output_padding(1), true),
-        layer(net, "up2".into(), 128, 64, 128, 3, ConvOptions::new(2, 1).with_output_padding(1), true),
-        layer(net, "head".into(), 64, 1, 262, 7, ConvOptions::new(1, 0), false),
+        layer(
+            net,
+            "stem".into(),
+            (1, 64),
+            262,
+            7,
+            ConvOptions::new(1, 0),
+            false,
+        ),
+        layer(
+            net,
+            "down1".into(),
+            (64, 128),
+            256,
+            3,
+            ConvOptions::new(2, 1),
+            false,
+        ),
+        layer(
+            net,
+            "down2".into(),
+            (128, 256),
+            128,
+            3,
+            ConvOptions::new(2, 1),
+            false,
+        ),
+        layer(
+            net,
+            "block (x18)".into(),
+            (256, 256),
+            66,
+            3,
+            ConvOptions::new(1, 0),
+            false,
+        ),
+        layer(net, "up1".into(), (256, 128), 64, 3, up, true),
+        layer(net, "up2".into(), (128, 64), 128, 3, up, true),
+        layer(
+            net,
+            "head".into(),
+            (64, 1),
+            262,
+            7,
+            ConvOptions::new(1, 0),
+            false,
+        ),
     ]
 }
 
 /// The basic PatchGAN (n_layers 3) on pix2pix's two-channel input.
 pub fn patchgan() -> Vec<ConvLayer> {
     let net = "patchgan";
+    let (s2, s1) = (ConvOptions::new(2, 1), ConvOptions::new(1, 1));
     vec![
-        layer(net, "c1".into(), 2, 64, 256, 4, ConvOptions::new(2, 1), false),
-        layer(net, "c2".into(), 64, 128, 128, 4, ConvOptions::new(2, 1), false),
-        layer(net, "c3".into(), 128, 256, 64, 4, ConvOptions::new(2, 1), false),
-        layer(net, "c4".into(), 256, 512, 32, 4, ConvOptions::new(1, 1), false),
-        layer(net, "c5".into(), 512, 1, 31, 4, ConvOptions::new(1, 1), false),
+        layer(net, "c1".into(), (2, 64), 256, 4, s2, false),
+        layer(net, "c2".into(), (64, 128), 128, 4, s2, false),
+        layer(net, "c3".into(), (128, 256), 64, 4, s2, false),
+        layer(net, "c4".into(), (256, 512), 32, 4, s1, false),
+        layer(net, "c5".into(), (512, 1), 31, 4, s1, false),
     ]
 }

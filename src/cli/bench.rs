@@ -47,9 +47,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Net::Unet256 => layers::unet_256(),
                 Net::Resnet9blocks => layers::resnet_9blocks(),
                 Net::Patchgan => layers::patchgan(),
-                Net::All => [layers::unet_256(), layers::resnet_9blocks(), layers::patchgan()].concat(),
+                Net::All => [
+                    layers::unet_256(),
+                    layers::resnet_9blocks(),
+                    layers::patchgan(),
+                ]
+                .concat(),
             };
-            println!("CPU conv primitives vs raw GEMM (gemm crate), batch 1, {} rayon threads", rayon::current_num_threads());
+            println!(
+                "CPU conv primitives vs raw GEMM (gemm crate), batch 1, {} rayon threads",
+                rayon::current_num_threads()
+            );
             let bar = ProgressBar::new(chosen.len() as u64).with_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} layers, {per_sec}, ETA {eta}")
                     .expect("static template"),

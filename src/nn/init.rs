@@ -73,7 +73,11 @@ fn fill_normal<R: Rng + ?Sized>(data: &mut [f32], mean: f32, std: f32, rng: &mut
 fn orthogonal<R: Rng + ?Sized>(data: &mut [f32], rows: usize, gain: f32, rng: &mut R) {
     let cols = data.len() / rows;
     // Orthonormalise the `n` vectors of length `m` (the longer side).
-    let (m, n) = if rows >= cols { (rows, cols) } else { (cols, rows) };
+    let (m, n) = if rows >= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
     let mut v: Vec<Vec<f64>> = (0..n)
         .map(|_| (0..m).map(|_| StandardNormal.sample(rng)).collect())
         .collect();

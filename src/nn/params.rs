@@ -71,7 +71,11 @@ impl ParamArena {
     pub fn add(&mut self, name: &str, shape: impl Into<Shape>, role: ParamRole) -> ParamId {
         let shape = shape.into();
         let offset = self.values.len();
-        let fill = if role == ParamRole::NormScale { 1.0 } else { 0.0 };
+        let fill = if role == ParamRole::NormScale {
+            1.0
+        } else {
+            0.0
+        };
         self.values.resize(offset + shape.numel(), fill);
         self.grads.resize(offset + shape.numel(), 0.0);
         self.entries.push(ParamEntry {

@@ -20,17 +20,29 @@ pub fn concat_channels<T: Real>(parts: &[(&[T], usize)], n: usize, spatial: usiz
 }
 
 /// The adjoint of [`concat_channels`]: the slice of `dy` that belongs to part `index`.
-pub fn split_channels<T: Real>(dy: &[T], channels: &[usize], index: usize, n: usize, spatial: usize) -> Vec<T> {
+pub fn split_channels<T: Real>(
+    dy: &[T],
+    channels: &[usize],
+    index: usize,
+    n: usize,
+    spatial: usize,
+) -> Vec<T> {
     let total: usize = channels.iter().sum();
     let (c0, c) = (channels[..index].iter().sum::<usize>(), channels[index]);
     (0..n)
-        .flat_map(|b| dy[(b * total + c0) * spatial..(b * total + c0 + c) * spatial].iter().copied())
+        .flat_map(|b| {
+            dy[(b * total + c0) * spatial..(b * total + c0 + c) * spatial]
+                .iter()
+                .copied()
+        })
         .collect()
 }
 
 /// Concatenates tensors that agree in every dim but the channel dim.
 pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
-    let first = parts.first().ok_or_else(|| shape_error("concat", "needs at least one tensor"))?;
+    let first = parts
+        .first()
+        .ok_or_else(|| shape_error("concat", "needs at least one tensor"))?;
     let (n, _, spatial) = first.shape().batch_channels_spatial("concat")?;
     let mut channels = Vec::with_capacity(parts.len());
     for p in parts {
@@ -38,7 +50,11 @@ pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
         if d.len() != d0.len() || d[0] != d0[0] || d[2..] != d0[2..] {
             return Err(shape_error(
                 "concat",
-                format!("{} and {} differ outside the channel dim", first.shape(), p.shape()),
+                format!(
+                    "{} and {} differ outside the channel dim",
+                    first.shape(),
+                    p.shape()
+                ),
             ));
         }
         channels.push(d[1]);
@@ -65,7 +81,12 @@ impl Backward for ConcatBackward {
             .enumerate()
             .map(|(i, s)| {
                 needs[i]
-                    .then(|| Tensor::from_vec(s.clone(), split_channels(gy.as_slice(), &channels, i, n, spatial)))
+                    .then(|| {
+                        Tensor::from_vec(
+                            s.clone(),
+                            split_channels(gy.as_slice(), &channels, i, n, spatial),
+                        )
+                    })
                     .transpose()
             })
             .collect()

@@ -22,7 +22,10 @@ struct BroadcastBackward {
 
 impl Backward for BroadcastBackward {
     fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(Tensor::full(self.input.clone(), gy.item()? * self.factor))])
+        Ok(vec![Some(Tensor::full(
+            self.input.clone(),
+            gy.item()? * self.factor,
+        ))])
     }
 }
 

@@ -82,7 +82,12 @@ impl Adam {
         // Like PyTorch, scalar factors are computed in double and applied in f32.
         let step_size = (lr / (1.0 - c.beta1.powi(t))) as f32;
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt() as f32;
-        let (b1, b2, eps, wd) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32, c.weight_decay as f32);
+        let (b1, b2, eps, wd) = (
+            c.beta1 as f32,
+            c.beta2 as f32,
+            c.eps as f32,
+            c.weight_decay as f32,
+        );
         let (values, grads) = arena.values_and_grads_mut();
         values
             .par_iter_mut()

@@ -6,7 +6,10 @@ use std::path::Path;
 /// Writes `path` through a temporary file in the same folder, renamed into place only when
 /// `write` succeeded, so readers never see a half-written file and an old one survives a
 /// failure.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

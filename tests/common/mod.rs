@@ -16,7 +16,9 @@ pub struct Fixtures {
 
 impl Fixtures {
     pub fn load(file: &str) -> Fixtures {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(file);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, meta) = SafeTensors::read_metadata(&bytes).expect("fixture header");
         let meta = meta.metadata().clone().expect("fixture metadata");
@@ -25,7 +27,11 @@ impl Fixtures {
             .tensors()
             .into_iter()
             .map(|(name, view)| {
-                assert_eq!(view.dtype(), safetensors::Dtype::F64, "{name} must be float64");
+                assert_eq!(
+                    view.dtype(),
+                    safetensors::Dtype::F64,
+                    "{name} must be float64"
+                );
                 let data = view
                     .data()
                     .chunks_exact(8)
@@ -46,7 +52,11 @@ impl Fixtures {
     }
 
     pub fn f64(&self, name: &str) -> &[f64] {
-        &self.tensors.get(name).unwrap_or_else(|| panic!("fixture tensor {name} missing")).1
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture tensor {name} missing"))
+            .1
     }
 
     pub fn shape(&self, name: &str) -> &[usize] {
@@ -82,7 +92,10 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], atol: f64, rto
             first_bad = Some((i, a, e));
         }
     }
-    println!("{what}: max abs err {worst_abs:.3e} ({:.1}% of tolerance)", 100.0 * worst_ratio);
+    println!(
+        "{what}: max abs err {worst_abs:.3e} ({:.1}% of tolerance)",
+        100.0 * worst_ratio
+    );
     if let Some((i, a, e)) = first_bad {
         panic!("{what}: element {i} is {a}, expected {e} (atol {atol}, rtol {rtol})");
     }

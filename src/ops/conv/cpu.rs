@@ -57,7 +57,10 @@ pub fn matmul<T: Real>(
     r: MatLayout,
     accumulate: bool,
 ) {
-    assert!(d.rows == l.rows && d.cols == r.cols && l.cols == r.rows, "matmul dims");
+    assert!(
+        d.rows == l.rows && d.cols == r.cols && l.cols == r.rows,
+        "matmul dims"
+    );
     if d.rows == 0 || d.cols == 0 {
         return;
     }
@@ -118,7 +121,12 @@ fn tiles(g: &ConvGeometry, tile: usize) -> impl Iterator<Item = (usize, usize)> 
 
 /// Calls `f(oz, oy, ox_begin, ox_end, col_offset)` for every run of output positions along W
 /// inside `[p0, p1)`, where `col_offset` is the run's first column in the tile.
-fn for_each_run(g: &ConvGeometry, p0: usize, p1: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+fn for_each_run(
+    g: &ConvGeometry,
+    p0: usize,
+    p1: usize,
+    mut f: impl FnMut(usize, usize, usize, usize, usize),
+) {
     let [_, oh, ow] = g.output;
     let mut p = p0;
     while p < p1 {
@@ -155,14 +163,25 @@ fn column_range(g: &ConvGeometry, kx: usize, ox0: usize, ox1: usize) -> (usize, 
     // ox * s + kx >= pad  <=>  ox >= ceil((pad - kx) / s)
     let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
     // ox * s + kx - pad <= iw - 1  <=>  ox <= (iw - 1 + pad - kx) / s
-    let hi = if iw + pad > kx { (iw - 1 + pad - kx) / s + 1 } else { 0 };
+    let hi = if iw + pad > kx {
+        (iw - 1 + pad - kx) / s + 1
+    } else {
+        0
+    };
     (lo.max(ox0), hi.min(ox1))
 }
 
 /// Where output row (oz, oy) reads with tap `t`: the offset of the input line inside a
 /// channel plane, and [`column_range`]. None when no output of the run reads inside the
 /// input (the row or the whole run falls in the padding).
-fn tap_line(g: &ConvGeometry, oz: usize, oy: usize, t: Tap, ox0: usize, ox1: usize) -> Option<(usize, usize, usize)> {
+fn tap_line(
+    g: &ConvGeometry,
+    oz: usize,
+    oy: usize,
+    t: Tap,
+    ox0: usize,
+    ox1: usize,
+) -> Option<(usize, usize, usize)> {
     let [id, ih, iw] = g.input;
     let (kz, ky, kx) = t;
     let iz = input_index(oz, g.stride[0], kz, g.pad[0], id)?;
@@ -179,56 +198,68 @@ fn input_x(g: &ConvGeometry, ox: usize, kx: usize) -> usize {
 /// Fills `col [patch_len, p1 - p0]` with the input taps of output positions `[p0, p1)`.
 fn im2col<T: Real>(x: &[T], g: &ConvGeometry, p0: usize, p1: usize, col: &mut [T]) {
     let plane_len = g.input_volume();
-    col.par_chunks_mut(p1 - p0).enumerate().for_each(|(r, row)| {
-        let (c, t) = tap(g, r);
-        let plane = &x[c * plane_len..(c + 1) * plane_len];
-        for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
-            let out = &mut row[at..at + (ox1 - ox0)];
-            let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) else {
-                out.fill(T::zero());
-                return;
-            };
-            out[..lo - ox0].fill(T::zero());
-            out[hi - ox0..].fill(T::zero());
-            let src = &plane[line + input_x(g, lo, t.2)..];
-            let dst = &mut out[lo - ox0..hi - ox0];
-            if g.stride[2] == 1 {
-                dst.copy_from_slice(&src[..dst.len()]);
-            } else {
-                dst.iter_mut().zip(src.iter().step_by(g.stride[2])).for_each(|(d, &v)| *d = v);
-            }
+    col.par_chunks_mut(p1 - p0)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (c, t) = tap(g, r);
+            let plane = &x[c * plane_len..(c + 1) * plane_len];
+            for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
+                let out = &mut row[at..at + (ox1 - ox0)];
+                let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) else {
+                    out.fill(T::zero());
+                    return;
+                };
+                out[..lo - ox0].fill(T::zero());
+                out[hi - ox0..].fill(T::zero());
+                let src = &plane[line + input_x(g, lo, t.2)..];
+                let dst = &mut out[lo - ox0..hi - ox0];
+                if g.stride[2] == 1 {
+                    dst.copy_from_slice(&src[..dst.len()]);
+                } else {
+                    dst.iter_mut()
+                        .zip(src.iter().step_by(g.stride[2]))
+                        .for_each(|(d, &v)| *d = v);
+                }
+            });
         });
-    });
 }
 
 /// Adds `col [patch_len, p1 - p0]` back onto the input positions it was gathered from.
 fn col2im_add<T: Real>(col: &[T], g: &ConvGeometry, p0: usize, p1: usize, dx: &mut [T]) {
     let width = p1 - p0;
     let taps = g.kernel.iter().product::<usize>();
-    dx.par_chunks_mut(g.input_volume()).enumerate().for_each(|(c, plane)| {
-        for r in c * taps..(c + 1) * taps {
-            let (_, t) = tap(g, r);
-            let row = &col[r * width..(r + 1) * width];
-            for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
-                if let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) {
-                    let src = &row[at + lo - ox0..at + hi - ox0];
-                    let dst = &mut plane[line + input_x(g, lo, t.2)..];
-                    match g.stride[2] {
-                        1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
-                        // Whole pairs where they fit, so the loop vectorises; the last element alone.
-                        2 => {
-                            let pairs = dst.len().min(2 * src.len()) / 2;
-                            dst.chunks_exact_mut(2).zip(&src[..pairs]).for_each(|(d, &v)| d[0] += v);
-                            if pairs < src.len() {
-                                dst[2 * pairs] += src[pairs];
+    dx.par_chunks_mut(g.input_volume())
+        .enumerate()
+        .for_each(|(c, plane)| {
+            for r in c * taps..(c + 1) * taps {
+                let (_, t) = tap(g, r);
+                let row = &col[r * width..(r + 1) * width];
+                for_each_run(g, p0, p1, |oz, oy, ox0, ox1, at| {
+                    if let Some((line, lo, hi)) = tap_line(g, oz, oy, t, ox0, ox1) {
+                        let src = &row[at + lo - ox0..at + hi - ox0];
+                        let dst = &mut plane[line + input_x(g, lo, t.2)..];
+                        match g.stride[2] {
+                            1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
+                            // Whole pairs where they fit, so the loop vectorises; the last element alone.
+                            2 => {
+                                let pairs = dst.len().min(2 * src.len()) / 2;
+                                dst.chunks_exact_mut(2)
+                                    .zip(&src[..pairs])
+                                    .for_each(|(d, &v)| d[0] += v);
+                                if pairs < src.len() {
+                                    dst[2 * pairs] += src[pairs];
+                                }
                             }
+                            s => dst
+                                .iter_mut()
+                                .step_by(s)
+                                .zip(src)
+                                .for_each(|(d, &v)| *d += v),
                         }
-                        s => dst.iter_mut().step_by(s).zip(src).for_each(|(d, &v)| *d += v),
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
 }
 
 /// Convolutions with at most this many output channels run as direct loops: their GEMM is a
@@ -260,20 +291,32 @@ struct RowTaps {
 impl RowTaps {
     fn new(g: &ConvGeometry) -> Self {
         let ow = g.output[2];
-        let columns = (0..g.kernel[2]).map(|kx| column_range(g, kx, 0, ow)).collect();
+        let columns = (0..g.kernel[2])
+            .map(|kx| column_range(g, kx, 0, ow))
+            .collect();
         RowTaps { columns }
     }
 
     /// Calls `f(t, line, kx, lo, hi)` for every tap `t = (kz * kh + ky) * kw + kx` whose input
     /// row lies inside the input when read from output row (oz, oy): `line` is the input
     /// line's offset in a channel plane, `[lo, hi)` the valid output columns.
-    fn for_each(&self, g: &ConvGeometry, oz: usize, oy: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    fn for_each(
+        &self,
+        g: &ConvGeometry,
+        oz: usize,
+        oy: usize,
+        mut f: impl FnMut(usize, usize, usize, usize, usize),
+    ) {
         let [id, ih, iw] = g.input;
         let [kd, kh, kw] = g.kernel;
         for kz in 0..kd {
-            let Some(iz) = input_index(oz, g.stride[0], kz, g.pad[0], id) else { continue };
+            let Some(iz) = input_index(oz, g.stride[0], kz, g.pad[0], id) else {
+                continue;
+            };
             for ky in 0..kh {
-                let Some(iy) = input_index(oy, g.stride[1], ky, g.pad[1], ih) else { continue };
+                let Some(iy) = input_index(oy, g.stride[1], ky, g.pad[1], ih) else {
+                    continue;
+                };
                 for (kx, &(lo, hi)) in self.columns.iter().enumerate() {
                     if lo < hi {
                         f((kz * kh + ky) * kw + kx, (iz * ih + iy) * iw, kx, lo, hi);
@@ -294,7 +337,11 @@ struct Strided<'a, T> {
 
 impl<'a, T: Real> Strided<'a, T> {
     fn contiguous(data: &'a [T]) -> Self {
-        Strided { data, step: 1, len: data.len() }
+        Strided {
+            data,
+            step: 1,
+            len: data.len(),
+        }
     }
     fn get(&self, i: usize) -> T {
         self.data[i * self.step]
@@ -309,9 +356,16 @@ fn strided<T: Real>(data: &[T], step: usize, len: usize) -> Strided<'_, T> {
 /// the compiler vectorises.
 fn axpy<T: Real>(a: T, src: Strided<'_, T>, dst: &mut [T], dst_step: usize) {
     if src.step == 1 && dst_step == 1 {
-        dst[..src.len].iter_mut().zip(&src.data[..src.len]).for_each(|(d, &v)| *d += a * v);
+        dst[..src.len]
+            .iter_mut()
+            .zip(&src.data[..src.len])
+            .for_each(|(d, &v)| *d += a * v);
     } else {
-        dst.iter_mut().step_by(dst_step).take(src.len).enumerate().for_each(|(i, d)| *d += a * src.get(i));
+        dst.iter_mut()
+            .step_by(dst_step)
+            .take(src.len)
+            .enumerate()
+            .for_each(|(i, d)| *d += a * src.get(i));
     }
 }
 
@@ -325,7 +379,12 @@ fn dot<T: Real>(a: &[T], b: Strided<'_, T>) -> T {
     let b = &b.data[..a.len()];
     let mut acc = [T::zero(); LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: T = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&x, &y)| x * y).sum();
+    let tail: T = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&x, &y)| x * y)
+        .sum();
     for (ca, cb) in a_chunks.zip(b_chunks) {
         for l in 0..LANES {
             acc[l] += ca[l] * cb[l];
@@ -337,7 +396,11 @@ fn dot<T: Real>(a: &[T], b: Strided<'_, T>) -> T {
 /// Direct fprop: each output row accumulates one strided input line per (channel, tap).
 fn direct_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
     let [od, oh, ow] = g.output;
-    let (plane_len, patch, taps) = (g.input_volume(), g.patch_len(), g.kernel.iter().product::<usize>());
+    let (plane_len, patch, taps) = (
+        g.input_volume(),
+        g.patch_len(),
+        g.kernel.iter().product::<usize>(),
+    );
     let row_taps = RowTaps::new(g);
     y.par_chunks_mut(ow).enumerate().for_each(|(row, out)| {
         let (n, co) = (row / (g.c_out * od * oh), (row / (od * oh)) % g.c_out);
@@ -357,19 +420,26 @@ fn direct_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
     let ow = g.output[2];
     let (taps, patch) = (g.kernel.iter().product::<usize>(), g.patch_len());
     let row_taps = RowTaps::new(g);
-    dx.par_chunks_mut(g.input_volume()).enumerate().for_each(|(nc, plane)| {
-        let (n, c) = (nc / g.c_in, nc % g.c_in);
-        plane.fill(T::zero());
-        for co in 0..g.c_out {
-            for (oz, oy) in output_rows(g) {
-                let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
-                row_taps.for_each(g, oz, oy, |t, line, kx, lo, hi| {
-                    let dst = &mut plane[line + input_x(g, lo, kx)..];
-                    axpy(w[co * patch + c * taps + t], Strided::contiguous(&grad[lo..hi]), dst, g.stride[2]);
-                });
+    dx.par_chunks_mut(g.input_volume())
+        .enumerate()
+        .for_each(|(nc, plane)| {
+            let (n, c) = (nc / g.c_in, nc % g.c_in);
+            plane.fill(T::zero());
+            for co in 0..g.c_out {
+                for (oz, oy) in output_rows(g) {
+                    let grad = &dy[output_row_offset(g, n, co, oz, oy)..][..ow];
+                    row_taps.for_each(g, oz, oy, |t, line, kx, lo, hi| {
+                        let dst = &mut plane[line + input_x(g, lo, kx)..];
+                        axpy(
+                            w[co * patch + c * taps + t],
+                            Strided::contiguous(&grad[lo..hi]),
+                            dst,
+                            g.stride[2],
+                        );
+                    });
+                }
             }
-        }
-    });
+        });
 }
 
 /// Direct wgrad: the weights of one (output, input) channel pair are dot products of
@@ -396,7 +466,12 @@ fn direct_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
 
 /// Columns `[p0, p1)` of a row-major `[rows, p]` matrix, as a view starting at column p0.
 fn column_block(rows: usize, p: usize, p0: usize, p1: usize) -> MatLayout {
-    MatLayout { rows, cols: p1 - p0, row_stride: p, col_stride: 1 }
+    MatLayout {
+        rows,
+        cols: p1 - p0,
+        row_stride: p,
+        col_stride: 1,
+    }
 }
 
 /// Forward convolution: `y [n, c_out, out...] = conv(x [n, c_in, in...], w [c_out, c_in, k...])`.
@@ -420,7 +495,15 @@ fn gemm_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T], tile: us
                 im2col(xn, g, p0, p1, col);
                 let w_mat = MatLayout::row_major(g.c_out, k);
                 let col_mat = MatLayout::row_major(k, p1 - p0);
-                matmul(&mut yn[p0..], column_block(g.c_out, p, p0, p1), w, w_mat, col, col_mat, false);
+                matmul(
+                    &mut yn[p0..],
+                    column_block(g.c_out, p, p0, p1),
+                    w,
+                    w_mat,
+                    col,
+                    col_mat,
+                    false,
+                );
             }
         }
     });
@@ -447,7 +530,15 @@ fn gemm_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T], tile: 
                 let col = &mut col[..k * (p1 - p0)];
                 let wt = MatLayout::row_major(g.c_out, k).t();
                 let col_mat = MatLayout::row_major(k, p1 - p0);
-                matmul(col, col_mat, w, wt, &dyn_[p0..], column_block(g.c_out, p, p0, p1), false);
+                matmul(
+                    col,
+                    col_mat,
+                    w,
+                    wt,
+                    &dyn_[p0..],
+                    column_block(g.c_out, p, p0, p1),
+                    false,
+                );
                 col2im_add(col, g, p0, p1, dxn);
             }
         }
@@ -477,7 +568,15 @@ fn gemm_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T], tile: 
                 let dw_mat = MatLayout::row_major(g.c_out, k);
                 // The first product overwrites dw, the rest accumulate: no separate zeroing pass.
                 let accumulate = n > 0 || p0 > 0;
-                matmul(dw, dw_mat, &dyn_[p0..], column_block(g.c_out, p, p0, p1), col, col_t, accumulate);
+                matmul(
+                    dw,
+                    dw_mat,
+                    &dyn_[p0..],
+                    column_block(g.c_out, p, p0, p1),
+                    col,
+                    col_t,
+                    accumulate,
+                );
             }
         }
     });
@@ -485,10 +584,12 @@ fn gemm_wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T], tile: 
 
 /// Adds `bias[c]` to every element of channel `c` of an N, C, spatial tensor.
 pub fn add_bias<T: Real>(y: &mut [T], bias: &[T], channels: usize, spatial: usize) {
-    y.par_chunks_mut(spatial).enumerate().for_each(|(i, plane)| {
-        let b = bias[i % channels];
-        plane.iter_mut().for_each(|v| *v += b);
-    });
+    y.par_chunks_mut(spatial)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let b = bias[i % channels];
+            plane.iter_mut().for_each(|v| *v += b);
+        });
 }
 
 /// Gradient wrt the bias: the sum of `dy` over batch and space for each channel.

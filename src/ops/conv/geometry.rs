@@ -74,7 +74,10 @@ impl ConvGeometry {
         let (c_out, wc_in, kernel) = split(op, "weight", w)?;
         let spatial_rank = x.rank() - 2;
         if w.rank() != x.rank() {
-            return Err(shape_error(op, format!("input {x} and weight {w} differ in rank")));
+            return Err(shape_error(
+                op,
+                format!("input {x} and weight {w} differ in rank"),
+            ));
         }
         if wc_in != c_in {
             return Err(shape_error(
@@ -127,7 +130,10 @@ impl ConvGeometry {
         let (w_in, c_out_t, kernel) = split(op, "weight", w)?;
         let spatial_rank = x.rank() - 2;
         if w.rank() != x.rank() {
-            return Err(shape_error(op, format!("input {x} and weight {w} differ in rank")));
+            return Err(shape_error(
+                op,
+                format!("input {x} and weight {w} differ in rank"),
+            ));
         }
         if w_in != c_in_t {
             return Err(shape_error(

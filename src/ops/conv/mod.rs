@@ -89,15 +89,23 @@ impl Backward for ConvBackward {
         let grads = if self.transposed {
             // Forward was dgrad: gy lives on the conv's input side, x on its output side.
             vec![
-                need(0).then(|| run_fprop(gy, &self.w, None, g)).transpose()?,
+                need(0)
+                    .then(|| run_fprop(gy, &self.w, None, g))
+                    .transpose()?,
                 need(1).then(|| run_wgrad(gy, &self.x, g)).transpose()?,
-                need(2).then(|| run_bias_grad(gy, g.c_in, g.input_volume())).transpose()?,
+                need(2)
+                    .then(|| run_bias_grad(gy, g.c_in, g.input_volume()))
+                    .transpose()?,
             ]
         } else {
             vec![
-                need(0).then(|| run_dgrad(gy, &self.w, None, g)).transpose()?,
+                need(0)
+                    .then(|| run_dgrad(gy, &self.w, None, g))
+                    .transpose()?,
                 need(1).then(|| run_wgrad(&self.x, gy, g)).transpose()?,
-                need(2).then(|| run_bias_grad(gy, g.c_out, g.output_volume())).transpose()?,
+                need(2)
+                    .then(|| run_bias_grad(gy, g.c_out, g.output_volume()))
+                    .transpose()?,
             ]
         };
         Ok(grads)

@@ -3,18 +3,23 @@
 //! Both run in f64, so they may differ only by summation order: 1e-12 relative.
 
 use super::*;
-use crate::tensor::Shape;
 use crate::ops::conv::ConvOptions;
+use crate::tensor::Shape;
 
 fn values(n: usize, seed: u64) -> Vec<f64> {
     // A cheap deterministic sequence in [-1, 1).
-    (0..n).map(|i| (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 2000) as f64 / 1000.0 - 1.0).collect()
+    (0..n)
+        .map(|i| (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 2000) as f64 / 1000.0 - 1.0)
+        .collect()
 }
 
 fn assert_agree(what: &str, a: &[f64], b: &[f64]) {
     let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= 1e-12 * scale, "{what}: element {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-12 * scale,
+            "{what}: element {i}: {x} vs {y}"
+        );
     }
 }
 
@@ -27,7 +32,13 @@ fn direct_and_tiled_gemm_paths_agree() {
         (&[1, 1, 6, 7, 5], &[1, 1, 2, 3, 2], 1, 0),
     ];
     for (x_dims, w_dims, stride, pad) in cases {
-        let g = ConvGeometry::conv("test", &Shape::new(x_dims), &Shape::new(w_dims), ConvOptions::new(stride, pad)).unwrap();
+        let g = ConvGeometry::conv(
+            "test",
+            &Shape::new(x_dims),
+            &Shape::new(w_dims),
+            ConvOptions::new(stride, pad),
+        )
+        .unwrap();
         let x = values(g.input_shape().numel(), 1);
         let w = values(g.weight_shape().numel(), 2);
         let dy = values(g.output_shape().numel(), 3);

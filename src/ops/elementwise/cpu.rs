@@ -77,11 +77,14 @@ pub fn uniform_at(seed: u64, index: u64) -> f32 {
 /// are scaled by `1 / (1 - p)`. Applying it to a gradient gives the backward pass.
 pub fn dropout<T: Real>(x: &[T], p: f64, seed: u64, y: &mut [T]) {
     let scale = T::lit(1.0 / (1.0 - p));
-    y.par_iter_mut().zip(x.par_iter()).enumerate().for_each(|(i, (o, &v))| {
-        *o = if (uniform_at(seed, i as u64) as f64) < p {
-            T::zero()
-        } else {
-            v * scale
-        };
-    });
+    y.par_iter_mut()
+        .zip(x.par_iter())
+        .enumerate()
+        .for_each(|(i, (o, &v))| {
+            *o = if (uniform_at(seed, i as u64) as f64) < p {
+                T::zero()
+            } else {
+                v * scale
+            };
+        });
 }

@@ -17,14 +17,24 @@ fn map(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
 /// `a + b` for tensors of the same shape (no tape).
 pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.expect_same_shape("add", b)?;
-    let y = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x + y).collect();
+    let y = a
+        .as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| x + y)
+        .collect();
     Tensor::from_vec(a.shape().clone(), y)
 }
 
 /// `a * b` element by element, same shapes (no tape).
 pub fn mul_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.expect_same_shape("mul", b)?;
-    let y = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x * y).collect();
+    let y = a
+        .as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| x * y)
+        .collect();
     Tensor::from_vec(a.shape().clone(), y)
 }
 
@@ -60,7 +70,9 @@ struct DropoutBackward {
 
 impl Backward for DropoutBackward {
     fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(map(gy, |dy, dx| cpu::dropout(dy, self.p, self.seed, dx))?)])
+        Ok(vec![Some(map(gy, |dy, dx| {
+            cpu::dropout(dy, self.p, self.seed, dx)
+        })?)])
     }
 }
 
@@ -120,7 +132,10 @@ impl Tape {
     /// (Evaluation-mode dropout is the identity: simply do not call this.)
     pub fn dropout(&mut self, x: Var, p: f64, seed: u64) -> Result<Var> {
         if !(0.0..1.0).contains(&p) {
-            return Err(shape_error("dropout", format!("p must be in [0, 1), got {p}")));
+            return Err(shape_error(
+                "dropout",
+                format!("p must be in [0, 1), got {p}"),
+            ));
         }
         let y = map(self.value(x), |x, y| cpu::dropout(x, p, seed, y))?;
         Ok(self.record(y, &[x], || DropoutBackward { p, seed }))

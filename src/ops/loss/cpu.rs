@@ -58,7 +58,11 @@ fn element<T: Real>(kind: LossKind, p: T, t: T) -> (T, T, T) {
 
 /// The mean loss, accumulated in `T`.
 pub fn loss<T: Real>(kind: LossKind, pred: &[T], target: Target<T>) -> T {
-    let total: T = pred.iter().enumerate().map(|(i, &p)| element(kind, p, target.at(i)).0).sum();
+    let total: T = pred
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| element(kind, p, target.at(i)).0)
+        .sum();
     total / T::from_usize(pred.len().max(1)).expect("count")
 }
 

@@ -37,7 +37,14 @@ impl Backward for LossBackward {
         let wants_target = self.target.is_some() && needs.get(1).copied().unwrap_or(false);
         let mut dtarget = wants_target.then(|| vec![0.0; n]);
         let target = as_target(&self.target, self.constant);
-        cpu::loss_backward(self.kind, self.pred.as_slice(), target, gy.item()?, &mut dpred, dtarget.as_deref_mut());
+        cpu::loss_backward(
+            self.kind,
+            self.pred.as_slice(),
+            target,
+            gy.item()?,
+            &mut dpred,
+            dtarget.as_deref_mut(),
+        );
         let shape = self.pred.shape().clone();
         Ok(vec![
             Some(Tensor::from_vec(shape.clone(), dpred)?),
@@ -59,11 +66,13 @@ impl Tape {
             LossTarget::Const(c) => (None, c, vec![pred]),
         };
         let value = cpu::loss(kind, pv.as_slice(), as_target(&tv, constant));
-        Ok(self.record(Tensor::scalar(value), &inputs, || LossBackward {
-            kind,
-            pred: pv,
-            target: tv,
-            constant,
-        }))
+        Ok(
+            self.record(Tensor::scalar(value), &inputs, || LossBackward {
+                kind,
+                pred: pv,
+                target: tv,
+                constant,
+            }),
+        )
     }
 }

@@ -63,6 +63,14 @@ fn per_group<T: Real, const K: usize>(
     groups
 }
 
+/// Per-group statistics a normalisation applies.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupStats<'a, T> {
+    pub mean: &'a [T],
+    /// 1 / sqrt(var + eps).
+    pub invstd: &'a [T],
+}
+
 /// Mean and biased variance of each group (two passes, for accuracy).
 pub fn moments<T: Real>(x: &[T], l: NormLayout, over: StatsOver) -> (Vec<T>, Vec<T>) {
     let count = T::from_usize(l.group_len(over)).expect("count");
@@ -82,37 +90,41 @@ pub fn normalize<T: Real>(
     x: &[T],
     l: NormLayout,
     over: StatsOver,
-    mean: &[T],
-    invstd: &[T],
+    stats: GroupStats<'_, T>,
     gamma: Option<&[T]>,
     beta: Option<&[T]>,
     y: &mut [T],
 ) {
-    y.par_chunks_mut(l.spatial).enumerate().for_each(|(p, out)| {
-        let g = l.group_of_plane(over, p);
-        let c = p % l.c;
-        let scale = invstd[g] * gamma.map_or(T::one(), |s| s[c]);
-        let shift = beta.map_or(T::zero(), |b| b[c]) - mean[g] * scale;
-        let xp = &x[p * l.spatial..(p + 1) * l.spatial];
-        out.iter_mut().zip(xp).for_each(|(o, &v)| *o = v * scale + shift);
-    });
+    let GroupStats { mean, invstd } = stats;
+    y.par_chunks_mut(l.spatial)
+        .enumerate()
+        .for_each(|(p, out)| {
+            let g = l.group_of_plane(over, p);
+            let c = p % l.c;
+            let scale = invstd[g] * gamma.map_or(T::one(), |s| s[c]);
+            let shift = beta.map_or(T::zero(), |b| b[c]) - mean[g] * scale;
+            let xp = &x[p * l.spatial..(p + 1) * l.spatial];
+            out.iter_mut()
+                .zip(xp)
+                .for_each(|(o, &v)| *o = v * scale + shift);
+        });
 }
 
 /// Gradients of [`normalize`]. With `batch_stats` the mean and invstd were computed from `x`
 /// itself and are differentiated through; otherwise (running statistics) they are constants.
 /// Writes `dx` when given and returns (dgamma, dbeta) per channel.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // a kernel signature: every operand is needed
 pub fn normalize_backward<T: Real>(
     dy: &[T],
     x: &[T],
     l: NormLayout,
     over: StatsOver,
-    mean: &[T],
-    invstd: &[T],
+    stats: GroupStats<'_, T>,
     gamma: Option<&[T]>,
     batch_stats: bool,
     dx: Option<&mut [T]>,
 ) -> (Vec<T>, Vec<T>) {
+    let GroupStats { mean, invstd } = stats;
     let plane = |p: usize| p * l.spatial..(p + 1) * l.spatial;
     // Per group: sum(dy) and sum(dy * xhat).
     let sums = per_group(l, over, |p| {
@@ -138,21 +150,25 @@ pub fn normalize_backward<T: Real>(
     }
     if let Some(dx) = dx {
         let count = T::from_usize(l.group_len(over)).expect("count");
-        dx.par_chunks_mut(l.spatial).enumerate().for_each(|(p, out)| {
-            let g = l.group_of_plane(over, p);
-            let scale = invstd[g] * gamma.map_or(T::one(), |s| s[p % l.c]);
-            let r = plane(p);
-            if batch_stats {
-                // dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)) over the group.
-                let (m_dy, m_dyx) = (sums[g][0] / count, sums[g][1] / count);
-                for ((o, &d), &v) in out.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
-                    let xhat = (v - mean[g]) * invstd[g];
-                    *o = scale * (d - m_dy - xhat * m_dyx);
+        dx.par_chunks_mut(l.spatial)
+            .enumerate()
+            .for_each(|(p, out)| {
+                let g = l.group_of_plane(over, p);
+                let scale = invstd[g] * gamma.map_or(T::one(), |s| s[p % l.c]);
+                let r = plane(p);
+                if batch_stats {
+                    // dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)) over the group.
+                    let (m_dy, m_dyx) = (sums[g][0] / count, sums[g][1] / count);
+                    for ((o, &d), &v) in out.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
+                        let xhat = (v - mean[g]) * invstd[g];
+                        *o = scale * (d - m_dy - xhat * m_dyx);
+                    }
+                } else {
+                    out.iter_mut()
+                        .zip(&dy[r])
+                        .for_each(|(o, &d)| *o = scale * d);
                 }
-            } else {
-                out.iter_mut().zip(&dy[r]).for_each(|(o, &d)| *o = scale * d);
-            }
-        });
+            });
     }
     (dgamma, dbeta)
 }

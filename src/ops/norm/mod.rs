@@ -3,7 +3,7 @@
 
 pub mod cpu;
 
-use cpu::{NormLayout, StatsOver};
+use cpu::{GroupStats, NormLayout, StatsOver};
 
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
@@ -58,15 +58,18 @@ impl Backward for NormBackward {
             self.x.as_slice(),
             self.layout,
             self.over,
-            &self.mean,
-            &self.invstd,
+            GroupStats {
+                mean: &self.mean,
+                invstd: &self.invstd,
+            },
             self.gamma.as_ref().map(|g| g.as_slice()),
             self.batch_stats,
             dx.as_deref_mut(),
         );
         let c = self.layout.c;
         Ok(vec![
-            dx.map(|d| Tensor::from_vec(self.x.shape().clone(), d)).transpose()?,
+            dx.map(|d| Tensor::from_vec(self.x.shape().clone(), d))
+                .transpose()?,
             Some(Tensor::from_vec([c], dgamma)?),
             Some(Tensor::from_vec([c], dbeta)?),
         ])
@@ -103,7 +106,15 @@ impl Tape {
         }
         if !training {
             let invstd = invstd(&stats.var);
-            return self.record_norm(x, affine, layout, StatsOver::Batch, stats.mean.clone(), invstd, false);
+            return self.record_norm(
+                x,
+                affine,
+                layout,
+                StatsOver::Batch,
+                stats.mean.clone(),
+                invstd,
+                false,
+            );
         }
         let count = layout.group_len(StatsOver::Batch);
         if count < 2 {
@@ -133,7 +144,10 @@ impl Tape {
         if layout.spatial < 2 {
             return Err(shape_error(
                 OP,
-                format!("needs more than one spatial element, input is {}", self.value(x).shape()),
+                format!(
+                    "needs more than one spatial element, input is {}",
+                    self.value(x).shape()
+                ),
             ));
         }
         let (mean, var) = cpu::moments(self.value(x).as_slice(), layout, StatsOver::Instance);
@@ -148,7 +162,10 @@ impl Tape {
                 if self.value(p).dims() != [c] {
                     return Err(shape_error(
                         op,
-                        format!("affine parameters must have shape [{c}], got {}", self.value(p).shape()),
+                        format!(
+                            "affine parameters must have shape [{c}], got {}",
+                            self.value(p).shape()
+                        ),
                     ));
                 }
             }
@@ -175,8 +192,10 @@ impl Tape {
             xv.as_slice(),
             layout,
             over,
-            &mean,
-            &invstd,
+            GroupStats {
+                mean: &mean,
+                invstd: &invstd,
+            },
             gamma.as_ref().map(|g| g.as_slice()),
             beta.as_ref().map(|b| b.as_slice()),
             &mut y,

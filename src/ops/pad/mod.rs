@@ -2,8 +2,8 @@
 
 pub mod cpu;
 
-pub use cpu::PadMode;
 use cpu::PadGeometry;
+pub use cpu::PadMode;
 
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
@@ -15,20 +15,30 @@ fn geometry(op: &'static str, shape: &Shape, mode: PadMode, amount: usize) -> Re
     let (input, spatial_rank) = match *shape.dims() {
         [_, _, h, w] => ([1, h, w], 2),
         [_, _, d, h, w] => ([d, h, w], 3),
-        _ => return Err(shape_error(op, format!("expected a 4D or 5D tensor, got {shape}"))),
+        _ => {
+            return Err(shape_error(
+                op,
+                format!("expected a 4D or 5D tensor, got {shape}"),
+            ));
+        }
     };
     let mut pads = [[amount; 2]; 3];
     if spatial_rank == 2 {
         pads[0] = [0, 0];
     }
-    for a in 3 - spatial_rank..3 {
-        if input[a] == 0 {
-            return Err(shape_error(op, format!("cannot pad the empty tensor {shape}")));
-        }
-        if mode == PadMode::Reflect && amount >= input[a] {
+    for &size in &input[3 - spatial_rank..] {
+        if size == 0 {
             return Err(shape_error(
                 op,
-                format!("reflection padding {amount} needs every spatial size > {amount}, got {shape}"),
+                format!("cannot pad the empty tensor {shape}"),
+            ));
+        }
+        if mode == PadMode::Reflect && amount >= size {
+            return Err(shape_error(
+                op,
+                format!(
+                    "reflection padding {amount} needs every spatial size > {amount}, got {shape}"
+                ),
             ));
         }
     }
