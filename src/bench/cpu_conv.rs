@@ -36,14 +36,14 @@ impl Row {
     }
 }
 
-fn random(len: usize, seed: u64) -> Vec<f32> {
+pub fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     (0..len).map(|_| StandardNormal.sample(&mut rng)).collect()
 }
 
 /// Median wall times of `a` and `b` over `reps` runs each, after one warm-up run of each,
 /// in seconds. Runs alternate, so drift of a shared, noisy machine hits both alike.
-fn median_times(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+pub fn median_times(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
     fn timed(f: &mut impl FnMut()) -> f64 {
         let t = Instant::now();
         f();
@@ -63,7 +63,7 @@ fn median_times(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, 
 
 /// The three primitives of one geometry, with their equivalent GEMM layouts
 /// (dst, lhs, rhs), as `cpu::fprop` / `dgrad` / `wgrad` use them for a single tile.
-fn equivalents(g: &ConvGeometry) -> [(&'static str, MatLayout, MatLayout, MatLayout); 3] {
+pub fn equivalents(g: &ConvGeometry) -> [(&'static str, MatLayout, MatLayout, MatLayout); 3] {
     let (k, p, c) = (g.patch_len(), g.output_volume(), g.c_out);
     let rm = MatLayout::row_major;
     [
