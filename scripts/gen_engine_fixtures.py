@@ -143,6 +143,18 @@ for act, fn in [
 a, b = leaf(rnd(2, 3, 4, 5)), leaf(rnd(2, 2, 4, 5))
 record("concat", "concat", {}, {"a": a, "b": b}, torch.cat([a, b], dim=1))
 
+# Arithmetic and reductions.
+a, b = leaf(rnd(2, 3, 4)), leaf(rnd(2, 3, 4))
+record("arith_add", "arith", {"fn": "add"}, {"a": a, "b": b}, a + b)
+a, b = leaf(rnd(2, 3, 4)), leaf(rnd(2, 3, 4))
+record("arith_mul", "arith", {"fn": "mul"}, {"a": a, "b": b}, a * b)
+a = leaf(rnd(2, 3, 4))
+record("arith_scale", "arith", {"fn": "scale", "factor": 2.5}, {"a": a}, 2.5 * a)
+a = leaf(rnd(2, 3, 4))
+record("arith_sum", "arith", {"fn": "sum"}, {"a": a}, a.sum().reshape(1))
+a = leaf(rnd(2, 3, 4))
+record("arith_mean", "arith", {"fn": "mean"}, {"a": a}, a.mean().reshape(1))
+
 # Losses (mean reduction).
 for name, kind, target in [
     ("loss_l1", "l1", None),

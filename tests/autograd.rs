@@ -97,7 +97,7 @@ impl TinyNet {
             )
             .unwrap();
         let h = tape.sigmoid(h).unwrap();
-        let h = tape.dropout(h, 0.25, 99).unwrap();
+        let h = tape.dropout(h, 0.25, 99, true).unwrap();
         let h = tape
             .conv_transpose(h, p[7], Some(p[8]), ConvOptions::new(2, 1))
             .unwrap();

@@ -133,7 +133,7 @@ fn dropout_drops_p_and_rescales() {
     let n = 200_000;
     let mut tape = Tape::new();
     let x = tape.leaf(Tensor::full([n], 1.0), true);
-    let y = tape.dropout(x, 0.5, 42).unwrap();
+    let y = tape.dropout(x, 0.5, 42, true).unwrap();
     let kept: Vec<f32> = tape.value(y).to_vec();
     let zeros = kept.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
     // Standard error sqrt(0.25 / n) ~ 1.1e-3.
@@ -143,10 +143,12 @@ fn dropout_drops_p_and_rescales() {
         "survivors scaled by 1 / (1 - p)"
     );
     // Same seed, same mask; other seed, other mask.
-    let again = tape.dropout(x, 0.5, 42).unwrap();
+    let again = tape.dropout(x, 0.5, 42, true).unwrap();
     assert_eq!(tape.value(again).as_slice(), &kept[..]);
-    let other = tape.dropout(x, 0.5, 43).unwrap();
+    let other = tape.dropout(x, 0.5, 43, true).unwrap();
     assert_ne!(tape.value(other).as_slice(), &kept[..]);
+    // Evaluation mode passes the input through.
+    assert_eq!(tape.dropout(x, 0.5, 42, false).unwrap(), x);
     // The gradient uses the same mask.
     let l = tape.sum(y);
     let g = tape.backward(l).unwrap();

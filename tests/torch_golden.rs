@@ -241,6 +241,30 @@ fn concat_matches_torch() {
 }
 
 #[test]
+fn arithmetic_and_reductions_match_torch() {
+    let f = fixtures();
+    for c in f.cases_of("arith") {
+        let case = name_of(c);
+        let mut tape = Tape::new();
+        let binary = f.has(&format!("{case}.b"));
+        let names: &[&str] = if binary { &["a", "b"] } else { &["a"] };
+        let v = leaves(&mut tape, &f, case, names);
+        let y = match c["fn"].as_str().unwrap() {
+            "add" => tape.add(v[0], v[1]).unwrap(),
+            "mul" => tape.mul(v[0], v[1]).unwrap(),
+            "scale" => tape
+                .scale(v[0], c["factor"].as_f64().unwrap() as f32)
+                .unwrap(),
+            "sum" => tape.sum(v[0]),
+            "mean" => tape.mean(v[0]),
+            other => panic!("unknown arithmetic {other}"),
+        };
+        let inputs: Vec<(&str, Var)> = names.iter().copied().zip(v).collect();
+        check_case(&mut tape, &f, case, y, &inputs, ATOL, RTOL);
+    }
+}
+
+#[test]
 fn losses_match_torch() {
     let f = fixtures();
     for c in f.cases_of("loss") {

@@ -128,14 +128,17 @@ impl Tape {
         self.activation(x, Activation::Sigmoid)
     }
 
-    /// Training-mode dropout with drop probability `p` in [0, 1), reproducible from `seed`.
-    /// (Evaluation-mode dropout is the identity: simply do not call this.)
-    pub fn dropout(&mut self, x: Var, p: f64, seed: u64) -> Result<Var> {
+    /// Dropout with drop probability `p` in [0, 1), its mask reproducible from `seed`. In
+    /// evaluation mode (`training` false) it is the identity, as `nn.Dropout` under `eval()`.
+    pub fn dropout(&mut self, x: Var, p: f64, seed: u64, training: bool) -> Result<Var> {
         if !(0.0..1.0).contains(&p) {
             return Err(shape_error(
                 "dropout",
                 format!("p must be in [0, 1), got {p}"),
             ));
+        }
+        if !training {
+            return Ok(x);
         }
         let y = map(self.value(x), |x, y| cpu::dropout(x, p, seed, y))?;
         Ok(self.record(y, &[x], || DropoutBackward { p, seed }))
