@@ -59,6 +59,33 @@ fn split(op: &'static str, what: &str, shape: &Shape) -> Result<(usize, usize, [
     }
 }
 
+/// Splits input and weight of a conv-like op after checking that they agree in rank and
+/// that weight dim `w_channel_dim` matches the input's channels. Returns the input's batch,
+/// channels, spatial size (lifted to 3D) and spatial rank.
+fn split_operands(
+    op: &'static str,
+    x: &Shape,
+    w: &Shape,
+    w_channel_dim: usize,
+) -> Result<(usize, usize, [usize; 3], usize)> {
+    let (batch, channels, spatial) = split(op, "input", x)?;
+    split(op, "weight", w)?;
+    if w.rank() != x.rank() {
+        return Err(shape_error(
+            op,
+            format!("input {x} and weight {w} differ in rank"),
+        ));
+    }
+    let expected = w.dims()[w_channel_dim];
+    if expected != channels {
+        return Err(shape_error(
+            op,
+            format!("input {x} has {channels} channels but weight {w} expects {expected}"),
+        ));
+    }
+    Ok((batch, channels, spatial, x.rank() - 2))
+}
+
 fn lift(spatial_rank: usize, v: usize, depth_value: usize) -> [usize; 3] {
     if spatial_rank == 2 {
         [depth_value, v, v]
@@ -70,21 +97,8 @@ fn lift(spatial_rank: usize, v: usize, depth_value: usize) -> [usize; 3] {
 impl ConvGeometry {
     /// Geometry of `conv(x, w)` with `x [n, c_in, ...]`, `w [c_out, c_in, k...]`.
     pub fn conv(op: &'static str, x: &Shape, w: &Shape, opts: ConvOptions) -> Result<Self> {
-        let (batch, c_in, input) = split(op, "input", x)?;
-        let (c_out, wc_in, kernel) = split(op, "weight", w)?;
-        let spatial_rank = x.rank() - 2;
-        if w.rank() != x.rank() {
-            return Err(shape_error(
-                op,
-                format!("input {x} and weight {w} differ in rank"),
-            ));
-        }
-        if wc_in != c_in {
-            return Err(shape_error(
-                op,
-                format!("input {x} has {c_in} channels but weight {w} expects {wc_in}"),
-            ));
-        }
+        let (batch, c_in, input, spatial_rank) = split_operands(op, x, w, 1)?;
+        let (c_out, _, kernel) = split(op, "weight", w)?;
         if opts.stride == 0 {
             return Err(shape_error(op, "stride must be at least 1"));
         }
@@ -126,21 +140,8 @@ impl ConvGeometry {
         w: &Shape,
         opts: ConvOptions,
     ) -> Result<Self> {
-        let (batch, c_in_t, x_spatial) = split(op, "input", x)?;
-        let (w_in, c_out_t, kernel) = split(op, "weight", w)?;
-        let spatial_rank = x.rank() - 2;
-        if w.rank() != x.rank() {
-            return Err(shape_error(
-                op,
-                format!("input {x} and weight {w} differ in rank"),
-            ));
-        }
-        if w_in != c_in_t {
-            return Err(shape_error(
-                op,
-                format!("input {x} has {c_in_t} channels but weight {w} expects {w_in}"),
-            ));
-        }
+        let (batch, c_in_t, x_spatial, spatial_rank) = split_operands(op, x, w, 0)?;
+        let (_, c_out_t, kernel) = split(op, "weight", w)?;
         if opts.stride == 0 || opts.output_padding >= opts.stride {
             return Err(shape_error(
                 op,
