@@ -5,6 +5,7 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod nn;

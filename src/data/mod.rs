@@ -1,0 +1,14 @@
+//! Everything between files on disk and tensors: NIfTI volumes, orientation, intensity
+//! normalisation, slices and patches, datasets, the synthetic phantom and PNG export.
+//! Only this module (with `checkpoint` and `report`) touches files; it never touches a device.
+
+pub mod error;
+pub mod nifti;
+pub mod normalize;
+pub mod orientation;
+pub mod phantom;
+pub mod slices;
+pub mod volume;
+
+pub use error::{DataError, DataResult};
+pub use volume::Volume;
