@@ -8,6 +8,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
