@@ -6,7 +6,11 @@
 //! Arrays are given with their `dims` listed fastest-varying first (a volume's [x, y, z], an
 //! image's [cols, rows]); the filters are separable and symmetric, so only consistency matters.
 
+use rayon::prelude::*;
+use serde::Serialize;
+
 use crate::data::error::{DataError, DataResult};
+use crate::data::slices;
 
 /// The SSIM window.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,24 +60,37 @@ fn check_same(a: &[f64], b: &[f64], dims: &[usize]) -> DataResult<()> {
 
 /// Mean squared error over the elements where `mask` is true (all when None).
 pub fn mse(a: &[f64], b: &[f64], mask: Option<&[bool]>) -> f64 {
-    let (sum, n) = masked(a, b, mask).fold((0.0, 0usize), |(s, n), (x, y)| (s + (x - y) * (x - y), n + 1));
+    let (sum, n) = masked(a, b, mask).fold((0.0, 0usize), |(s, n), (x, y)| {
+        (s + (x - y) * (x - y), n + 1)
+    });
     sum / n.max(1) as f64
 }
 
 /// Mean absolute error.
 pub fn mae(a: &[f64], b: &[f64], mask: Option<&[bool]>) -> f64 {
-    let (sum, n) = masked(a, b, mask).fold((0.0, 0usize), |(s, n), (x, y)| (s + (x - y).abs(), n + 1));
+    let (sum, n) =
+        masked(a, b, mask).fold((0.0, 0usize), |(s, n), (x, y)| (s + (x - y).abs(), n + 1));
     sum / n.max(1) as f64
 }
 
 /// Normalised MSE: sum (pred - real)^2 / sum real^2.
 pub fn nmse(pred: &[f64], real: &[f64], mask: Option<&[bool]>) -> f64 {
-    let (err, norm) = masked(pred, real, mask).fold((0.0, 0.0), |(e, r), (p, t)| (e + (p - t) * (p - t), r + t * t));
+    let (err, norm) = masked(pred, real, mask).fold((0.0, 0.0), |(e, r), (p, t)| {
+        (e + (p - t) * (p - t), r + t * t)
+    });
     err / norm
 }
 
-fn masked<'a>(a: &'a [f64], b: &'a [f64], mask: Option<&'a [bool]>) -> impl Iterator<Item = (f64, f64)> + 'a {
-    a.iter().zip(b).enumerate().filter(move |(i, _)| mask.is_none_or(|m| m[*i])).map(|(_, (&x, &y))| (x, y))
+fn masked<'a>(
+    a: &'a [f64],
+    b: &'a [f64],
+    mask: Option<&'a [bool]>,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .filter(move |(i, _)| mask.is_none_or(|m| m[*i]))
+        .map(|(_, (&x, &y))| (x, y))
 }
 
 /// PSNR in dB: 10 log10(R^2 / MSE); +inf for identical inputs.
@@ -98,7 +115,9 @@ fn weights(window: Window) -> Vec<f64> {
         Window::Uniform(size) => vec![1.0 / size as f64; size],
         Window::Gaussian(sigma) => {
             let radius = (3.5 * sigma + 0.5) as isize;
-            let w: Vec<f64> = (-radius..=radius).map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+            let w: Vec<f64> = (-radius..=radius)
+                .map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp())
+                .collect();
             let total: f64 = w.iter().sum();
             w.iter().map(|v| v / total).collect()
         }
@@ -108,19 +127,29 @@ fn weights(window: Window) -> Vec<f64> {
 /// Correlates `x` with `w` along every axis in turn (reflect boundary).
 fn filter(x: &[f64], dims: &[usize], w: &[f64]) -> Vec<f64> {
     let radius = (w.len() / 2) as isize;
+    let taps = w.len();
     let mut cur = x.to_vec();
     let mut next = vec![0.0; x.len()];
     let mut stride = 1;
     for &n in dims {
-        for (i, out) in next.iter_mut().enumerate() {
-            let pos = (i / stride) % n;
-            let base = i - pos * stride;
-            *out = w
-                .iter()
-                .enumerate()
-                .map(|(k, wk)| wk * cur[base + reflect(pos as isize + k as isize - radius, n) * stride])
-                .sum();
-        }
+        // Source position of every (output position, tap) on this axis.
+        let source: Vec<usize> = (0..n)
+            .flat_map(|pos| (0..taps).map(move |k| reflect(pos as isize + k as isize - radius, n)))
+            .collect();
+        next.par_chunks_mut(stride * n)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let src = &cur[block * stride * n..(block + 1) * stride * n];
+                for pos in 0..n {
+                    let from = &source[pos * taps..(pos + 1) * taps];
+                    let dst = &mut out[pos * stride..(pos + 1) * stride];
+                    dst.fill(0.0);
+                    for (wk, &sp) in w.iter().zip(from) {
+                        let line = &src[sp * stride..(sp + 1) * stride];
+                        dst.iter_mut().zip(line).for_each(|(d, v)| *d += wk * v);
+                    }
+                }
+            });
         std::mem::swap(&mut cur, &mut next);
         stride *= n;
     }
@@ -140,14 +169,22 @@ pub fn ssim(a: &[f64], b: &[f64], dims: &[usize], opts: &SsimOptions) -> DataRes
     check_same(a, b, dims)?;
     let width = window_width(opts.window);
     if width % 2 == 0 {
-        return Err(DataError::Mismatch(format!("SSIM window width must be odd, got {width}")));
+        return Err(DataError::Mismatch(format!(
+            "SSIM window width must be odd, got {width}"
+        )));
     }
     if dims.iter().any(|&d| d < width) {
-        return Err(DataError::Mismatch(format!("SSIM window {width} exceeds image extent {dims:?}")));
+        return Err(DataError::Mismatch(format!(
+            "SSIM window {width} exceeds image extent {dims:?}"
+        )));
     }
     let w = weights(opts.window);
     let np = width.pow(dims.len() as u32) as f64;
-    let cov_norm = if opts.sample_covariance { np / (np - 1.0) } else { 1.0 };
+    let cov_norm = if opts.sample_covariance {
+        np / (np - 1.0)
+    } else {
+        1.0
+    };
     let prod = |p: &[f64], q: &[f64]| -> Vec<f64> { p.iter().zip(q).map(|(x, y)| x * y).collect() };
     let (ux, uy) = (filter(a, dims, &w), filter(b, dims, &w));
     let uxx = filter(&prod(a, a), dims, &w);
@@ -175,4 +212,102 @@ pub fn ssim(a: &[f64], b: &[f64], dims: &[usize], opts: &SsimOptions) -> DataRes
         count += 1;
     }
     Ok(sum / count as f64)
+}
+
+/// The scores `mrgan eval` reports for one predicted volume.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VolumeScores {
+    /// Over the whole volume (or the mask).
+    pub psnr: f64,
+    /// Mean 2D SSIM over the slices in which the real volume has a non-zero voxel.
+    pub ssim: f64,
+    /// SSIM of the whole volume with a 3D window; None when a dim is smaller than the window.
+    pub ssim3d: Option<f64>,
+    pub mae: f64,
+    pub nmse: f64,
+}
+
+/// How volumes are scored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalOptions {
+    /// Slicing axis for the 2D SSIM (2: axial in RAS+).
+    pub axis: usize,
+    /// Restrict PSNR, MAE and NMSE to the real volume's non-zero voxels.
+    pub mask_nonzero: bool,
+    /// PSNR / SSIM data range; None: max - min of the real volume.
+    pub data_range: Option<f64>,
+    pub window: Window,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            axis: 2,
+            mask_nonzero: false,
+            data_range: None,
+            window: Window::Uniform(7),
+        }
+    }
+}
+
+/// Scores `pred` against `real` (same dims, first axis fastest).
+pub fn evaluate(
+    pred: &[f32],
+    real: &[f32],
+    dims: [usize; 3],
+    opts: &EvalOptions,
+) -> DataResult<VolumeScores> {
+    let (p, r): (Vec<f64>, Vec<f64>) = (
+        pred.iter().map(|&v| v as f64).collect(),
+        real.iter().map(|&v| v as f64).collect(),
+    );
+    check_same(&p, &r, &dims)?;
+    let (lo, hi) = r
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let range = opts.data_range.unwrap_or(hi - lo);
+    if range <= 0.0 {
+        return Err(DataError::Mismatch(
+            "the real volume is constant: its data range is 0".into(),
+        ));
+    }
+    let mask: Option<Vec<bool>> = opts
+        .mask_nonzero
+        .then(|| r.iter().map(|&v| v != 0.0).collect());
+    let mask = mask.as_deref();
+    let ssim_opts = SsimOptions {
+        window: opts.window,
+        ..SsimOptions::new(range)
+    };
+    let mut slice_scores = Vec::new();
+    for k in 0..dims[opts.axis] {
+        let real_slice = slices::slice(real, dims, opts.axis, k);
+        if real_slice.data.iter().all(|&v| v == 0.0) {
+            continue;
+        }
+        let pred_slice = slices::slice(pred, dims, opts.axis, k);
+        let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let plane = [real_slice.cols, real_slice.rows];
+        slice_scores.push(ssim(
+            &to64(&real_slice.data),
+            &to64(&pred_slice.data),
+            &plane,
+            &ssim_opts,
+        )?);
+    }
+    let width = window_width(opts.window);
+    let ssim3d = dims
+        .iter()
+        .all(|&d| d >= width)
+        .then(|| ssim(&r, &p, &dims, &ssim_opts))
+        .transpose()?;
+    Ok(VolumeScores {
+        psnr: psnr(&r, &p, range, mask),
+        ssim: slice_scores.iter().sum::<f64>() / slice_scores.len().max(1) as f64,
+        ssim3d,
+        mae: mae(&p, &r, mask),
+        nmse: nmse(&p, &r, mask),
+    })
 }

@@ -31,21 +31,70 @@ fn close(what: &str, got: f64, want: f64) {
 fn golden_values_from_the_reference_notes() {
     // shape, box7 R=1, box7 R=1 pop-cov, Gaussian R=1, Gaussian pop-cov, box7 R=2, PSNR R=1
     let table: [(&[usize], [f64; 6]); 2] = [
-        (&[16, 16], [0.768653322621, 0.768675626641, 0.730020841304, 0.730034590194, 0.771841957779, 12.982203870656]),
-        (&[12, 13, 14], [0.720890224182, 0.720893471529, 0.692037760662, 0.692039070576, 0.724190215064, 11.630661648769]),
+        (
+            &[16, 16],
+            [
+                0.768653322621,
+                0.768675626641,
+                0.730020841304,
+                0.730034590194,
+                0.771841957779,
+                12.982203870656,
+            ],
+        ),
+        (
+            &[12, 13, 14],
+            [
+                0.720890224182,
+                0.720893471529,
+                0.692037760662,
+                0.692039070576,
+                0.724190215064,
+                11.630661648769,
+            ],
+        ),
     ];
     for (dims, want) in table {
         let (x, y) = golden_pair(dims);
         let opts = SsimOptions::new(1.0);
-        let pop = SsimOptions { sample_covariance: false, ..opts };
-        let gauss = SsimOptions { window: Window::Gaussian(1.5), ..opts };
-        let wang = SsimOptions { sample_covariance: false, ..gauss };
+        let pop = SsimOptions {
+            sample_covariance: false,
+            ..opts
+        };
+        let gauss = SsimOptions {
+            window: Window::Gaussian(1.5),
+            ..opts
+        };
+        let wang = SsimOptions {
+            sample_covariance: false,
+            ..gauss
+        };
         let r2 = SsimOptions::new(2.0);
-        close(&format!("{dims:?} box7"), ssim(&x, &y, dims, &opts).unwrap(), want[0]);
-        close(&format!("{dims:?} box7 pop"), ssim(&x, &y, dims, &pop).unwrap(), want[1]);
-        close(&format!("{dims:?} gauss"), ssim(&x, &y, dims, &gauss).unwrap(), want[2]);
-        close(&format!("{dims:?} gauss pop"), ssim(&x, &y, dims, &wang).unwrap(), want[3]);
-        close(&format!("{dims:?} box7 R=2"), ssim(&x, &y, dims, &r2).unwrap(), want[4]);
+        close(
+            &format!("{dims:?} box7"),
+            ssim(&x, &y, dims, &opts).unwrap(),
+            want[0],
+        );
+        close(
+            &format!("{dims:?} box7 pop"),
+            ssim(&x, &y, dims, &pop).unwrap(),
+            want[1],
+        );
+        close(
+            &format!("{dims:?} gauss"),
+            ssim(&x, &y, dims, &gauss).unwrap(),
+            want[2],
+        );
+        close(
+            &format!("{dims:?} gauss pop"),
+            ssim(&x, &y, dims, &wang).unwrap(),
+            want[3],
+        );
+        close(
+            &format!("{dims:?} box7 R=2"),
+            ssim(&x, &y, dims, &r2).unwrap(),
+            want[4],
+        );
         close(&format!("{dims:?} psnr"), psnr(&x, &y, 1.0, None), want[5]);
     }
 }
@@ -56,7 +105,12 @@ fn scikit_image_fixtures() {
     println!("fixtures made with {}", f.torch_version);
     for c in &f.cases {
         let name = c["name"].as_str().unwrap();
-        let dims: Vec<usize> = f.shape(&format!("{name}.x")).iter().rev().copied().collect();
+        let dims: Vec<usize> = f
+            .shape(&format!("{name}.x"))
+            .iter()
+            .rev()
+            .copied()
+            .collect();
         let (x, y) = (f.f64(&format!("{name}.x")), f.f64(&format!("{name}.y")));
         let range = c["data_range"].as_f64().unwrap();
         let window = match c["window"].as_str().unwrap() {
@@ -68,8 +122,16 @@ fn scikit_image_fixtures() {
             sample_covariance: c["sample_covariance"] == true,
             ..SsimOptions::new(range)
         };
-        close(&format!("{name} ssim"), ssim(x, y, &dims, &opts).unwrap(), f.f64(&format!("{name}.ssim"))[0]);
-        close(&format!("{name} psnr"), psnr(x, y, range, None), f.f64(&format!("{name}.psnr"))[0]);
+        close(
+            &format!("{name} ssim"),
+            ssim(x, y, &dims, &opts).unwrap(),
+            f.f64(&format!("{name}.ssim"))[0],
+        );
+        close(
+            &format!("{name} psnr"),
+            psnr(x, y, range, None),
+            f.f64(&format!("{name}.psnr"))[0],
+        );
     }
 }
 
@@ -98,7 +160,9 @@ fn masks_restrict_psnr_mae_nmse() {
 #[test]
 fn bad_sizes_are_errors() {
     let x = vec![0.0; 25];
-    let err = ssim(&x, &x, &[5, 5], &SsimOptions::new(1.0)).unwrap_err().to_string();
+    let err = ssim(&x, &x, &[5, 5], &SsimOptions::new(1.0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("exceeds image extent"), "{err}");
     assert!(ssim(&x, &x[..24], &[5, 5], &SsimOptions::new(1.0)).is_err());
 }

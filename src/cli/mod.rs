@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ enum Command {
     Demo,
     /// Measures the engine's kernels.
     Bench(bench::BenchArgs),
+    /// Scores predicted volumes against real ones (PSNR, SSIM, MAE, NMSE).
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the arguments and runs the subcommand.
@@ -26,5 +29,6 @@ pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

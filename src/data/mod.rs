@@ -2,6 +2,7 @@
 //! normalisation, slices and patches, datasets, the synthetic phantom and PNG export.
 //! Only this module (with `checkpoint` and `report`) touches files; it never touches a device.
 
+pub mod discover;
 pub mod error;
 pub mod nifti;
 pub mod normalize;

@@ -22,7 +22,10 @@ pub enum NormMethod {
 impl Default for NormMethod {
     /// Percentiles 0.5 / 99.5 of the foreground.
     fn default() -> Self {
-        NormMethod::Percentile { low: 0.5, high: 99.5 }
+        NormMethod::Percentile {
+            low: 0.5,
+            high: 99.5,
+        }
     }
 }
 
@@ -31,8 +34,14 @@ impl Default for NormMethod {
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Normalizer {
     /// Foreground `[lo, hi]` -> [-1, 1].
-    Percentile { lo: f32, hi: f32 },
-    ZScore { mean: f32, std: f32 },
+    Percentile {
+        lo: f32,
+        hi: f32,
+    },
+    ZScore {
+        mean: f32,
+        std: f32,
+    },
 }
 
 /// The `q`-th percentile (0-100) of `values`, numpy's default (linear) interpolation.
@@ -55,7 +64,10 @@ impl Normalizer {
         let mut fg: Vec<f32> = vol.data.iter().copied().filter(|&v| v != 0.0).collect();
         let src = &vol.meta.source;
         if fg.len() < 2 {
-            return Err(DataError::invalid(src, "has no foreground (non-zero) voxels to normalise"));
+            return Err(DataError::invalid(
+                src,
+                "has no foreground (non-zero) voxels to normalise",
+            ));
         }
         let fitted = match method {
             NormMethod::Percentile { low, high } => {
@@ -83,7 +95,10 @@ impl Normalizer {
             Normalizer::ZScore { std, .. } => std <= 0.0,
         };
         if degenerate {
-            return Err(DataError::invalid(src, "foreground intensities are constant: nothing to normalise"));
+            return Err(DataError::invalid(
+                src,
+                "foreground intensities are constant: nothing to normalise",
+            ));
         }
         Ok(fitted)
     }
@@ -104,7 +119,9 @@ impl Normalizer {
                     return self.background();
                 }
                 match *self {
-                    Normalizer::Percentile { lo, hi } => 2.0 * (v.clamp(lo, hi) - lo) / (hi - lo) - 1.0,
+                    Normalizer::Percentile { lo, hi } => {
+                        2.0 * (v.clamp(lo, hi) - lo) / (hi - lo) - 1.0
+                    }
                     Normalizer::ZScore { mean, std } => (v - mean) / std,
                 }
             })

@@ -50,14 +50,22 @@ pub fn slice(data: &[f32], dims: [usize; 3], axis: usize, k: usize) -> Image {
             out.push(data[base + r * s[ra] + c * s[ca]]);
         }
     }
-    Image { rows, cols, data: out }
+    Image {
+        rows,
+        cols,
+        data: out,
+    }
 }
 
 /// Writes `img` into slice `k` along `axis`.
 pub fn set_slice(data: &mut [f32], dims: [usize; 3], axis: usize, k: usize, img: &Image) {
     let (ra, ca) = plane_axes(axis);
     let s = strides(dims);
-    assert_eq!((img.rows, img.cols), (dims[ra], dims[ca]), "set_slice: image size");
+    assert_eq!(
+        (img.rows, img.cols),
+        (dims[ra], dims[ca]),
+        "set_slice: image size"
+    );
     let base = k * s[axis];
     for r in 0..img.rows {
         for c in 0..img.cols {
@@ -107,7 +115,10 @@ fn split_pad(have: usize, want: usize) -> [usize; 2] {
 pub fn pad(img: &Image, target: PadTarget, fill: f32) -> DataResult<(Image, Padding)> {
     let (rows, cols) = match target {
         PadTarget::Exact(r, c) => (r, c),
-        PadTarget::MultipleOf(m) => (img.rows.div_ceil(m.max(1)) * m.max(1), img.cols.div_ceil(m.max(1)) * m.max(1)),
+        PadTarget::MultipleOf(m) => (
+            img.rows.div_ceil(m.max(1)) * m.max(1),
+            img.cols.div_ceil(m.max(1)) * m.max(1),
+        ),
     };
     if rows < img.rows || cols < img.cols {
         return Err(DataError::Mismatch(format!(
@@ -141,8 +152,20 @@ pub fn crop(img: &Image, padding: Padding) -> Image {
 
 /// Slices along `axis` with at least `min_foreground` voxels that are not 0 in `data`
 /// (training skips near-empty slices; prediction uses every slice).
-pub fn informative(data: &[f32], dims: [usize; 3], axis: usize, min_foreground: usize) -> Vec<usize> {
+pub fn informative(
+    data: &[f32],
+    dims: [usize; 3],
+    axis: usize,
+    min_foreground: usize,
+) -> Vec<usize> {
     (0..dims[axis])
-        .filter(|&k| slice(data, dims, axis, k).data.iter().filter(|&&v| v != 0.0).count() >= min_foreground.max(1))
+        .filter(|&k| {
+            slice(data, dims, axis, k)
+                .data
+                .iter()
+                .filter(|&&v| v != 0.0)
+                .count()
+                >= min_foreground.max(1)
+        })
         .collect()
 }

@@ -81,7 +81,9 @@ impl Volume {
 
     /// The voxels in the file's own axis order (first axis fastest).
     pub fn stored_data(&self) -> Vec<f32> {
-        self.meta.reorientation.undo(&self.data, self.meta.stored_dims)
+        self.meta
+            .reorientation
+            .undo(&self.data, self.meta.stored_dims)
     }
 }
 
@@ -89,9 +91,22 @@ impl Volume {
     /// A new volume in RAS+ orientation with voxel size `spacing` (mm), origin at voxel 0:
     /// sform and qform both set (code 1, scanner), units mm, float32 on disk.
     pub fn new_ras(dims: [usize; 3], data: Vec<f32>, spacing: [f32; 3], source: &str) -> Volume {
-        assert_eq!(data.len(), dims.iter().product::<usize>(), "new_ras: voxel count");
+        assert_eq!(
+            data.len(),
+            dims.iter().product::<usize>(),
+            "new_ras: voxel count"
+        );
         let mut header = NiftiHeader {
-            dim: [3, dims[0] as u16, dims[1] as u16, dims[2] as u16, 1, 1, 1, 1],
+            dim: [
+                3,
+                dims[0] as u16,
+                dims[1] as u16,
+                dims[2] as u16,
+                1,
+                1,
+                1,
+                1,
+            ],
             pixdim: [1.0, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0],
             datatype: nifti::NiftiType::Float32 as i16,
             bitpix: 32,
