@@ -1,16 +1,24 @@
+//! Development aid: middle axial slice of each contrast of a subject folder, side by side.
+use mrgan::data::{nifti, normalize::*, png, slices};
 fn main() {
-    for p in std::env::args().skip(1) {
-        let t = std::time::Instant::now();
-        let v = mrgan::data::nifti::read(std::path::Path::new(&p), &Default::default()).unwrap();
-        let (mn, mx) = v
-            .data
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-        println!(
-            "{p}: dims {:?} stored {} min {mn} max {mx} {:?}",
-            v.dims,
-            v.stored_orientation(),
-            t.elapsed()
-        );
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
+    let out = std::env::args().nth(2).unwrap();
+    let mut imgs = vec![];
+    for c in ["t1", "t2", "flair", "pd"] {
+        let Ok(v) = nifti::read(&dir.join(format!("{c}.nii.gz")), &Default::default()) else {
+            continue;
+        };
+        let n = Normalizer::fit(&v, NormMethod::default()).unwrap();
+        let d = n.apply(&v.data);
+        imgs.push(slices::slice(&d, v.dims, 2, v.dims[2] / 2));
     }
+    let refs: Vec<&slices::Image> = imgs.iter().collect();
+    png::write(
+        std::path::Path::new(&out),
+        &png::side_by_side(&refs),
+        -1.0,
+        1.0,
+        png::BitDepth::Eight,
+    )
+    .unwrap();
 }

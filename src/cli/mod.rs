@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod eval;
+mod phantom;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ enum Command {
     Demo,
     /// Measures the engine's kernels.
     Bench(bench::BenchArgs),
+    /// Writes synthetic head phantoms (T1, T2, FLAIR, PD, labels) as NIfTI.
+    Phantom(phantom::PhantomArgs),
     /// Scores predicted volumes against real ones (PSNR, SSIM, MAE, NMSE).
     Eval(eval::EvalArgs),
 }
@@ -30,5 +33,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Phantom(args) => phantom::run(args),
     }
 }

@@ -8,6 +8,7 @@ pub mod nifti;
 pub mod normalize;
 pub mod orientation;
 pub mod phantom;
+pub mod png;
 pub mod slices;
 pub mod volume;
 

@@ -351,11 +351,7 @@ pub fn write(path: &Path, vol: &Volume, dtype: OutDtype) -> DataResult<()> {
     } else {
         ".nii"
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".mrgan-")
-        .suffix(suffix)
-        .tempfile_in(&dir)
-        .map_err(|e| DataError::io(&dir, e))?;
+    let tmp = crate::report::temp_file_in(&dir, suffix).map_err(|e| DataError::io(&dir, e))?;
     let writer = WriterOptions::new(tmp.path()).reference_header(&header);
     let shape = (nx, ny, nz).f();
     fn rounded<T>(v: &[f32], lo: f64, hi: f64, cast: impl Fn(f64) -> T) -> Vec<T> {
