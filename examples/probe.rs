@@ -1,24 +1,40 @@
-//! Development aid: middle axial slice of each contrast of a subject folder, side by side.
-use mrgan::data::{nifti, normalize::*, png, slices};
-fn main() {
-    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
-    let out = std::env::args().nth(2).unwrap();
-    let mut imgs = vec![];
-    for c in ["t1", "t2", "flair", "pd"] {
-        let Ok(v) = nifti::read(&dir.join(format!("{c}.nii.gz")), &Default::default()) else {
-            continue;
-        };
-        let n = Normalizer::fit(&v, NormMethod::default()).unwrap();
-        let d = n.apply(&v.data);
-        imgs.push(slices::slice(&d, v.dims, 2, v.dims[2] / 2));
+//! Development aid: brain-mask agreement between two subjects after canonical reorientation,
+//! and with the second flipped along each axis.
+use mrgan::data::nifti;
+fn ncc(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (
+        a.iter().map(|&v| v as f64).sum::<f64>() / n,
+        b.iter().map(|&v| v as f64).sum::<f64>() / n,
+    );
+    let (mut s, mut sa, mut sb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64 - ma, y as f64 - mb);
+        s += x * y;
+        sa += x * x;
+        sb += y * y;
     }
-    let refs: Vec<&slices::Image> = imgs.iter().collect();
-    png::write(
-        std::path::Path::new(&out),
-        &png::side_by_side(&refs),
-        -1.0,
-        1.0,
-        png::BitDepth::Eight,
-    )
-    .unwrap();
+    s / (sa * sb).sqrt()
+}
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let a = nifti::read(args[1].as_ref(), &Default::default()).unwrap();
+    let b = nifti::read(args[2].as_ref(), &Default::default()).unwrap();
+    let ma: Vec<f32> = a.data.iter().map(|&v| (v != 0.0) as u8 as f32).collect();
+    let mb: Vec<f32> = b.data.iter().map(|&v| (v != 0.0) as u8 as f32).collect();
+    println!("canonical: {:.3}", ncc(&ma, &mb));
+    let d = b.dims;
+    for axis in 0..3 {
+        let mut f = vec![0.0; mb.len()];
+        for z in 0..d[2] {
+            for y in 0..d[1] {
+                for x in 0..d[0] {
+                    let mut c = [x, y, z];
+                    c[axis] = d[axis] - 1 - c[axis];
+                    f[x + d[0] * (y + d[1] * z)] = mb[c[0] + d[0] * (c[1] + d[1] * c[2])];
+                }
+            }
+        }
+        println!("flip axis {axis}: {:.3}", ncc(&ma, &f));
+    }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod eval;
 mod phantom;
+mod slice;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Writes synthetic head phantoms (T1, T2, FLAIR, PD, labels) as NIfTI.
     Phantom(phantom::PhantomArgs),
+    /// Exports slices as PNG in the PyTorch reference's dataset layouts.
+    Slice(slice::SliceArgs),
     /// Scores predicted volumes against real ones (PSNR, SSIM, MAE, NMSE).
     Eval(eval::EvalArgs),
 }
@@ -34,5 +37,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Phantom(args) => phantom::run(args),
+        Command::Slice(args) => slice::run(args),
     }
 }

@@ -2,11 +2,14 @@
 //! normalisation, slices and patches, datasets, the synthetic phantom and PNG export.
 //! Only this module (with `checkpoint` and `report`) touches files; it never touches a device.
 
+pub mod augment;
+pub mod dataset;
 pub mod discover;
 pub mod error;
 pub mod nifti;
 pub mod normalize;
 pub mod orientation;
+pub mod patches;
 pub mod phantom;
 pub mod png;
 pub mod slices;

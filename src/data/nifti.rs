@@ -33,7 +33,7 @@ pub enum OrientationMode {
 }
 
 /// Options for [`read`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// For a 4D file: which volume (0-based). Without it a 4D file is an error.
     pub volume: Option<usize>,
