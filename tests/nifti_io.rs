@@ -9,7 +9,9 @@ use mrgan::data::volume::Volume;
 
 fn ramp(dims: [usize; 3], scale: f32, offset: f32) -> Volume {
     let n: usize = dims.iter().product();
-    let data = (0..n).map(|i| ((i * 7919) % 251) as f32 * scale + offset).collect();
+    let data = (0..n)
+        .map(|i| ((i * 7919) % 251) as f32 * scale + offset)
+        .collect();
     Volume::new_ras(dims, data, [1.5, 1.0, 2.5], "test ramp")
 }
 
@@ -27,7 +29,10 @@ fn patch(path: &Path, offset: usize, bytes: &[u8]) {
 fn error_of(path: &Path, opts: &ReadOptions) -> String {
     let err = read(path, opts).expect_err("bad input must fail");
     let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "error must name the file: {msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error must name the file: {msg}"
+    );
     msg
 }
 
@@ -51,8 +56,14 @@ fn round_trip_every_datatype_and_header() {
             assert_eq!(back.dims, vol.dims);
             let (h, g) = (&back.meta.header, &vol.meta.header);
             assert_eq!(h.datatype, code, "{dtype:?}: datatype on disk");
-            assert_eq!((h.pixdim, h.qform_code, h.sform_code), (g.pixdim, g.qform_code, g.sform_code));
-            assert_eq!((h.srow_x, h.srow_y, h.srow_z, h.xyzt_units), (g.srow_x, g.srow_y, g.srow_z, g.xyzt_units));
+            assert_eq!(
+                (h.pixdim, h.qform_code, h.sform_code),
+                (g.pixdim, g.qform_code, g.sform_code)
+            );
+            assert_eq!(
+                (h.srow_x, h.srow_y, h.srow_z, h.xyzt_units),
+                (g.srow_x, g.srow_y, g.srow_z, g.xyzt_units)
+            );
             // A second trip with the input's own datatype changes nothing.
             let again = dir.path().join(format!("again{code}.{ext}"));
             write(&again, &back, OutDtype::Input).unwrap();
@@ -69,7 +80,10 @@ fn integer_outputs_round_and_clamp() {
     let vol = Volume::new_ras([3, 1, 1], vec![-7.6, 2.4, 300.0], [1.0; 3], "t");
     let path = dir.path().join("u8.nii");
     write(&path, &vol, OutDtype::Uint8).unwrap();
-    assert_eq!(read(&path, &ReadOptions::default()).unwrap().data, vec![0.0, 2.0, 255.0]);
+    assert_eq!(
+        read(&path, &ReadOptions::default()).unwrap().data,
+        vec![0.0, 2.0, 255.0]
+    );
 }
 
 /// An LPS volume (like most of the real data) is flipped on its first two axes for
@@ -85,17 +99,38 @@ fn canonical_orientation_and_back() {
     let path = dir.path().join("lps.nii.gz");
     write(&path, &vol, OutDtype::Float32).unwrap();
 
-    let stored = read(&path, &ReadOptions { orientation: OrientationMode::AsStored, ..Default::default() }).unwrap();
+    let stored = read(
+        &path,
+        &ReadOptions {
+            orientation: OrientationMode::AsStored,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(stored.data, vol.data);
     assert_eq!(stored.stored_orientation(), "LPS");
     let canon = read(&path, &ReadOptions::default()).unwrap();
     for (x, y, z) in [(0, 0, 0), (1, 2, 1), (3, 1, 0)] {
-        assert_eq!(canon.get(x, y, z), vol.get(3 - x, 2 - y, z), "voxel ({x},{y},{z})");
+        assert_eq!(
+            canon.get(x, y, z),
+            vol.get(3 - x, 2 - y, z),
+            "voxel ({x},{y},{z})"
+        );
     }
     let out = dir.path().join("back.nii.gz");
     write(&out, &canon, OutDtype::Float32).unwrap();
-    let back = read(&out, &ReadOptions { orientation: OrientationMode::AsStored, ..Default::default() }).unwrap();
-    assert_eq!(back.data, vol.data, "written back in the input's own orientation");
+    let back = read(
+        &out,
+        &ReadOptions {
+            orientation: OrientationMode::AsStored,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        back.data, vol.data,
+        "written back in the input's own orientation"
+    );
     assert_eq!(back.meta.header.srow_x, [-1.0, 0.0, 0.0, 3.0]);
 }
 
@@ -110,7 +145,12 @@ fn qform_only_affine_is_used() {
     (h.quatern_b, h.quatern_c, h.quatern_d) = (0.0, 0.0, 1.0);
     let path = dir.path().join("q.nii");
     write(&path, &vol, OutDtype::Float32).unwrap();
-    assert_eq!(read(&path, &ReadOptions::default()).unwrap().stored_orientation(), "LPS");
+    assert_eq!(
+        read(&path, &ReadOptions::default())
+            .unwrap()
+            .stored_orientation(),
+        "LPS"
+    );
 }
 
 #[test]
@@ -121,14 +161,21 @@ fn scl_slope_and_inter_are_applied() {
     write(&path, &vol, OutDtype::Int16).unwrap();
     patch(&path, 112, &2.5f32.to_le_bytes());
     patch(&path, 116, &10.0f32.to_le_bytes());
-    assert_eq!(read(&path, &ReadOptions::default()).unwrap().data, vec![10.0, 12.5, 15.0, 17.5]);
+    assert_eq!(
+        read(&path, &ReadOptions::default()).unwrap().data,
+        vec![10.0, 12.5, 15.0, 17.5]
+    );
 }
 
 fn write_4d(path: &Path) {
     let frames: Vec<f32> = (0..2 * 3 * 2 * 2).map(|i| i as f32).collect();
     let header = ramp([2, 3, 2], 1.0, 0.0).meta.header;
-    let array = ndarray::Array4::from_shape_vec(ndarray::ShapeBuilder::f((2, 3, 2, 2)), frames).unwrap();
-    nifti::writer::WriterOptions::new(path).reference_header(&header).write_nifti(&array).unwrap();
+    let array =
+        ndarray::Array4::from_shape_vec(ndarray::ShapeBuilder::f((2, 3, 2, 2)), frames).unwrap();
+    nifti::writer::WriterOptions::new(path)
+        .reference_header(&header)
+        .write_nifti(&array)
+        .unwrap();
 }
 
 #[test]
@@ -138,9 +185,22 @@ fn four_d_needs_a_volume_index() {
     write_4d(&path);
     let msg = error_of(&path, &ReadOptions::default());
     assert!(msg.contains("4D") && msg.contains("2 volumes"), "{msg}");
-    let second = read(&path, &ReadOptions { volume: Some(1), orientation: OrientationMode::AsStored }).unwrap();
+    let second = read(
+        &path,
+        &ReadOptions {
+            volume: Some(1),
+            orientation: OrientationMode::AsStored,
+        },
+    )
+    .unwrap();
     assert_eq!(second.data, (12..24).map(|i| i as f32).collect::<Vec<_>>());
-    let msg = error_of(&path, &ReadOptions { volume: Some(2), ..Default::default() });
+    let msg = error_of(
+        &path,
+        &ReadOptions {
+            volume: Some(2),
+            ..Default::default()
+        },
+    );
     assert!(msg.contains("out of range"), "{msg}");
 }
 
@@ -219,14 +279,20 @@ fn non_finite_voxels() {
     let path = dir.path().join("nan.nii.gz");
     write(&path, &vol, OutDtype::Float32).unwrap();
     let msg = error_of(&path, &ReadOptions::default());
-    assert!(msg.contains("2 voxels are NaN or infinite") && msg.contains("(1, 1, 0)"), "{msg}");
+    assert!(
+        msg.contains("2 voxels are NaN or infinite") && msg.contains("(1, 1, 0)"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn missing_and_empty_files() {
     let dir = tmp();
     let missing = dir.path().join("nope.nii.gz");
-    assert!(matches!(read(&missing, &ReadOptions::default()), Err(DataError::Io { .. })));
+    assert!(matches!(
+        read(&missing, &ReadOptions::default()),
+        Err(DataError::Io { .. })
+    ));
     let empty = dir.path().join("empty.nii");
     std::fs::write(&empty, b"").unwrap();
     assert!(error_of(&empty, &ReadOptions::default()).contains("empty"));
@@ -261,12 +327,23 @@ fn real_data_set() {
             let vol = read(&path, &ReadOptions::default()).unwrap();
             assert_eq!(vol.dims, [240, 240, 155], "{subject}/{modality}");
             assert_eq!(vol.spacing(), [1.0, 1.0, 1.0]);
-            assert_eq!(vol.stored_orientation(), orientation, "{subject}/{modality}");
+            assert_eq!(
+                vol.stored_orientation(),
+                orientation,
+                "{subject}/{modality}"
+            );
             assert_eq!(vol.meta.header.datatype, datatype, "{subject}/{modality}");
         }
     }
     // Spot values from the README: GLI t1 spans 0..2921.
-    let gli = read(&root.join("BraTS-GLI-00001-000/t1.nii.gz"), &ReadOptions::default()).unwrap();
-    let (lo, hi) = gli.data.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let gli = read(
+        &root.join("BraTS-GLI-00001-000/t1.nii.gz"),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let (lo, hi) = gli
+        .data
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     assert_eq!((lo, hi), (0.0, 2921.0));
 }

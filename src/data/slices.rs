@@ -151,21 +151,21 @@ pub fn crop(img: &Image, padding: Padding) -> Image {
 }
 
 /// Slices along `axis` with at least `min_foreground` voxels that are not 0 in `data`
-/// (training skips near-empty slices; prediction uses every slice).
+/// (training skips near-empty slices; prediction passes 0 and gets every slice).
 pub fn informative(
     data: &[f32],
     dims: [usize; 3],
     axis: usize,
     min_foreground: usize,
 ) -> Vec<usize> {
+    let foreground = |k: usize| {
+        slice(data, dims, axis, k)
+            .data
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .count()
+    };
     (0..dims[axis])
-        .filter(|&k| {
-            slice(data, dims, axis, k)
-                .data
-                .iter()
-                .filter(|&&v| v != 0.0)
-                .count()
-                >= min_foreground.max(1)
-        })
+        .filter(|&k| min_foreground == 0 || foreground(k) >= min_foreground)
         .collect()
 }
