@@ -168,7 +168,7 @@ fn window_width(window: Window) -> usize {
 pub fn ssim(a: &[f64], b: &[f64], dims: &[usize], opts: &SsimOptions) -> DataResult<f64> {
     check_same(a, b, dims)?;
     let width = window_width(opts.window);
-    if width % 2 == 0 {
+    if width.is_multiple_of(2) {
         return Err(DataError::Mismatch(format!(
             "SSIM window width must be odd, got {width}"
         )));

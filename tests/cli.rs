@@ -5,13 +5,22 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn mrgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mrgan")).args(args).output().expect("run mrgan")
+    Command::new(env!("CARGO_BIN_EXE_mrgan"))
+        .args(args)
+        .output()
+        .expect("run mrgan")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = mrgan(args);
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "mrgan {args:?} failed:\n{stdout}\n{stderr}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "mrgan {args:?} failed:\n{stdout}\n{stderr}"
+    );
     stdout.into_owned()
 }
 
@@ -19,8 +28,15 @@ fn ok(args: &[&str]) -> String {
 fn fails(args: &[&str]) -> String {
     let out = mrgan(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "mrgan {args:?} must exit 1; stderr: {stderr}");
-    assert!(stderr.starts_with("error:") && !stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "mrgan {args:?} must exit 1; stderr: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("error:") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     stderr
 }
 
@@ -32,38 +48,129 @@ fn s(p: &Path) -> &str {
 fn phantom_slice_eval() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    ok(&["phantom", "--out", s(&data), "--subjects", "2", "--size", "48,40,24", "--seed", "3"]);
+    ok(&[
+        "phantom",
+        "--out",
+        s(&data),
+        "--subjects",
+        "2",
+        "--size",
+        "48,40,24",
+        "--seed",
+        "3",
+    ]);
     for sub in ["phantom-000", "phantom-001"] {
         for f in ["t1", "t2", "flair", "pd", "labels"] {
-            assert!(data.join(sub).join(format!("{f}.nii.gz")).is_file(), "{sub}/{f}");
+            assert!(
+                data.join(sub).join(format!("{f}.nii.gz")).is_file(),
+                "{sub}/{f}"
+            );
         }
     }
 
     let out = dir.path().join("png");
-    let printed = ok(&["slice", "--data", s(&data), "--a", "t1", "--b", "t2", "--out", s(&out), "--layout", "aligned", "--pad", "64", "--min-foreground", "100"]);
+    let printed = ok(&[
+        "slice",
+        "--data",
+        s(&data),
+        "--a",
+        "t1",
+        "--b",
+        "t2",
+        "--out",
+        s(&out),
+        "--layout",
+        "aligned",
+        "--pad",
+        "64",
+        "--min-foreground",
+        "100",
+    ]);
     assert!(printed.contains("of 2 subjects"), "{printed}");
-    let first = std::fs::read_dir(out.join("train")).unwrap().next().unwrap().unwrap().path();
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&first).unwrap()));
+    let first = std::fs::read_dir(out.join("train"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&first).unwrap(),
+    ));
     let info = decoder.read_info().unwrap().info().clone();
-    assert_eq!((info.width, info.height), (128, 64), "A|B side by side, padded to 64");
+    assert_eq!(
+        (info.width, info.height),
+        (128, 64),
+        "A|B side by side, padded to 64"
+    );
 
-    ok(&["slice", "--data", s(&data), "--a", "t1", "--b", "t2", "--out", s(&out), "--layout", "unaligned", "--pad", "0", "--sixteen-bit"]);
+    ok(&[
+        "slice",
+        "--data",
+        s(&data),
+        "--a",
+        "t1",
+        "--b",
+        "t2",
+        "--out",
+        s(&out),
+        "--layout",
+        "unaligned",
+        "--pad",
+        "0",
+        "--sixteen-bit",
+    ]);
     assert!(out.join("trainA").is_dir() && out.join("trainB").is_dir());
 
     // T1 scored against T2 (the identity baseline) and T2 against itself.
     let json = dir.path().join("scores.json");
-    let table = ok(&["eval", "--pred", s(&data), "--pred-name", "t2", "--real", s(&data), "--real-name", "t2", "--json", s(&json), "--csv", s(&dir.path().join("s.csv"))]);
-    assert!(table.contains("phantom-000") && table.contains("mean +- std (2 subjects)"), "{table}");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let table = ok(&[
+        "eval",
+        "--pred",
+        s(&data),
+        "--pred-name",
+        "t2",
+        "--real",
+        s(&data),
+        "--real-name",
+        "t2",
+        "--json",
+        s(&json),
+        "--csv",
+        s(&dir.path().join("s.csv")),
+    ]);
+    assert!(
+        table.contains("phantom-000") && table.contains("mean +- std (2 subjects)"),
+        "{table}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["subjects"].as_array().unwrap().len(), 2);
     assert_eq!(doc["subjects"][0]["subject"], "phantom-000");
     assert_eq!(doc["mean"]["ssim"], 1.0);
     assert_eq!(doc["mean"]["mae"], 0.0);
-    assert!(doc["mean"]["psnr"].is_null() || doc["mean"]["psnr"].as_f64().is_none(), "identical volumes: infinite PSNR");
+    assert!(
+        doc["mean"]["psnr"].is_null() || doc["mean"]["psnr"].as_f64().is_none(),
+        "identical volumes: infinite PSNR"
+    );
 
     let json2 = dir.path().join("t1t2.json");
-    ok(&["eval", "--pred", s(&data), "--pred-name", "t1", "--real", s(&data), "--real-name", "t2", "--json", s(&json2), "--mask", "nonzero"]);
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    ok(&[
+        "eval",
+        "--pred",
+        s(&data),
+        "--pred-name",
+        "t1",
+        "--real",
+        s(&data),
+        "--real-name",
+        "t2",
+        "--json",
+        s(&json2),
+        "--mask",
+        "nonzero",
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
     let ssim = doc["mean"]["ssim"].as_f64().unwrap();
     assert!(ssim > 0.0 && ssim < 1.0, "{ssim}");
     assert!(doc["subjects"][0]["ssim3d"].as_f64().is_some());
@@ -75,18 +182,54 @@ fn bad_input_is_a_clear_error() {
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let msg = fails(&["eval", "--pred", s(&empty), "--real", s(&empty)]);
-    assert!(msg.contains("contains no NIfTI volumes") && msg.contains(s(&empty)), "{msg}");
+    assert!(
+        msg.contains("contains no NIfTI volumes") && msg.contains(s(&empty)),
+        "{msg}"
+    );
 
     let data = dir.path().join("data");
     ok(&["phantom", "--out", s(&data), "--size", "16,16,12"]);
     let t2 = data.join("phantom-000/t2.nii.gz");
     let bytes = std::fs::read(&t2).unwrap();
     std::fs::write(&t2, &bytes[..bytes.len() / 3]).unwrap();
-    let msg = fails(&["eval", "--pred", s(&data), "--pred-name", "t1", "--real", s(&data), "--real-name", "t2"]);
-    assert!(msg.contains("t2.nii.gz") && msg.contains("truncated"), "{msg}");
+    let msg = fails(&[
+        "eval",
+        "--pred",
+        s(&data),
+        "--pred-name",
+        "t1",
+        "--real",
+        s(&data),
+        "--real-name",
+        "t2",
+    ]);
+    assert!(
+        msg.contains("t2.nii.gz") && msg.contains("truncated"),
+        "{msg}"
+    );
 
-    let msg = fails(&["slice", "--data", s(&data), "--a", "t1", "--b", "nosuch", "--out", s(&dir.path().join("o"))]);
+    let msg = fails(&[
+        "slice",
+        "--data",
+        s(&data),
+        "--a",
+        "t1",
+        "--b",
+        "nosuch",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
     assert!(msg.contains("nosuch"), "{msg}");
-    let msg = String::from_utf8_lossy(&mrgan(&["phantom", "--out", s(&dir.path().join("p")), "--size", "4,4"]).stderr).into_owned();
+    let msg = String::from_utf8_lossy(
+        &mrgan(&[
+            "phantom",
+            "--out",
+            s(&dir.path().join("p")),
+            "--size",
+            "4,4",
+        ])
+        .stderr,
+    )
+    .into_owned();
     assert!(msg.contains("X,Y,Z"), "{msg}");
 }

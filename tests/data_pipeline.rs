@@ -109,7 +109,8 @@ fn slice_convention_and_exact_reassembly() {
     // Along axis 2 the image is vol[:, :, k]: rows = x, cols = y.
     let img = slice(&data, dims, 2, 1);
     assert_eq!((img.rows, img.cols), (5, 4));
-    assert_eq!(img.get(3, 2), data[3 + 5 * (2 + 4 * 1)]);
+    let k = 1;
+    assert_eq!(img.get(3, 2), data[3 + 5 * (2 + 4 * k)]);
     for axis in 0..3 {
         let images: Vec<Image> = (0..dims[axis])
             .map(|k| slice(&data, dims, axis, k))

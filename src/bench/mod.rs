@@ -2,4 +2,5 @@
 //! every table row carries its own baseline measured in the same run.
 
 pub mod cpu_conv;
+pub mod data_pipeline;
 pub mod layers;

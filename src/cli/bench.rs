@@ -30,6 +30,15 @@ enum Which {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Read + normalise + slice one volume on one core (default: a 240x240x155 int16
+    /// phantom written to a temporary file).
+    Data {
+        /// A NIfTI volume to time instead of the phantom.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,6 +51,7 @@ enum Net {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
+        Which::Data { file, reps } => bench_data(file, reps),
         Which::CpuConv { net, reps, csv } => {
             let chosen = match net {
                 Net::Unet256 => layers::unet_256(),
@@ -73,4 +83,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn bench_data(file: Option<PathBuf>, reps: usize) -> anyhow::Result<()> {
+    // One core, as the target is stated.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .ok();
+    let (_keep, path) = match file {
+        Some(f) => (None, f),
+        None => {
+            let (dir, path) = mrgan::bench::data_pipeline::brats_sized_phantom()?;
+            (Some(dir), path)
+        }
+    };
+    let t = mrgan::bench::data_pipeline::run(&path, reps)?;
+    println!("{} (median of {reps}, 1 thread)", path.display());
+    println!(
+        "read {:.3} s, normalize {:.3} s, slice+pad {:.3} s, total {:.3} s",
+        t.read,
+        t.normalize,
+        t.slice,
+        t.total()
+    );
+    Ok(())
 }

@@ -25,8 +25,7 @@ impl Reorientation {
     pub fn to_canonical(affine: &Affine) -> Option<Reorientation> {
         let mut perm = [usize::MAX; 3];
         let mut flip = [false; 3];
-        for j in 0..3 {
-            let column = [affine[0][j], affine[1][j], affine[2][j]];
+        for (j, column) in (0..3).map(|j| (j, [affine[0][j], affine[1][j], affine[2][j]])) {
             let world = (0..3).max_by(|&a, &b| column[a].abs().total_cmp(&column[b].abs()))?;
             if perm[world] != usize::MAX || column[world] == 0.0 {
                 return None;

@@ -157,7 +157,7 @@ fn tissue_map<R: Rng + ?Sized>(dims: [usize; 3], rng: &mut R) -> Vec<Tissue> {
     let folds = (
         rng.random_range(5..9) as f64,
         rng.random_range(3..6) as f64,
-        rng.random::<f64>() * 6.28,
+        rng.random::<f64>() * std::f64::consts::TAU,
     );
     let lesion_center = [
         0.3 * (rng.random::<f64>() - 0.5),
@@ -213,8 +213,7 @@ pub fn generate(spec: &PhantomSpec) -> Phantom {
     let [nx, ny, nz] = spec.dims;
     let brightest = Tissue::ALL
         .iter()
-        .map(|&t| Contrast::ALL.map(|c| c.signal(t)))
-        .flatten()
+        .flat_map(|&t| Contrast::ALL.map(|c| c.signal(t)))
         .fold(0.0, f64::max);
     let noise = Normal::new(0.0, spec.noise * brightest).expect("finite noise");
     let volumes = Contrast::ALL
