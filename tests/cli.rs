@@ -233,3 +233,71 @@ fn bad_input_is_a_clear_error() {
     .into_owned();
     assert!(msg.contains("X,Y,Z"), "{msg}");
 }
+
+/// Every kind of bad volume, fed to `mrgan eval` as the prediction: exit 1, an error that
+/// names the file and the problem, no panic.
+#[test]
+fn every_bad_volume_through_the_binary() {
+    use mrgan::data::nifti::{OutDtype, write};
+    use mrgan::data::volume::Volume;
+
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.nii");
+    let dims = [12, 12, 10];
+    let ramp = |dims: [usize; 3]| -> Volume {
+        let n: usize = dims.iter().product();
+        Volume::new_ras(
+            dims,
+            (0..n).map(|i| (i % 97) as f32 + 1.0).collect(),
+            [1.0; 3],
+            "t",
+        )
+    };
+    write(&real, &ramp(dims), OutDtype::Float32).unwrap();
+    let patched = |name: &str, offset: usize, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        let mut data = std::fs::read(&real).unwrap();
+        data[offset..offset + bytes.len()].copy_from_slice(bytes);
+        std::fs::write(&path, data).unwrap();
+        path
+    };
+    let mut cases = vec![
+        (patched("magic.nii", 344, b"abc\0"), "not a NIfTI-1 file"),
+        (patched("zero.nii", 42, &0u16.to_le_bytes()), "zero"),
+        (
+            patched("huge.nii", 42, &[0x30, 0x75, 0x30, 0x75, 0x30, 0x75]),
+            "more than",
+        ),
+        (
+            patched("complex.nii", 70, &32i16.to_le_bytes()),
+            "unsupported datatype",
+        ),
+    ];
+    let mut nan = ramp(dims);
+    nan.data[3] = f32::NAN;
+    let nan_path = dir.path().join("nan.nii.gz");
+    write(&nan_path, &nan, OutDtype::Float32).unwrap();
+    cases.push((nan_path, "NaN or infinite"));
+    let gz = dir.path().join("cut.nii.gz");
+    write(&gz, &ramp([40, 40, 40]), OutDtype::Float32).unwrap();
+    let bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
+    cases.push((gz, "truncated"));
+    let other_shape = dir.path().join("shape.nii");
+    write(&other_shape, &ramp([12, 12, 9]), OutDtype::Float32).unwrap();
+    cases.push((other_shape, "dims"));
+    let mut moved = ramp(dims);
+    moved.meta.header.srow_y[3] = 4.0;
+    let other_affine = dir.path().join("affine.nii");
+    write(&other_affine, &moved, OutDtype::Float32).unwrap();
+    cases.push((other_affine, "different affines"));
+
+    for (path, problem) in cases {
+        let msg = fails(&["eval", "--pred", s(&path), "--real", s(&real)]);
+        assert!(
+            msg.contains(problem) && msg.contains(s(&path)),
+            "{}: {msg}",
+            path.display()
+        );
+    }
+}

@@ -423,3 +423,20 @@ fn informative_slices_follow_the_threshold() {
     assert_eq!(slices::informative(&data, dims, 2, 4), vec![1]);
     assert!(slices::informative(&data, dims, 2, 5).is_empty());
 }
+
+#[test]
+fn unpaired_sets_are_independent() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    phantom_folder(da.path(), &["a1", "a2"]);
+    phantom_folder(db.path(), &["b1"]);
+    let (a, b) = unpaired_sets((da.path(), "t1", None), (db.path(), "t2", None)).unwrap();
+    assert_eq!(
+        a.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    assert_eq!(b.len(), 1);
+    assert!(b[0].1.ends_with("b1/t2.nii.gz"));
+    let only = ["a2".to_string()];
+    let (a, _) = unpaired_sets((da.path(), "t1", Some(&only)), (db.path(), "t2", None)).unwrap();
+    assert_eq!(a.len(), 1);
+}

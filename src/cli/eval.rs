@@ -8,7 +8,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use mrgan::data::discover::{pair, volumes};
+use mrgan::data::discover::{Entry, pair, volumes};
+use mrgan::data::nifti::stem;
 use mrgan::data::nifti::{ReadOptions, read};
 use mrgan::data::volume::Volume;
 use mrgan::metrics::{EvalOptions, VolumeScores, Window, evaluate};
@@ -150,11 +151,25 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let pairs = pair(
-        volumes(&args.pred, args.pred_name.as_deref())?,
-        volumes(&args.real, args.real_name.as_deref())?,
-        false,
-    )?;
+    // Two files are a pair whatever their names; folders pair by subject.
+    let pairs = if args.pred.is_file() && args.real.is_file() {
+        vec![(
+            Entry {
+                key: stem(&args.pred),
+                path: args.pred.clone(),
+            },
+            Entry {
+                key: stem(&args.real),
+                path: args.real.clone(),
+            },
+        )]
+    } else {
+        pair(
+            volumes(&args.pred, args.pred_name.as_deref())?,
+            volumes(&args.real, args.real_name.as_deref())?,
+            false,
+        )?
+    };
     let opts = EvalOptions {
         axis: args.axis as usize,
         mask_nonzero: args.mask == Mask::Nonzero,

@@ -71,6 +71,22 @@ pub fn paired_subjects(
         .collect())
 }
 
+/// Two independent sets for unpaired training (CycleGAN): the volumes of modality `a` under
+/// `root_a` and of `b` under `root_b`, each as (subject, path), optionally restricted to lists.
+pub fn unpaired_sets(
+    (root_a, a, list_a): (&Path, &str, Option<&[String]>),
+    (root_b, b, list_b): (&Path, &str, Option<&[String]>),
+) -> DataResult<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>)> {
+    let side =
+        |root: &Path, name: &str, list: Option<&[String]>| -> DataResult<Vec<(String, PathBuf)>> {
+            Ok(select(volumes(root, Some(name))?, list, root)?
+                .into_iter()
+                .map(|e| (e.key, e.path))
+                .collect())
+        };
+    Ok((side(root_a, a, list_a)?, side(root_b, b, list_b)?))
+}
+
 /// The subject list in `path`, for `--train-list` / `--val-list` style options.
 pub fn subject_list(path: &Path) -> DataResult<Vec<String>> {
     read_subject_list(path)
