@@ -5,6 +5,7 @@ use std::path::Path;
 use mrgan::data::augment::{AugmentOptions, augment, flip_horizontal, resize};
 use mrgan::data::dataset::{
     PairedSlices, SliceOptions, SliceSet, batch_tensor, batches, paired_subjects, shuffled,
+    unpaired_sets,
 };
 use mrgan::data::discover::{find_modality, volumes};
 use mrgan::data::nifti::{OutDtype, write};
