@@ -20,6 +20,16 @@ pub struct ParamKey {
     pub param: ParamId,
 }
 
+/// A parameter leaf is shared while the arena's values and its requires-grad switch stay
+/// the same; after an optimizer step or a freeze, the next use makes a fresh leaf (pix2pix's
+/// G step sees the D that was just updated, as in PyTorch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LeafKey {
+    param: ParamKey,
+    version: u64,
+    requires_grad: bool,
+}
+
 /// The backward pass of one recorded op.
 pub trait Backward {
     /// Given the gradient of the op's output, returns one gradient per input, in the order
@@ -42,7 +52,7 @@ pub struct Tape {
     id: u64,
     nodes: Vec<Node>,
     recording: bool,
-    params: HashMap<ParamKey, Var>,
+    params: HashMap<LeafKey, Var>,
 }
 
 impl Default for Tape {
@@ -108,18 +118,24 @@ impl Tape {
 
     /// The parameter `id` of `arena`, as a leaf. Its gradient is kept for
     /// `ParamArena::accumulate_grads` when the arena's `requires_grad` switch is on. Asking
-    /// twice returns the same leaf, so a network run several times shares its parameters.
+    /// again before the arena changes returns the same leaf, so a network run several times
+    /// shares its parameters.
     pub fn param(&mut self, arena: &ParamArena, id: ParamId) -> Var {
-        let key = ParamKey {
-            arena: arena.uid(),
-            param: id,
+        let requires_grad = arena.requires_grad() && self.recording;
+        let key = LeafKey {
+            param: ParamKey {
+                arena: arena.uid(),
+                param: id,
+            },
+            version: arena.version(),
+            requires_grad,
         };
         if let Some(&v) = self.params.get(&key) {
             return v;
         }
         let v = self.push(Node {
             value: arena.tensor(id),
-            requires_grad: arena.requires_grad() && self.recording,
+            requires_grad,
             inputs: Vec::new(),
             backward: None,
         });
@@ -214,7 +230,7 @@ impl Tape {
             .params
             .iter()
             .filter(|(_, v)| grads[v.index].is_some())
-            .map(|(&k, &v)| (k, v))
+            .map(|(k, &v)| (k.param, v))
             .collect();
         Ok(Gradients {
             tape: self.id,

@@ -1,4 +1,6 @@
-//! Building blocks for networks: the parameter arena and weight initialisation.
+//! Networks: the parameter arena, weight initialisation, layers and the reference networks.
 
 pub mod init;
+pub mod layers;
+pub mod nets;
 pub mod params;

@@ -48,6 +48,8 @@ pub struct ParamArena {
     grads: Vec<f32>,
     entries: Vec<ParamEntry>,
     requires_grad: bool,
+    /// Bumped by every mutable access to the values, so tapes notice updated parameters.
+    version: u64,
 }
 
 impl Default for ParamArena {
@@ -64,6 +66,7 @@ impl ParamArena {
             grads: Vec::new(),
             entries: Vec::new(),
             requires_grad: true,
+            version: 0,
         }
     }
 
@@ -114,6 +117,11 @@ impl ParamArena {
         self.requires_grad
     }
 
+    /// Changes whenever the values may have changed (an optimizer step, a load).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// A copy of parameter `id` as a tensor.
     pub fn tensor(&self, id: ParamId) -> Tensor {
         let e = self.entry(id);
@@ -125,6 +133,7 @@ impl ParamArena {
         &self.values
     }
     pub fn values_mut(&mut self) -> &mut [f32] {
+        self.version += 1;
         &mut self.values
     }
     pub fn grads(&self) -> &[f32] {
@@ -132,12 +141,14 @@ impl ParamArena {
     }
     /// Values and gradients together, for the optimizer.
     pub fn values_and_grads_mut(&mut self) -> (&mut [f32], &[f32]) {
+        self.version += 1;
         (&mut self.values, &self.grads)
     }
     pub fn value(&self, id: ParamId) -> &[f32] {
         &self.values[self.entry(id).range()]
     }
     pub fn value_mut(&mut self, id: ParamId) -> &mut [f32] {
+        self.version += 1;
         let range = self.entry(id).range();
         &mut self.values[range]
     }

@@ -1,0 +1,124 @@
+//! The reference networks (`models/networks.py`): U-Net and ResNet generators, PatchGAN and
+//! pixel discriminators, built from a serialisable config.
+
+pub mod patchgan;
+pub mod pixel_d;
+pub mod resnet_gen;
+pub mod unet;
+
+use serde::{Deserialize, Serialize};
+
+use super::layers::{Mode, Norm, NormKind};
+use super::params::ParamArena;
+use crate::autograd::{Tape, Var};
+use crate::error::Result;
+
+/// What every network offers the training loops, checkpoints and inference.
+pub trait Network: Send {
+    fn arena(&self) -> &ParamArena;
+    fn arena_mut(&mut self) -> &mut ParamArena;
+    /// Records the forward pass of a batch `x` on `tape`.
+    fn forward(&mut self, tape: &mut Tape, x: Var, mode: &Mode) -> Result<Var>;
+    /// The norm layers, for their running statistics.
+    fn norms_mut(&mut self) -> Vec<&mut Norm>;
+}
+
+/// Generator architectures (`--netG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorArch {
+    /// U-Net with `num_downs` downsamplings: unet_128 = 7, unet_256 = 8; input sides must
+    /// be multiples of 2^num_downs.
+    Unet { num_downs: usize },
+    /// ResNet generator with `n_blocks` residual blocks (6 or 9); sides multiples of 4.
+    Resnet { n_blocks: usize },
+}
+
+impl GeneratorArch {
+    /// Parses the reference's names (`unet_256`, `resnet_9blocks`, ...; also `unet_64`...).
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        if let Some(size) = name
+            .strip_prefix("unet_")
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            if size.is_power_of_two() && size >= 32 {
+                return Ok(GeneratorArch::Unet {
+                    num_downs: size.trailing_zeros() as usize,
+                });
+            }
+        }
+        if let Some(n) = name
+            .strip_prefix("resnet_")
+            .and_then(|s| s.strip_suffix("blocks"))
+            .and_then(|s| s.parse().ok())
+        {
+            return Ok(GeneratorArch::Resnet { n_blocks: n });
+        }
+        Err(format!(
+            "unknown generator {name:?}: use unet_128, unet_256 (any unet_<2^k>) or resnet_<n>blocks"
+        ))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            GeneratorArch::Unet { num_downs } => format!("unet_{}", 1usize << num_downs),
+            GeneratorArch::Resnet { n_blocks } => format!("resnet_{n_blocks}blocks"),
+        }
+    }
+
+    /// Input sides must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        match self {
+            GeneratorArch::Unet { num_downs } => 1 << num_downs,
+            GeneratorArch::Resnet { .. } => 4,
+        }
+    }
+}
+
+/// A generator's full description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorConfig {
+    pub arch: GeneratorArch,
+    pub input_nc: usize,
+    pub output_nc: usize,
+    pub ngf: usize,
+    pub norm: NormKind,
+    pub dropout: bool,
+}
+
+/// Discriminator architectures (`--netD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscriminatorArch {
+    /// PatchGAN with `n_layers` (basic = 3).
+    NLayer { n_layers: usize },
+    /// 1x1 PatchGAN.
+    Pixel,
+}
+
+/// A discriminator's full description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscriminatorConfig {
+    pub arch: DiscriminatorArch,
+    pub input_nc: usize,
+    pub ndf: usize,
+    pub norm: NormKind,
+}
+
+pub fn build_generator(cfg: &GeneratorConfig) -> Box<dyn Network> {
+    match cfg.arch {
+        GeneratorArch::Unet { num_downs } => Box::new(unet::UnetGenerator::new(cfg, num_downs)),
+        GeneratorArch::Resnet { n_blocks } => {
+            Box::new(resnet_gen::ResnetGenerator::new(cfg, n_blocks))
+        }
+    }
+}
+
+pub fn build_discriminator(cfg: &DiscriminatorConfig) -> Box<dyn Network> {
+    match cfg.arch {
+        DiscriminatorArch::NLayer { n_layers } => {
+            Box::new(patchgan::NLayerDiscriminator::new(cfg, n_layers))
+        }
+        DiscriminatorArch::Pixel => Box::new(pixel_d::PixelDiscriminator::new(cfg)),
+    }
+}
