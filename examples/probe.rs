@@ -1,40 +1,63 @@
-//! Development aid: brain-mask agreement between two subjects after canonical reorientation,
-//! and with the second flipped along each axis.
-use mrgan::data::nifti;
-fn ncc(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (
-        a.iter().map(|&v| v as f64).sum::<f64>() / n,
-        b.iter().map(|&v| v as f64).sum::<f64>() / n,
-    );
-    let (mut s, mut sa, mut sb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        s += x * y;
-        sa += x * x;
-        sb += y * y;
-    }
-    s / (sa * sb).sqrt()
-}
+//! Development aid: fit a generator to one slice pair with L1 alone.
+use mrgan::Tensor;
+use mrgan::autograd::Tape;
+use mrgan::data::normalize::{NormMethod, Normalizer};
+use mrgan::data::phantom::{Contrast, PhantomSpec, generate};
+use mrgan::data::slices;
+use mrgan::models::Trained;
+use mrgan::nn::init::InitKind;
+use mrgan::nn::layers::{Mode, NormKind};
+use mrgan::nn::nets::{GeneratorArch, GeneratorConfig, build_generator};
+use mrgan::ops::loss::{LossKind, LossTarget};
+use mrgan::optim::adam::AdamConfig;
+use rand::SeedableRng;
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let a = nifti::read(args[1].as_ref(), &Default::default()).unwrap();
-    let b = nifti::read(args[2].as_ref(), &Default::default()).unwrap();
-    let ma: Vec<f32> = a.data.iter().map(|&v| (v != 0.0) as u8 as f32).collect();
-    let mb: Vec<f32> = b.data.iter().map(|&v| (v != 0.0) as u8 as f32).collect();
-    println!("canonical: {:.3}", ncc(&ma, &mb));
-    let d = b.dims;
-    for axis in 0..3 {
-        let mut f = vec![0.0; mb.len()];
-        for z in 0..d[2] {
-            for y in 0..d[1] {
-                for x in 0..d[0] {
-                    let mut c = [x, y, z];
-                    c[axis] = d[axis] - 1 - c[axis];
-                    f[x + d[0] * (y + d[1] * z)] = mb[c[0] + d[0] * (c[1] + d[1] * c[2])];
-                }
-            }
+    let ph = generate(&PhantomSpec {
+        dims: [32, 32, 16],
+        ..PhantomSpec::default()
+    });
+    let one = |c: Contrast| {
+        let v = ph.volume(c);
+        let n = Normalizer::fit(v, NormMethod::default()).unwrap();
+        Tensor::from_vec(
+            [1, 1, 32, 32],
+            slices::slice(&n.apply(&v.data), v.dims, 2, 8).data,
+        )
+        .unwrap()
+    };
+    let (a, b) = (one(Contrast::T1), one(Contrast::T2));
+    let norm = match std::env::args().nth(1).as_deref() {
+        Some("instance") => NormKind::Instance,
+        Some("none") => NormKind::None,
+        _ => NormKind::Batch,
+    };
+    let lr: f64 = std::env::args().nth(2).map_or(1e-3, |s| s.parse().unwrap());
+    let cfg = GeneratorConfig {
+        arch: GeneratorArch::parse("unet_32").unwrap(),
+        input_nc: 1,
+        output_nc: 1,
+        ngf: 8,
+        norm,
+        dropout: false,
+    };
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+    let mut g = Trained::new(
+        "G",
+        build_generator(&cfg),
+        (InitKind::Normal, 0.02),
+        AdamConfig::gan(),
+        &mut rng,
+    );
+    for step in 0..300 {
+        let mut tape = Tape::new();
+        let x = tape.constant(a.clone());
+        let t = tape.constant(b.clone());
+        let y = g.net.forward(&mut tape, x, &Mode::train(0)).unwrap();
+        let l = tape.loss(LossKind::L1, y, LossTarget::Var(t)).unwrap();
+        let grads = tape.backward(l).unwrap();
+        g.step(&grads, lr).unwrap();
+        if step % 50 == 0 || step == 299 {
+            println!("{step} {}", tape.value(l).item().unwrap());
         }
-        println!("flip axis {axis}: {:.3}", ncc(&ma, &f));
     }
 }

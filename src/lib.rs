@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
