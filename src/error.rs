@@ -13,6 +13,9 @@ pub enum Error {
     /// Misuse of a parameter arena or optimizer.
     #[error("parameters: {0}")]
     Params(String),
+    /// Files and data.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 /// Result with the engine's error.

@@ -5,9 +5,11 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod infer;
 pub mod metrics;
 pub mod models;
 pub mod nn;
@@ -15,6 +17,7 @@ pub mod ops;
 pub mod optim;
 pub mod report;
 pub mod tensor;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use tensor::{Shape, Tensor};

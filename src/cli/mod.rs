@@ -4,7 +4,9 @@ mod bench;
 mod demo;
 mod eval;
 mod phantom;
+mod predict;
 mod slice;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,10 @@ enum Command {
     Demo,
     /// Measures the engine's kernels.
     Bench(bench::BenchArgs),
+    /// Trains pix2pix or CycleGAN from NIfTI folders.
+    Train(Box<train::TrainArgs>),
+    /// Translates volumes with a trained run.
+    Predict(predict::PredictArgs),
     /// Writes synthetic head phantoms (T1, T2, FLAIR, PD, labels) as NIfTI.
     Phantom(phantom::PhantomArgs),
     /// Exports slices as PNG in the PyTorch reference's dataset layouts.
@@ -37,6 +43,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Phantom(args) => phantom::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Predict(args) => predict::run(args),
         Command::Slice(args) => slice::run(args),
     }
 }

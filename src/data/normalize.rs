@@ -103,6 +103,34 @@ impl Normalizer {
         Ok(fitted)
     }
 
+    /// The mean of several fitted normalisers of one kind (parameter by parameter): the
+    /// training set's typical mapping, used to bring predictions back to intensity units.
+    pub fn average(all: &[Normalizer]) -> Option<Normalizer> {
+        let n = all.len() as f32;
+        match all.first()? {
+            Normalizer::Percentile { .. } => {
+                let (mut lo, mut hi) = (0.0, 0.0);
+                for x in all {
+                    let Normalizer::Percentile { lo: l, hi: h } = x else {
+                        return None;
+                    };
+                    (lo, hi) = (lo + l / n, hi + h / n);
+                }
+                Some(Normalizer::Percentile { lo, hi })
+            }
+            Normalizer::ZScore { .. } => {
+                let (mut mean, mut std) = (0.0, 0.0);
+                for x in all {
+                    let Normalizer::ZScore { mean: m, std: s } = x else {
+                        return None;
+                    };
+                    (mean, std) = (mean + m / n, std + s / n);
+                }
+                Some(Normalizer::ZScore { mean, std })
+            }
+        }
+    }
+
     /// The value background voxels take after [`apply`].
     pub fn background(&self) -> f32 {
         match self {

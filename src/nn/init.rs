@@ -3,12 +3,14 @@
 
 use rand::Rng;
 use rand_distr::{Distribution, Normal, StandardNormal};
+use serde::{Deserialize, Serialize};
 
 use super::params::{ParamArena, ParamRole};
 use crate::tensor::Shape;
 
 /// The reference's `--init_type` choices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InitKind {
     /// N(0, gain); the reference default with gain 0.02.
     Normal,

@@ -2,12 +2,13 @@
 //! whole parameter arena. Its moment buffers are arenas of the same length.
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::nn::params::ParamArena;
 
 /// Adam's hyper-parameters; `Default` is PyTorch's (lr 1e-3, betas 0.9/0.999, eps 1e-8).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamConfig {
     pub lr: f64,
     pub beta1: f64,
@@ -65,6 +66,22 @@ impl Adam {
     /// First and second moments, for checkpoints.
     pub fn moments(&self) -> (&[f32], &[f32]) {
         (&self.m, &self.v)
+    }
+
+    /// Restores moments and step count saved from [`moments`] and [`steps`].
+    pub fn restore(&mut self, m: &[f32], v: &[f32], steps: u64) -> Result<()> {
+        if m.len() != self.m.len() || v.len() != self.v.len() {
+            return Err(Error::Params(format!(
+                "saved Adam state has {} / {} moments, this network {}",
+                m.len(),
+                v.len(),
+                self.m.len()
+            )));
+        }
+        self.m.copy_from_slice(m);
+        self.v.copy_from_slice(v);
+        self.steps = steps;
+        Ok(())
     }
 
     /// One update of every parameter at learning rate `lr` (the schedule's current value).

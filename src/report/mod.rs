@@ -1,4 +1,6 @@
-//! Files people and machines read: tables, CSV. Every file is written atomically.
+//! Files people and machines read: tables, CSV, HTML. Every file is written atomically.
+
+pub mod history;
 
 use std::io::{BufWriter, Write};
 use std::path::Path;

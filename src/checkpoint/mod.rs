@@ -1,0 +1,3 @@
+//! Checkpoints: networks, optimizer state and run state on disk.
+
+pub mod native;

@@ -1,0 +1,166 @@
+//! mrgan's native checkpoint files: safetensors with a network's parameters under their
+//! reference names plus batch-norm running statistics (`<norm>.running_mean` / `.running_var`),
+//! and a second file with Adam's moments. Every file is written atomically.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::data::DataError;
+use crate::error::{Error, Result};
+use crate::nn::nets::Network;
+use crate::optim::adam::Adam;
+use crate::report::write_atomic;
+
+fn invalid(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Data(DataError::invalid(path, msg))
+}
+
+/// Serialises named f32 tensors (name, shape, values) with `metadata` and writes them atomically.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                .expect("shape matches data");
+            (name.clone(), view)
+        })
+        .collect();
+    let bytes = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| invalid(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, |w| w.write_all(&bytes)).map_err(|e| Error::Data(DataError::io(path, e)))
+}
+
+/// Reads every f32 tensor of a safetensors file, with its metadata.
+pub fn read_tensors(
+    path: &Path,
+) -> Result<(
+    HashMap<String, (Vec<usize>, Vec<f32>)>,
+    HashMap<String, String>,
+)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Data(DataError::io(path, e)))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| invalid(path, format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| invalid(path, format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(invalid(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        out.insert(name, (view.shape().to_vec(), data));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// Writes a network's parameters and running statistics.
+pub fn save_network(path: &Path, net: &mut dyn Network) -> Result<()> {
+    let stats: Vec<(String, Vec<f32>, Vec<f32>)> = net
+        .norms_mut()
+        .iter()
+        .filter_map(|n| {
+            n.stats
+                .as_ref()
+                .map(|s| (n.name.clone(), s.mean.clone(), s.var.clone()))
+        })
+        .collect();
+    let arena = net.arena();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = arena
+        .entries()
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.shape.dims().to_vec(),
+                &arena.values()[e.range()],
+            )
+        })
+        .collect();
+    for (name, mean, var) in &stats {
+        tensors.push((format!("{name}.running_mean"), vec![mean.len()], mean));
+        tensors.push((format!("{name}.running_var"), vec![var.len()], var));
+    }
+    write_tensors(
+        path,
+        &tensors,
+        HashMap::from([("format".to_string(), "mrgan-network".to_string())]),
+    )
+}
+
+/// Loads parameters and running statistics saved by [`save_network`] into a network of the
+/// same architecture; a missing or differently shaped tensor is an error naming it.
+pub fn load_network(path: &Path, net: &mut dyn Network) -> Result<()> {
+    let (tensors, _) = read_tensors(path)?;
+    let take = |name: &str, shape: &[usize]| -> Result<&Vec<f32>> {
+        let (s, data) = tensors
+            .get(name)
+            .ok_or_else(|| invalid(path, format!("has no tensor {name}")))?;
+        if s != shape {
+            return Err(invalid(
+                path,
+                format!("tensor {name} has shape {s:?}, the network expects {shape:?}"),
+            ));
+        }
+        Ok(data)
+    };
+    let entries = net.arena().entries().to_vec();
+    let arena = net.arena_mut();
+    for e in &entries {
+        let data = take(&e.name, e.shape.dims())?;
+        arena.values_mut()[e.range()].copy_from_slice(data);
+    }
+    for norm in net.norms_mut() {
+        if let Some(stats) = norm.stats.as_mut() {
+            let c = stats.mean.len();
+            stats
+                .mean
+                .copy_from_slice(take(&format!("{}.running_mean", norm.name), &[c])?);
+            stats
+                .var
+                .copy_from_slice(take(&format!("{}.running_var", norm.name), &[c])?);
+        }
+    }
+    Ok(())
+}
+
+/// Writes Adam's moments and step count.
+pub fn save_adam(path: &Path, adam: &Adam) -> Result<()> {
+    let (m, v) = adam.moments();
+    let meta = HashMap::from([("steps".to_string(), adam.steps().to_string())]);
+    write_tensors(
+        path,
+        &[
+            ("m".into(), vec![m.len()], m),
+            ("v".into(), vec![v.len()], v),
+        ],
+        meta,
+    )
+}
+
+/// Restores Adam saved by [`save_adam`].
+pub fn load_adam(path: &Path, adam: &mut Adam) -> Result<()> {
+    let (t, meta) = read_tensors(path)?;
+    let steps = meta
+        .get("steps")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(path, "has no step count"))?;
+    let get = |k: &str| {
+        t.get(k)
+            .map(|x| &x.1)
+            .ok_or_else(|| invalid(path, format!("has no tensor {k}")))
+    };
+    adam.restore(get("m")?, get("v")?, steps)
+}

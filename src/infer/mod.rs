@@ -1,0 +1,3 @@
+//! Applying trained generators to whole volumes.
+
+pub mod slicewise;
