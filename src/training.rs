@@ -138,7 +138,8 @@ pub enum Direction {
     BtoA,
 }
 
-/// The networks of a run.
+/// The networks of a run (one per run, so the variants' size difference does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Nets {
     Pix2pix { g: Trained, d: Trained },
     Cyclegan(Box<CycleNets>),

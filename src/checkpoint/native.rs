@@ -17,6 +17,9 @@ fn invalid(path: &Path, msg: impl Into<String>) -> Error {
     Error::Data(DataError::invalid(path, msg))
 }
 
+/// Tensors by name: shape and values.
+pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Serialises named f32 tensors (name, shape, values) with `metadata` and writes them atomically.
 pub fn write_tensors(
     path: &Path,

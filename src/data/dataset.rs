@@ -71,12 +71,15 @@ pub fn paired_subjects(
         .collect())
 }
 
+/// Volumes as (subject, path).
+pub type VolumeList = Vec<(String, PathBuf)>;
+
 /// Two independent sets for unpaired training (CycleGAN): the volumes of modality `a` under
 /// `root_a` and of `b` under `root_b`, each as (subject, path), optionally restricted to lists.
 pub fn unpaired_sets(
     (root_a, a, list_a): (&Path, &str, Option<&[String]>),
     (root_b, b, list_b): (&Path, &str, Option<&[String]>),
-) -> DataResult<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>)> {
+) -> DataResult<(VolumeList, VolumeList)> {
     let side =
         |root: &Path, name: &str, list: Option<&[String]>| -> DataResult<Vec<(String, PathBuf)>> {
             Ok(select(volumes(root, Some(name))?, list, root)?

@@ -37,15 +37,13 @@ pub enum GeneratorArch {
 impl GeneratorArch {
     /// Parses the reference's names (`unet_256`, `resnet_9blocks`, ...; also `unet_64`...).
     pub fn parse(name: &str) -> std::result::Result<Self, String> {
-        if let Some(size) = name
+        let unet_size = name
             .strip_prefix("unet_")
-            .and_then(|s| s.parse::<usize>().ok())
-        {
-            if size.is_power_of_two() && size >= 32 {
-                return Ok(GeneratorArch::Unet {
-                    num_downs: size.trailing_zeros() as usize,
-                });
-            }
+            .and_then(|s| s.parse::<usize>().ok());
+        if let Some(size) = unet_size.filter(|s| s.is_power_of_two() && *s >= 32) {
+            return Ok(GeneratorArch::Unet {
+                num_downs: size.trailing_zeros() as usize,
+            });
         }
         if let Some(n) = name
             .strip_prefix("resnet_")
