@@ -556,7 +556,7 @@ impl Run {
         if is_best {
             self.save("best")?;
         }
-        if self.config.save_epoch_freq > 0 && epoch % self.config.save_epoch_freq == 0 {
+        if self.config.save_epoch_freq > 0 && epoch.is_multiple_of(self.config.save_epoch_freq) {
             self.save(&format!("epoch_{epoch:03}"))?;
         }
         Ok(())
@@ -610,7 +610,7 @@ pub fn fit(
         let every = run.config.val_every;
         let val_now = every > 0
             && !val.is_empty()
-            && (epoch % every == 0 || epoch == run.config.total_epochs());
+            && (epoch.is_multiple_of(every) || epoch == run.config.total_epochs());
         let scores = if val_now {
             Some(run.validate(val)?)
         } else {

@@ -40,12 +40,7 @@ pub fn write_tensors(
 }
 
 /// Reads every f32 tensor of a safetensors file, with its metadata.
-pub fn read_tensors(
-    path: &Path,
-) -> Result<(
-    HashMap<String, (Vec<usize>, Vec<f32>)>,
-    HashMap<String, String>,
-)> {
+pub fn read_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::Data(DataError::io(path, e)))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| invalid(path, format!("not a safetensors file: {e}")))?;
