@@ -20,8 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the main job on built-in defaults.
-    Demo,
+    /// The whole workflow on built-in phantom data: train pix2pix T1 -> T2, predict, score.
+    Demo(demo::DemoArgs),
     /// Measures the engine's kernels.
     Bench(bench::BenchArgs),
     /// Trains pix2pix or CycleGAN from NIfTI folders.
@@ -39,7 +39,7 @@ enum Command {
 /// Parses the arguments and runs the subcommand.
 pub fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Phantom(args) => phantom::run(args),

@@ -377,6 +377,17 @@ pub fn train_with_progress(
     Ok(())
 }
 
+/// Parses `mrgan train` arguments from a list (the demo builds its run this way).
+pub fn args_from(list: &[String]) -> anyhow::Result<TrainArgs> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    let argv = std::iter::once("train".to_string()).chain(list.iter().cloned());
+    Ok(<Wrapper as clap::Parser>::try_parse_from(argv)?.args)
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (train, val) = split_subjects(&args)?;
     let (mut run, data) = if args.resume {
