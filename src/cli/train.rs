@@ -389,6 +389,12 @@ pub fn args_from(list: &[String]) -> anyhow::Result<TrainArgs> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if !args.resume && args.run.join("config.json").exists() {
+        bail!(
+            "{} already holds a run: use --continue to resume it, or another --run folder",
+            args.run.display()
+        );
+    }
     let (train, val) = split_subjects(&args)?;
     let (mut run, data) = if args.resume {
         let run = Run::open(&args.run, "latest")
