@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""The reference networks and training steps in PyTorch, written from
+../shared/reference/pix2pix-cyclegan-reference.md (module nesting gives the same state_dict
+keys as the reference implementation). Used by scripts/gen_model_fixtures.py for golden
+values and, run directly, as the PyTorch side of the CPU training benchmark:
+
+    python3 benches/torch_reference.py [--size 256] [--iters 5] [--threads N]
+
+prints the median time of one pix2pix training iteration (unet_256 + basic D, ngf/ndf 64,
+batch 1, one channel) and of one generator inference, on the CPU.
+"""
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+
+
+def norm_layer(kind, channels):
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return nn.Identity()
+
+
+class UnetBlock(nn.Module):
+    def __init__(self, outer, inner, input_nc=None, sub=None, outermost=False, innermost=False, norm="batch", dropout=False):
+        super().__init__()
+        self.outermost = outermost
+        ub = norm == "instance"
+        input_nc = input_nc or outer
+        down = nn.Conv2d(input_nc, inner, 4, 2, 1, bias=ub)
+        if outermost:
+            layers = [down, sub, nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1), nn.Tanh()]
+        elif innermost:
+            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=ub), norm_layer(norm, outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2, True), down, norm_layer(norm, inner), sub, nn.ReLU(True),
+                      nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=ub), norm_layer(norm, outer)]
+            if dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm="batch", dropout=False):
+        super().__init__()
+        block = UnetBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetBlock(ngf * 8, ngf * 8, sub=block, norm=norm, dropout=dropout)
+        block = UnetBlock(ngf * 4, ngf * 8, sub=block, norm=norm)
+        block = UnetBlock(ngf * 2, ngf * 4, sub=block, norm=norm)
+        block = UnetBlock(ngf, ngf * 2, sub=block, norm=norm)
+        self.model = UnetBlock(output_nc, ngf, input_nc=input_nc, sub=block, outermost=True, norm=norm)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, dim, norm, dropout):
+        super().__init__()
+        ub = norm == "instance"
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=ub), norm_layer(norm, dim), nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=ub), norm_layer(norm, dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    def __init__(self, input_nc, output_nc, ngf=64, norm="instance", dropout=False, n_blocks=9):
+        super().__init__()
+        ub = norm == "instance"
+        m = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=ub), norm_layer(norm, ngf), nn.ReLU(True)]
+        for i in range(2):
+            mult = 2 ** i
+            m += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1, bias=ub), norm_layer(norm, ngf * mult * 2), nn.ReLU(True)]
+        m += [ResnetBlock(ngf * 4, norm, dropout) for _ in range(n_blocks)]
+        for i in range(2):
+            mult = 2 ** (2 - i)
+            m += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, 2, 1, output_padding=1, bias=ub),
+                  norm_layer(norm, ngf * mult // 2), nn.ReLU(True)]
+        m += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*m)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    def __init__(self, input_nc, ndf=64, n_layers=3, norm="batch"):
+        super().__init__()
+        ub = norm == "instance"
+        seq = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2 ** n, 8)
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=ub), norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2 ** n_layers, 8)
+        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=ub), norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
+        seq += [nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def init_normal(net, gain=0.02):
+    for m in net.modules():
+        name = m.__class__.__name__
+        if hasattr(m, "weight") and ("Conv" in name):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif "BatchNorm2d" in name:
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def set_requires_grad(net, on):
+    for p in net.parameters():
+        p.requires_grad = on
+
+
+def gan_loss(pred, real, mode):
+    target = torch.full_like(pred, 1.0 if real else 0.0)
+    return nn.functional.binary_cross_entropy_with_logits(pred, target) if mode == "vanilla" else nn.functional.mse_loss(pred, target)
+
+
+def pix2pix_step(G, D, opt_g, opt_d, real_a, real_b, lambda_l1=100.0, mode="vanilla"):
+    """The reference's order; returns the losses and leaves each net's gradients in .grad."""
+    fake_b = G(real_a)
+    set_requires_grad(D, True)
+    opt_d.zero_grad()
+    d_fake = gan_loss(D(torch.cat([real_a, fake_b.detach()], 1)), False, mode)
+    d_real = gan_loss(D(torch.cat([real_a, real_b], 1)), True, mode)
+    (0.5 * (d_fake + d_real)).backward()
+    opt_d.step()
+    set_requires_grad(D, False)
+    opt_g.zero_grad()
+    g_gan = gan_loss(D(torch.cat([real_a, fake_b], 1)), True, mode)
+    g_l1 = nn.functional.l1_loss(fake_b, real_b) * lambda_l1
+    (g_gan + g_l1).backward()
+    opt_g.step()
+    set_requires_grad(D, True)
+    return fake_b.detach(), {"G_GAN": g_gan.item(), "G_L1": g_l1.item(), "D_real": d_real.item(), "D_fake": d_fake.item()}
+
+
+def cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, real_a, real_b, la=10.0, lb=10.0, lidt=0.5, mode="lsgan"):
+    """The reference's order with pools disabled."""
+    fake_b = GA(real_a)
+    rec_a = GB(fake_b)
+    fake_a = GB(real_b)
+    rec_b = GA(fake_a)
+    set_requires_grad(DA, False)
+    set_requires_grad(DB, False)
+    opt_g.zero_grad()
+    l1 = nn.functional.l1_loss
+    idt_a = GA(real_b)
+    loss_idt_a = l1(idt_a, real_b) * lb * lidt
+    idt_b = GB(real_a)
+    loss_idt_b = l1(idt_b, real_a) * la * lidt
+    g_a = gan_loss(DA(fake_b), True, mode)
+    g_b = gan_loss(DB(fake_a), True, mode)
+    cyc_a = l1(rec_a, real_a) * la
+    cyc_b = l1(rec_b, real_b) * lb
+    (g_a + g_b + cyc_a + cyc_b + loss_idt_a + loss_idt_b).backward()
+    opt_g.step()
+    set_requires_grad(DA, True)
+    set_requires_grad(DB, True)
+    opt_d.zero_grad()
+    d_a = 0.5 * (gan_loss(DA(real_b), True, mode) + gan_loss(DA(fake_b.detach()), False, mode))
+    d_a.backward()
+    d_b = 0.5 * (gan_loss(DB(real_a), True, mode) + gan_loss(DB(fake_a.detach()), False, mode))
+    d_b.backward()
+    opt_d.step()
+    return fake_b.detach(), {"D_A": d_a.item(), "G_A": g_a.item(), "cycle_A": cyc_a.item(), "idt_A": loss_idt_a.item(),
+                             "D_B": d_b.item(), "G_B": g_b.item(), "cycle_B": cyc_b.item(), "idt_B": loss_idt_b.item()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    G = UnetGenerator(1, 1, 8, 64, "batch", True)
+    D = NLayerDiscriminator(2, 64, 3, "batch")
+    init_normal(G)
+    init_normal(D)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    a = torch.rand(1, 1, args.size, args.size) * 2 - 1
+    b = torch.rand(1, 1, args.size, args.size) * 2 - 1
+    times = []
+    for i in range(args.iters + 1):
+        t = time.perf_counter()
+        pix2pix_step(G, D, opt_g, opt_d, a, b)
+        if i:
+            times.append(time.perf_counter() - t)
+    infer = []
+    with torch.no_grad():
+        for i in range(args.iters + 1):
+            t = time.perf_counter()
+            G(a)
+            if i:
+                infer.append(time.perf_counter() - t)
+    times.sort()
+    infer.sort()
+    print(f"torch {torch.__version__} threads {torch.get_num_threads()}: pix2pix iteration {times[len(times) // 2]:.3f} s, "
+          f"generator inference {infer[len(infer) // 2]:.3f} s (median of {args.iters})")
+
+
+if __name__ == "__main__":
+    main()
