@@ -30,6 +30,17 @@ enum Which {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// One pix2pix training iteration and one generator inference (unet_256 + basic D,
+    /// 64 filters, batch 1) on the CPU, next to PyTorch's in the same run when available.
+    Train {
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Python with torch for the side-by-side (default: $MRGAN_PYTHON or python3).
+        #[arg(long)]
+        python: Option<String>,
+    },
     /// Read + normalise + slice one volume on one core (default: a 240x240x155 int16
     /// phantom written to a temporary file).
     Data {
@@ -52,6 +63,11 @@ enum Net {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Which::Data { file, reps } => bench_data(file, reps),
+        Which::Train {
+            size,
+            iters,
+            python,
+        } => bench_train(size, iters, python),
         Which::CpuConv { net, reps, csv } => {
             let chosen = match net {
                 Net::Unet256 => layers::unet_256(),
@@ -106,6 +122,17 @@ fn bench_data(file: Option<PathBuf>, reps: usize) -> anyhow::Result<()> {
         t.normalize,
         t.slice,
         t.total()
+    );
+    Ok(())
+}
+
+fn bench_train(size: usize, iters: usize, python: Option<String>) -> anyhow::Result<()> {
+    let python = python
+        .or_else(|| std::env::var("MRGAN_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    print!(
+        "{}",
+        mrgan::bench::train_step::report(size, iters, &python)?
     );
     Ok(())
 }
