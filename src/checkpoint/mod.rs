@@ -1,3 +1,5 @@
 //! Checkpoints: networks, optimizer state and run state on disk.
 
 pub mod native;
+pub mod pickle;
+pub mod torch_pth;
