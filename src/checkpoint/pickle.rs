@@ -88,8 +88,12 @@ impl Global {
             ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
             ("torch._utils", "_rebuild_tensor") => Some(Global::RebuildTensor),
             ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
-            ("torch", n) if n.ends_with("Storage") => DType::from_storage_name(n).map(Global::Storage),
-            ("torch", n) if n.ends_with("Tensor") => DType::from_storage_name(n).map(Global::TensorType),
+            ("torch", n) if n.ends_with("Storage") => {
+                DType::from_storage_name(n).map(Global::Storage)
+            }
+            ("torch", n) if n.ends_with("Tensor") => {
+                DType::from_storage_name(n).map(Global::TensorType)
+            }
             _ => None,
         }
     }
@@ -150,7 +154,10 @@ type R<T> = std::result::Result<T, String>;
 impl Machine<'_> {
     fn take(&mut self, n: usize) -> R<&[u8]> {
         if n > self.data.len() - self.pos {
-            return Err(format!("truncated pickle: {n} bytes needed at offset {}", self.pos));
+            return Err(format!(
+                "truncated pickle: {n} bytes needed at offset {}",
+                self.pos
+            ));
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -169,7 +176,10 @@ impl Machine<'_> {
     }
     fn line(&mut self) -> R<String> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&c| c == b'\n').ok_or("truncated pickle: unterminated GLOBAL")?;
+        let end = rest
+            .iter()
+            .position(|&c| c == b'\n')
+            .ok_or("truncated pickle: unterminated GLOBAL")?;
         let s = String::from_utf8(rest[..end].to_vec()).map_err(|_| "GLOBAL name is not UTF-8")?;
         self.pos += end + 1;
         Ok(s)
@@ -189,13 +199,19 @@ impl Machine<'_> {
     }
     /// Pops everything above the last MARK.
     fn pop_mark(&mut self) -> R<Vec<Value>> {
-        let at = self.stack.iter().rposition(|v| *v == Value::Mark).ok_or("pickle MARK missing")?;
+        let at = self
+            .stack
+            .iter()
+            .rposition(|v| *v == Value::Mark)
+            .ok_or("pickle MARK missing")?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items)
     }
     fn top_mut(&mut self) -> R<&mut Value> {
-        self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn memoize(&mut self, key: u32) -> R<()> {
         if self.memo.len() >= MAX_MEMO {
@@ -207,7 +223,9 @@ impl Machine<'_> {
     }
     fn string(&mut self, n: usize) -> R<Value> {
         let b = self.take(n)?;
-        Ok(Value::Str(String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8")?))
+        Ok(Value::Str(
+            String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8")?,
+        ))
     }
 }
 
@@ -220,7 +238,9 @@ fn as_usize(v: &Value, what: &str) -> R<usize> {
 
 fn as_dims(v: &Value, what: &str) -> R<Vec<usize>> {
     match v {
-        Value::Tuple(items) | Value::List(items) => items.iter().map(|i| as_usize(i, what)).collect(),
+        Value::Tuple(items) | Value::List(items) => {
+            items.iter().map(|i| as_usize(i, what)).collect()
+        }
         _ => Err(format!("{what} must be a tuple, got {v:?}")),
     }
 }
@@ -228,18 +248,34 @@ fn as_dims(v: &Value, what: &str) -> R<Vec<usize>> {
 /// The storage of a persistent id: `('storage', StorageType, key, location, numel)` and the
 /// legacy 6-tuple with a view description.
 fn persistent_storage(pid: Value) -> R<Value> {
-    let Value::Tuple(items) = pid else { return Err("persistent id is not a tuple".into()) };
+    let Value::Tuple(items) = pid else {
+        return Err("persistent id is not a tuple".into());
+    };
     match items.as_slice() {
-        [Value::Str(tag), Value::Global(Global::Storage(dtype)), Value::Str(key), Value::Str(_location), numel, rest @ ..] if tag == "storage" && rest.len() <= 1 => {
+        [
+            Value::Str(tag),
+            Value::Global(Global::Storage(dtype)),
+            Value::Str(key),
+            Value::Str(_location),
+            numel,
+            rest @ ..,
+        ] if tag == "storage" && rest.len() <= 1 => {
             let view_of = match rest.first() {
                 None | Some(Value::None) => None,
                 Some(Value::Tuple(v)) => match v.as_slice() {
-                    [Value::Str(base), offset, _size] => Some((base.clone(), as_usize(offset, "view offset")?)),
+                    [Value::Str(base), offset, _size] => {
+                        Some((base.clone(), as_usize(offset, "view offset")?))
+                    }
                     _ => return Err("malformed storage view".into()),
                 },
                 Some(other) => return Err(format!("malformed storage view {other:?}")),
             };
-            Ok(Value::Storage(StorageRef { dtype: *dtype, key: key.clone(), numel: as_usize(numel, "storage size")?, view_of }))
+            Ok(Value::Storage(StorageRef {
+                dtype: *dtype,
+                key: key.clone(),
+                numel: as_usize(numel, "storage size")?,
+                view_of,
+            }))
         }
         _ => Err(format!("unsupported persistent id {items:?}")),
     }
@@ -268,13 +304,21 @@ fn call(g: Global, args: Vec<Value>) -> R<Value> {
             _ => Err("_rebuild_parameter of a non-tensor".into()),
         },
         Global::TensorType(d) if args.is_empty() => Ok(Value::EmptyTensor(d)),
-        other => Err(format!("refusing to call {other:?} with {} arguments", args.len())),
+        other => Err(format!(
+            "refusing to call {other:?} with {} arguments",
+            args.len()
+        )),
     }
 }
 
 /// Runs one pickle starting at `data[0]`; returns the value and the bytes consumed.
 pub fn unpickle(data: &[u8]) -> R<(Value, usize)> {
-    let mut m = Machine { data, pos: 0, stack: Vec::new(), memo: Default::default() };
+    let mut m = Machine {
+        data,
+        pos: 0,
+        stack: Vec::new(),
+        memo: Default::default(),
+    };
     loop {
         let op = m.u8()?;
         match op {
@@ -294,14 +338,18 @@ pub fn unpickle(data: &[u8]) -> R<(Value, usize)> {
             b'c' => {
                 let module = m.line()?;
                 let name = m.line()?;
-                let g = Global::resolve(&module, &name).ok_or_else(|| format!("refusing global {module}.{name}"))?;
+                let g = Global::resolve(&module, &name)
+                    .ok_or_else(|| format!("refusing global {module}.{name}"))?;
                 m.push(Value::Global(g))?;
             }
             0x93 => {
                 let name = m.pop()?;
                 let module = m.pop()?;
-                let (Value::Str(module), Value::Str(name)) = (module, name) else { return Err("STACK_GLOBAL needs two strings".into()) };
-                let g = Global::resolve(&module, &name).ok_or_else(|| format!("refusing global {module}.{name}"))?;
+                let (Value::Str(module), Value::Str(name)) = (module, name) else {
+                    return Err("STACK_GLOBAL needs two strings".into());
+                };
+                let g = Global::resolve(&module, &name)
+                    .ok_or_else(|| format!("refusing global {module}.{name}"))?;
                 m.push(Value::Global(g))?;
             }
             b'q' => {
@@ -318,7 +366,11 @@ pub fn unpickle(data: &[u8]) -> R<(Value, usize)> {
             }
             b'h' | b'j' => {
                 let k = if op == b'h' { m.u8()? as u32 } else { m.u32()? };
-                let v = m.memo.get(&k).cloned().ok_or_else(|| format!("pickle memo {k} is not set"))?;
+                let v = m
+                    .memo
+                    .get(&k)
+                    .cloned()
+                    .ok_or_else(|| format!("pickle memo {k} is not set"))?;
                 m.push(v)?;
             }
             b'(' => m.push(Value::Mark)?,
@@ -450,11 +502,18 @@ pub fn unpickle(data: &[u8]) -> R<(Value, usize)> {
                 // Legacy tensors get their (storage, offset, size, stride) here; for every
                 // other object BUILD only sets attributes (`_metadata`), which we ignore.
                 if let Value::EmptyTensor(_) = target {
-                    let Value::Tuple(args) = state else { return Err("malformed legacy tensor state".into()) };
+                    let Value::Tuple(args) = state else {
+                        return Err("malformed legacy tensor state".into());
+                    };
                     *target = rebuild_tensor(&args)?;
                 }
             }
-            other => return Err(format!("unsupported pickle opcode 0x{other:02x} at offset {}", m.pos - 1)),
+            other => {
+                return Err(format!(
+                    "unsupported pickle opcode 0x{other:02x} at offset {}",
+                    m.pos - 1
+                ));
+            }
         }
     }
 }

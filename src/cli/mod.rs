@@ -1,8 +1,10 @@
 //! The command line: one file per subcommand.
 
 mod bench;
+mod convert;
 mod demo;
 mod eval;
+mod info;
 mod phantom;
 mod predict;
 mod slice;
@@ -28,6 +30,10 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Translates volumes with a trained run.
     Predict(predict::PredictArgs),
+    /// Converts a generator checkpoint between .pth and mrgan's safetensors.
+    Convert(convert::ConvertArgs),
+    /// Shows what a checkpoint or a volume holds.
+    Info(info::InfoArgs),
     /// Writes synthetic head phantoms (T1, T2, FLAIR, PD, labels) as NIfTI.
     Phantom(phantom::PhantomArgs),
     /// Exports slices as PNG in the PyTorch reference's dataset layouts.
@@ -43,6 +49,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Phantom(args) => phantom::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
         Command::Slice(args) => slice::run(args),

@@ -17,6 +17,14 @@ pub struct SliceInference {
     pub mode: Mode,
 }
 
+impl SliceInference {
+    /// Slices per forward pass: 1 with batch statistics, so every slice is normalised with
+    /// its own statistics as the reference's test script (batch size 1) does; 4 otherwise.
+    pub fn batch_for(mode: &Mode) -> usize {
+        if mode.batch_stats { 1 } else { 4 }
+    }
+}
+
 /// Translates a normalised volume (`data`, first axis fastest) slice by slice; `background`
 /// fills the padding. Returns the generator's output volume, same dims.
 pub fn translate(
