@@ -292,3 +292,91 @@ fn hostile_and_broken_files_are_refused() {
         }
     }
 }
+
+/// One tensor `'<prefix>w'` over storage `typ` at `location`, rebuilt by `rebuild`
+/// (`_rebuild_tensor_v2` with 6 arguments or the old `_rebuild_tensor` with 4).
+fn crafted(prefix: &str, typ: &str, location: &str, rebuild: &str) -> Vec<u8> {
+    let s = |x: &str| {
+        let mut v = vec![b'X'];
+        v.extend((x.len() as u32).to_le_bytes());
+        v.extend(x.as_bytes());
+        v
+    };
+    let mut p = b"\x80\x02ccollections\nOrderedDict\n)R(".to_vec();
+    p.extend(s(&format!("{prefix}w")));
+    p.extend(format!("ctorch._utils\n{rebuild}\n((").as_bytes());
+    p.extend(s("storage"));
+    p.extend(format!("ctorch\n{typ}\n").as_bytes());
+    p.extend(s("0"));
+    p.extend(s(location));
+    p.extend(b"K\x04tQK\x00K\x02K\x02\x86K\x01K\x02\x86"); // offset 0, size (2, 2), stride (1, 2): a transposed view
+    if rebuild == "_rebuild_tensor_v2" {
+        p.extend(b"\x89ccollections\nOrderedDict\n)R");
+    }
+    p.extend(b"tRu.");
+    p
+}
+
+#[test]
+fn storage_types_locations_prefixes_and_old_rebuilds() {
+    let cases: [(&str, Vec<u8>); 5] = [
+        (
+            "FloatStorage",
+            [1.0f32, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        (
+            "DoubleStorage",
+            [1.0f64, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        (
+            "HalfStorage",
+            [1.0f32, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
+        (
+            "BFloat16Storage",
+            [1.0f32, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        ),
+        (
+            "LongStorage",
+            [1i64, 2, 3, 4]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+    ];
+    for (typ, data) in cases {
+        for (prefix, location, rebuild) in [
+            ("", "cpu", "_rebuild_tensor_v2"),
+            ("module.", "cuda:0", "_rebuild_tensor"),
+            ("_orig_mod.module.", "cuda:1", "_rebuild_tensor_v2"),
+        ] {
+            let file = zip_pth(
+                &crafted(prefix, typ, location, rebuild),
+                &[("data/0", &data)],
+            );
+            let sd = read_bytes(&file, Path::new("crafted.pth"))
+                .unwrap_or_else(|e| panic!("{typ} {location} {rebuild}: {e}"));
+            let (name, t) = &sd.tensors[0];
+            assert_eq!(torch_pth::strip_prefixes(name), "w");
+            assert_eq!(t.shape, vec![2, 2]);
+            // Stride (1, 2) over [1, 2, 3, 4]: rows are [1, 3] and [2, 4].
+            assert_eq!(
+                t.data,
+                vec![1.0, 3.0, 2.0, 4.0],
+                "{typ} {location} {rebuild}"
+            );
+        }
+    }
+}

@@ -215,10 +215,9 @@ fn read_zip(bytes: &[u8], path: &Path) -> Result<StateDict> {
         Ok(out)
     };
     let pickle = record("data.pkl")?;
-    if let Ok(order) = record("byteorder") {
-        if order != b"little" {
-            return Err(invalid(path, "big-endian checkpoints are not supported"));
-        }
+    // Files from torch 1.x have no byteorder record (and are little-endian).
+    if record("byteorder").is_ok_and(|order| order != b"little") {
+        return Err(invalid(path, "big-endian checkpoints are not supported"));
     }
     let (root_value, _) = unpickle(&pickle).map_err(|e| invalid(path, format!("data.pkl: {e}")))?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
