@@ -22,10 +22,12 @@ use crate::data::dataset::{
 };
 use crate::data::nifti::{ReadOptions, read};
 use crate::data::normalize::{NormMethod, Normalizer};
+use crate::data::patches::{PatchOptions, extract, place};
 use crate::data::png;
 use crate::data::slices::{self, Image, PadTarget};
 use crate::error::{Error, Result};
 use crate::infer::slicewise::{SliceInference, translate};
+use crate::infer::sliding::{self, Blend, SlidingWindow};
 use crate::metrics::{EvalOptions, evaluate};
 use crate::models::cyclegan::{CycleLoss, CycleNets};
 use crate::models::image_pool::ImagePool;
@@ -47,6 +49,51 @@ use crate::tensor::Tensor;
 pub enum ModelKind {
     Pix2pix,
     Cyclegan,
+    /// CycleGAN with 3D networks, trained on patches, applied by sliding windows.
+    Cyclegan3d,
+}
+
+/// Patch training and sliding-window settings of the volumetric CycleGAN; sizes (x, y, z).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumetricConfig {
+    pub patch: [usize; 3],
+    pub stride: [usize; 3],
+    pub blend: Blend,
+    /// Patches drawn per epoch (per domain).
+    pub patches_per_epoch: usize,
+    /// Fraction of foreground voxels a training patch should have.
+    pub min_foreground: f64,
+    /// Probability of centring a patch on a random foreground voxel.
+    pub foreground_bias: f64,
+}
+
+/// One modality's normalised training volumes.
+#[derive(Clone, Debug, Default)]
+pub struct VolumeSet {
+    pub subjects: Vec<String>,
+    pub volumes: Vec<Vec<f32>>,
+    pub dims: Vec<[usize; 3]>,
+    pub masks: Vec<Vec<bool>>,
+    pub normalizers: Vec<Normalizer>,
+}
+
+/// What a run trains on: aligned slices (2D models) or whole volumes (3D).
+pub enum TrainingData {
+    Slices(PairedSlices),
+    Volumes { a: VolumeSet, b: VolumeSet },
+}
+
+impl TrainingData {
+    /// Slices, or volumes per domain.
+    pub fn len(&self) -> usize {
+        match self {
+            TrainingData::Slices(s) => s.len(),
+            TrainingData::Volumes { a, .. } => a.volumes.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// How a generator is applied at test time (see README: the reference runs batch norm in
@@ -104,6 +151,9 @@ pub struct TrainConfig {
     /// Mean normalisation of the training subjects, per domain: maps outputs back to units.
     pub norm_a: Option<Normalizer>,
     pub norm_b: Option<Normalizer>,
+    /// Patch and window settings (volumetric CycleGAN only).
+    #[serde(default)]
+    pub volumetric: Option<VolumetricConfig>,
 }
 
 impl TrainConfig {
@@ -157,7 +207,7 @@ impl Nets {
                 let d = new("D", build_discriminator(&cfg.discriminator));
                 Nets::Pix2pix { g, d }
             }
-            ModelKind::Cyclegan => {
+            ModelKind::Cyclegan | ModelKind::Cyclegan3d => {
                 let g_b_cfg = GeneratorConfig {
                     input_nc: cfg.generator.output_nc,
                     output_nc: cfg.generator.input_nc,
@@ -378,6 +428,86 @@ impl Run {
     /// Trains one epoch over `data`. `progress(done, total, losses)` is told each iteration.
     pub fn train_epoch(
         &mut self,
+        data: &TrainingData,
+        progress: impl FnMut(usize, usize, &Losses),
+    ) -> Result<Vec<(String, f32)>> {
+        match data {
+            TrainingData::Slices(slices) => self.train_epoch_slices(slices, progress),
+            TrainingData::Volumes { a, b } => self.train_epoch_patches(a, b, progress),
+        }
+    }
+
+    /// One epoch of patch training: `patches_per_epoch` foreground-biased patches per domain
+    /// from random subjects, in batches (unpaired: A and B from independent draws).
+    fn train_epoch_patches(
+        &mut self,
+        a: &VolumeSet,
+        b: &VolumeSet,
+        mut progress: impl FnMut(usize, usize, &Losses),
+    ) -> Result<Vec<(String, f32)>> {
+        let cfg = self.config.clone();
+        let vol = cfg
+            .volumetric
+            .ok_or_else(|| Error::Params("a volumetric run needs patch settings".into()))?;
+        let lr = self.lr();
+        let iterations = vol.patches_per_epoch.div_ceil(cfg.batch_size.max(1));
+        let opts = PatchOptions {
+            size: vol.patch,
+            foreground_bias: vol.foreground_bias,
+            min_foreground: vol.min_foreground,
+            max_tries: 20,
+        };
+        let mut sums: Vec<(String, f64)> = Vec::new();
+        let draw = |set: &VolumeSet, rng: &mut Xoshiro256PlusPlus| {
+            let i = rng.random_range(0..set.volumes.len());
+            let at = place(&set.masks[i], set.dims[i], &opts, rng);
+            extract(
+                &set.volumes[i],
+                set.dims[i],
+                at.origin,
+                vol.patch,
+                set.normalizers[i].background(),
+            )
+        };
+        let shape = [cfg.batch_size, 1, vol.patch[2], vol.patch[1], vol.patch[0]];
+        let batch = |set: &VolumeSet, rng: &mut Xoshiro256PlusPlus| -> Result<Tensor> {
+            let data: Vec<f32> = (0..cfg.batch_size).flat_map(|_| draw(set, rng)).collect();
+            Tensor::from_vec(shape, data)
+        };
+        for done in 0..iterations {
+            let iteration = self.state.iteration;
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(cfg.seed, iteration));
+            let (real_a, real_b) = (batch(a, &mut rng)?, batch(b, &mut rng)?);
+            let Nets::Cyclegan(n) = &mut self.nets else {
+                return Err(Error::Params(
+                    "patch training is for the volumetric CycleGAN".into(),
+                ));
+            };
+            let losses = cyclegan::train_step(
+                n,
+                &cfg.cycle,
+                &real_a,
+                &real_b,
+                lr,
+                mix(cfg.seed ^ 0xd0d0, iteration),
+                &mut rng,
+            )?;
+            if sums.is_empty() {
+                sums = losses.iter().map(|(n, _)| (n.to_string(), 0.0)).collect();
+            }
+            for (s, (_, v)) in sums.iter_mut().zip(&losses) {
+                s.1 += *v as f64;
+            }
+            self.state.iteration += 1;
+            progress(done + 1, iterations, &losses);
+        }
+        self.state.epoch += 1;
+        let n = iterations.max(1) as f64;
+        Ok(sums.into_iter().map(|(k, v)| (k, (v / n) as f32)).collect())
+    }
+
+    fn train_epoch_slices(
+        &mut self,
         data: &PairedSlices,
         mut progress: impl FnMut(usize, usize, &Losses),
     ) -> Result<Vec<(String, f32)>> {
@@ -406,7 +536,7 @@ impl Run {
                         a_imgs.push(out[0].clone());
                         b_imgs.push(out[1].clone());
                     }
-                    ModelKind::Cyclegan => {
+                    ModelKind::Cyclegan | ModelKind::Cyclegan3d => {
                         // Unaligned: a random B for each A, each augmented on its own.
                         let j = rng.random_range(0..data.b.len());
                         a_imgs.push(augment(&[&data.a.images[i]], &aug, &mut rng).remove(0));
@@ -456,14 +586,42 @@ impl Run {
         }
     }
 
+    /// Translates a normalised volume with generator `direction`: slices for 2D models,
+    /// sliding windows for the volumetric one.
+    pub fn translate_volume(
+        &mut self,
+        direction: Direction,
+        data: &[f32],
+        dims: [usize; 3],
+        background: f32,
+        mode: Mode,
+    ) -> Result<Vec<f32>> {
+        let slices = self.inference(mode);
+        let vol = self.config.volumetric;
+        let g = self.nets.generator(direction)?;
+        match vol {
+            Some(v) => {
+                let window = SlidingWindow {
+                    patch: v.patch,
+                    stride: v.stride,
+                    blend: v.blend,
+                    batch: 2,
+                };
+                sliding::run(data, dims, background, &window, |patches| {
+                    sliding::network_patches(g.net.as_mut(), patches, v.patch, &mode)
+                })
+            }
+            None => translate(g.net.as_mut(), data, dims, background, &slices),
+        }
+    }
+
     /// Scores the generator on the validation subjects in normalised units (data range 2,
     /// background kept at -1), and returns a sample grid (real A | fake B | real B) of the
     /// first subject's middle slice.
     pub fn validate(&mut self, subjects: &[SubjectFiles]) -> Result<(ValScores, Image)> {
         let mode = self.config.inference_mode(self.config.norm_stats);
-        let opts = self.inference(mode);
+        let axis = self.config.data.axis;
         let method = self.config.norm_method();
-        let g = self.nets.generator(Direction::AtoB)?;
         let (mut psnr, mut ssim, mut mae) = (0.0, 0.0, 0.0);
         let mut sample = None;
         for s in subjects {
@@ -474,7 +632,8 @@ impl Run {
             check_same_grid(&va, &vb)?;
             let (na, nb) = (Normalizer::fit(&va, method)?, Normalizer::fit(&vb, method)?);
             let (xa, xb) = (na.apply(&va.data), nb.apply(&vb.data));
-            let mut fake = translate(g.net.as_mut(), &xa, va.dims, na.background(), &opts)?;
+            let mut fake =
+                self.translate_volume(Direction::AtoB, &xa, va.dims, na.background(), mode)?;
             for (f, &v) in fake.iter_mut().zip(&va.data) {
                 if v == 0.0 {
                     *f = nb.background();
@@ -486,7 +645,7 @@ impl Run {
                 va.dims,
                 &EvalOptions {
                     data_range: Some(2.0),
-                    axis: opts.axis,
+                    axis,
                     ..Default::default()
                 },
             )?;
@@ -494,8 +653,8 @@ impl Run {
             ssim += scores.ssim;
             mae += scores.mae;
             if sample.is_none() {
-                let k = va.dims[opts.axis] / 2;
-                let cut = |d: &[f32]| slices::slice(d, va.dims, opts.axis, k);
+                let k = va.dims[axis] / 2;
+                let cut = |d: &[f32]| slices::slice(d, va.dims, axis, k);
                 sample = Some(png::side_by_side(&[&cut(&xa), &cut(&fake), &cut(&xb)]));
             }
         }
@@ -563,11 +722,30 @@ impl Run {
     }
 }
 
-/// Loads the training slices of `config` and fills in its mean normalisers.
+/// Loads the training data of `config` (slices, or whole volumes for the volumetric model)
+/// and fills in its mean normalisers.
 pub fn load_training_data(
     config: &mut TrainConfig,
     subjects: &[SubjectFiles],
-) -> Result<PairedSlices> {
+) -> Result<TrainingData> {
+    if config.model == ModelKind::Cyclegan3d {
+        let method = config.norm_method();
+        let (mut a, mut b) = (VolumeSet::default(), VolumeSet::default());
+        for s in subjects {
+            for (set, path) in [(&mut a, &s.a), (&mut b, &s.b)] {
+                let v = read(path, &ReadOptions::default())?;
+                let n = Normalizer::fit(&v, method)?;
+                set.subjects.push(s.subject.clone());
+                set.volumes.push(n.apply(&v.data));
+                set.masks.push(v.foreground());
+                set.dims.push(v.dims);
+                set.normalizers.push(n);
+            }
+        }
+        config.norm_a = Normalizer::average(&a.normalizers);
+        config.norm_b = Normalizer::average(&b.normalizers);
+        return Ok(TrainingData::Volumes { a, b });
+    }
     let opts = crate::data::dataset::SliceOptions {
         read: ReadOptions::default(),
         norm: config.norm_method(),
@@ -584,7 +762,7 @@ pub fn load_training_data(
     }
     config.norm_a = Normalizer::average(&data.a.normalizers);
     config.norm_b = Normalizer::average(&data.b.normalizers);
-    Ok(data)
+    Ok(TrainingData::Slices(data))
 }
 
 /// Seconds since `t`.
@@ -597,7 +775,7 @@ pub fn elapsed(t: Instant) -> f64 {
 /// iterations, `on_epoch(record)` epochs.
 pub fn fit(
     run: &mut Run,
-    data: &PairedSlices,
+    data: &TrainingData,
     val: &[SubjectFiles],
     mut on_iter: impl FnMut(usize, usize, usize, &Losses),
     mut on_epoch: impl FnMut(&EpochRecord),

@@ -90,6 +90,7 @@ fn tiny_config(model: ModelKind, root: &Path, epochs: usize) -> TrainConfig {
         save_epoch_freq: 1,
         norm_a: None,
         norm_b: None,
+        volumetric: None,
     }
 }
 

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use mrgan::data::dataset::{SubjectFiles, paired_subjects, subject_list};
 use mrgan::data::nifti::{ReadOptions, read};
+use mrgan::infer::sliding::Blend;
 use mrgan::models::GanMode;
 use mrgan::models::cyclegan::CycleLoss;
 use mrgan::models::pix2pix::Pix2PixLoss;
@@ -16,13 +17,16 @@ use mrgan::nn::layers::NormKind;
 use mrgan::nn::nets::{DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig};
 use mrgan::optim::adam::AdamConfig;
 use mrgan::training::{
-    DataConfig, ModelKind, NormStats, Run, TrainConfig, fit, load_training_data,
+    DataConfig, ModelKind, NormStats, Run, TrainConfig, TrainingData, VolumetricConfig, fit,
+    load_training_data,
 };
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 pub enum Model {
     Pix2pix,
     Cyclegan,
+    /// CycleGAN with 3D networks on patches (davidiommi's 3D CycleGAN).
+    Cyclegan3d,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -44,6 +48,24 @@ pub enum Init {
     Xavier,
     Kaiming,
     Orthogonal,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum BlendArg {
+    Gaussian,
+    Average,
+}
+
+fn parse_triple(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    match v[..] {
+        [x, y, z] if x > 0 && y > 0 && z > 0 => Ok([x, y, z]),
+        _ => Err(format!("{s:?}: expected X,Y,Z")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -154,6 +176,27 @@ pub struct TrainArgs {
     /// Keep an `epoch_<n>` checkpoint every N epochs (0: only latest and best).
     #[arg(long, default_value_t = 5)]
     save_epoch_freq: usize,
+    /// cyclegan3d: patch size X,Y,Z in voxels.
+    #[arg(long, default_value = "128,128,64", value_parser = parse_triple)]
+    patch: [usize; 3],
+    /// cyclegan3d: sliding-window stride in-plane (x and y) at prediction and validation.
+    #[arg(long, default_value_t = 32)]
+    stride_inplane: usize,
+    /// cyclegan3d: sliding-window stride through-plane (z).
+    #[arg(long, default_value_t = 32)]
+    stride_layer: usize,
+    /// cyclegan3d: blending of overlapping windows.
+    #[arg(long, value_enum, default_value_t = BlendArg::Gaussian)]
+    blend: BlendArg,
+    /// cyclegan3d: patches per domain per epoch.
+    #[arg(long, default_value_t = 100)]
+    patches_per_epoch: usize,
+    /// cyclegan3d: fraction of foreground voxels a patch should have (the reference: 0.001).
+    #[arg(long, default_value_t = 0.001)]
+    patch_min_foreground: f64,
+    /// cyclegan3d: probability of centring a patch on a foreground voxel.
+    #[arg(long, default_value_t = 0.8)]
+    foreground_bias: f64,
     /// Batch-norm statistics for validation and, by default, prediction.
     #[arg(long, value_enum, default_value_t = Stats::Batch)]
     norm_stats: Stats,
@@ -201,12 +244,23 @@ fn config(
     val: &[SubjectFiles],
 ) -> anyhow::Result<TrainConfig> {
     let pix = args.model == Model::Pix2pix;
-    let arch = GeneratorArch::parse(args.net_g.as_deref().unwrap_or(if pix {
-        "unet_256"
-    } else {
-        "resnet_9blocks"
-    }))
-    .map_err(anyhow::Error::msg)?;
+    let volumetric = args.model == Model::Cyclegan3d;
+    let default_g = match args.model {
+        Model::Pix2pix => "unet_256",
+        Model::Cyclegan => "resnet_9blocks",
+        Model::Cyclegan3d => "resnet3d_9blocks",
+    };
+    let arch = GeneratorArch::parse(args.net_g.as_deref().unwrap_or(default_g))
+        .map_err(anyhow::Error::msg)?;
+    if volumetric != (arch.spatial_dims() == 3) {
+        bail!(
+            "{} is a {}D generator; --model {:?} needs a {}D one",
+            arch.name(),
+            arch.spatial_dims(),
+            args.model,
+            if volumetric { 3 } else { 2 }
+        );
+    }
     let norm = match args
         .norm
         .unwrap_or(if pix { Norm::Batch } else { Norm::Instance })
@@ -230,12 +284,10 @@ fn config(
         norm,
         dropout: args.dropout.unwrap_or(pix),
     };
-    let d_arch = if args.n_layers_d == 0 {
-        DiscriminatorArch::Pixel
-    } else {
-        DiscriminatorArch::NLayer {
-            n_layers: args.n_layers_d,
-        }
+    let d_arch = match (volumetric, args.n_layers_d) {
+        (true, n) => DiscriminatorArch::NLayer3d { n_layers: n.max(1) },
+        (false, 0) => DiscriminatorArch::Pixel,
+        (false, n) => DiscriminatorArch::NLayer { n_layers: n },
     };
     let discriminator = DiscriminatorConfig {
         arch: d_arch,
@@ -258,11 +310,18 @@ fn config(
         Some(s) => [s, s],
         None => [plane[0].div_ceil(m) * m, plane[1].div_ceil(m) * m],
     };
+    let m3 = arch.size_multiple();
+    if volumetric && args.patch.iter().any(|p| p % m3 != 0) {
+        bail!(
+            "--patch {:?}: every side must be a multiple of {m3}",
+            args.patch
+        );
+    }
     Ok(TrainConfig {
-        model: if pix {
-            ModelKind::Pix2pix
-        } else {
-            ModelKind::Cyclegan
+        model: match args.model {
+            Model::Pix2pix => ModelKind::Pix2pix,
+            Model::Cyclegan => ModelKind::Cyclegan,
+            Model::Cyclegan3d => ModelKind::Cyclegan3d,
         },
         generator,
         discriminator,
@@ -316,13 +375,25 @@ fn config(
         save_epoch_freq: args.save_epoch_freq,
         norm_a: None,
         norm_b: None,
+        volumetric: volumetric.then_some(VolumetricConfig {
+            patch: args.patch,
+            stride: [args.stride_inplane, args.stride_inplane, args.stride_layer],
+            blend: if args.blend == BlendArg::Gaussian {
+                Blend::Gaussian
+            } else {
+                Blend::Average
+            },
+            patches_per_epoch: args.patches_per_epoch,
+            min_foreground: args.patch_min_foreground,
+            foreground_bias: args.foreground_bias,
+        }),
     })
 }
 
 /// Runs a training to its end with a progress bar; prints one line per epoch.
 pub fn train_with_progress(
     run: &mut Run,
-    data: &mrgan::data::dataset::PairedSlices,
+    data: &TrainingData,
     val: &[SubjectFiles],
 ) -> anyhow::Result<()> {
     let total = run.config.total_epochs();

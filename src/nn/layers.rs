@@ -30,6 +30,11 @@ impl NormKind {
     }
 }
 
+/// A cubic kernel of side `k` in `dims` (2 or 3) spatial dimensions.
+pub fn kernel(k: usize, dims: usize) -> Vec<usize> {
+    vec![k; dims]
+}
+
 /// How a forward pass treats batch norm and dropout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mode {
@@ -70,7 +75,7 @@ impl Mode {
     }
 }
 
-/// A 2D conv or transposed conv, weight `[out, in, k, k]` (transposed: `[in, out, k, k]`).
+/// A 2D or 3D conv or transposed conv, weight `[out, in, k...]` (transposed: `[in, out, k...]`).
 #[derive(Clone, Debug)]
 pub struct Conv {
     pub weight: ParamId,
@@ -87,16 +92,17 @@ impl Conv {
         name: &str,
         c_in: usize,
         c_out: usize,
-        kernel: usize,
+        kernel: &[usize],
         opts: ConvOptions,
         bias: bool,
         transposed: bool,
     ) -> Conv {
-        let shape = if transposed {
-            [c_in, c_out, kernel, kernel]
+        let mut shape = if transposed {
+            vec![c_in, c_out]
         } else {
-            [c_out, c_in, kernel, kernel]
+            vec![c_out, c_in]
         };
+        shape.extend_from_slice(kernel);
         let weight = arena.add(&format!("{name}.weight"), shape, ParamRole::Weight);
         let bias = bias.then(|| arena.add(&format!("{name}.bias"), [c_out], ParamRole::Bias));
         Conv {

@@ -12,6 +12,7 @@ use super::layers::{Mode, Norm, NormKind};
 use super::params::ParamArena;
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
+use crate::ops::pad::PadMode;
 
 /// What every network offers the training loops, checkpoints and inference.
 pub trait Network: Send {
@@ -32,6 +33,9 @@ pub enum GeneratorArch {
     Unet { num_downs: usize },
     /// ResNet generator with `n_blocks` residual blocks (6 or 9); sides multiples of 4.
     Resnet { n_blocks: usize },
+    /// The 3D ResNet generator of the volumetric CycleGAN (7x7x7 stem and head, k3 convs),
+    /// with replication padding as the reference (`replicate`) or reflection.
+    Resnet3d { n_blocks: usize, replicate: bool },
 }
 
 impl GeneratorArch {
@@ -44,6 +48,18 @@ impl GeneratorArch {
             return Ok(GeneratorArch::Unet {
                 num_downs: size.trailing_zeros() as usize,
             });
+        }
+        if let Some(rest) = name.strip_prefix("resnet3d_") {
+            let (blocks, pad) = rest
+                .split_once('_')
+                .map_or((rest, "replicate"), |(b, p)| (b, p));
+            let n = blocks.strip_suffix("blocks").and_then(|b| b.parse().ok());
+            if let (Some(n_blocks), "replicate" | "reflect") = (n, pad) {
+                return Ok(GeneratorArch::Resnet3d {
+                    n_blocks,
+                    replicate: pad == "replicate",
+                });
+            }
         }
         if let Some(n) = name
             .strip_prefix("resnet_")
@@ -61,6 +77,14 @@ impl GeneratorArch {
         match self {
             GeneratorArch::Unet { num_downs } => format!("unet_{}", 1usize << num_downs),
             GeneratorArch::Resnet { n_blocks } => format!("resnet_{n_blocks}blocks"),
+            GeneratorArch::Resnet3d {
+                n_blocks,
+                replicate: true,
+            } => format!("resnet3d_{n_blocks}blocks"),
+            GeneratorArch::Resnet3d {
+                n_blocks,
+                replicate: false,
+            } => format!("resnet3d_{n_blocks}blocks_reflect"),
         }
     }
 
@@ -68,7 +92,15 @@ impl GeneratorArch {
     pub fn size_multiple(&self) -> usize {
         match self {
             GeneratorArch::Unet { num_downs } => 1 << num_downs,
-            GeneratorArch::Resnet { .. } => 4,
+            GeneratorArch::Resnet { .. } | GeneratorArch::Resnet3d { .. } => 4,
+        }
+    }
+
+    /// 2 for slice networks, 3 for volumetric ones.
+    pub fn spatial_dims(&self) -> usize {
+        match self {
+            GeneratorArch::Resnet3d { .. } => 3,
+            _ => 2,
         }
     }
 }
@@ -90,6 +122,8 @@ pub struct GeneratorConfig {
 pub enum DiscriminatorArch {
     /// PatchGAN with `n_layers` (basic = 3).
     NLayer { n_layers: usize },
+    /// The 3D PatchGAN (k4x4x4, receptive field 70 at n_layers 3).
+    NLayer3d { n_layers: usize },
     /// 1x1 PatchGAN.
     Pixel,
 }
@@ -106,8 +140,22 @@ pub struct DiscriminatorConfig {
 pub fn build_generator(cfg: &GeneratorConfig) -> Box<dyn Network> {
     match cfg.arch {
         GeneratorArch::Unet { num_downs } => Box::new(unet::UnetGenerator::new(cfg, num_downs)),
-        GeneratorArch::Resnet { n_blocks } => {
-            Box::new(resnet_gen::ResnetGenerator::new(cfg, n_blocks))
+        GeneratorArch::Resnet { n_blocks } => Box::new(resnet_gen::ResnetGenerator::new(
+            cfg,
+            n_blocks,
+            2,
+            PadMode::Reflect,
+        )),
+        GeneratorArch::Resnet3d {
+            n_blocks,
+            replicate,
+        } => {
+            let pad = if replicate {
+                PadMode::Replicate
+            } else {
+                PadMode::Reflect
+            };
+            Box::new(resnet_gen::ResnetGenerator::new(cfg, n_blocks, 3, pad))
         }
     }
 }
@@ -115,7 +163,10 @@ pub fn build_generator(cfg: &GeneratorConfig) -> Box<dyn Network> {
 pub fn build_discriminator(cfg: &DiscriminatorConfig) -> Box<dyn Network> {
     match cfg.arch {
         DiscriminatorArch::NLayer { n_layers } => {
-            Box::new(patchgan::NLayerDiscriminator::new(cfg, n_layers))
+            Box::new(patchgan::NLayerDiscriminator::new(cfg, n_layers, 2))
+        }
+        DiscriminatorArch::NLayer3d { n_layers } => {
+            Box::new(patchgan::NLayerDiscriminator::new(cfg, n_layers, 3))
         }
         DiscriminatorArch::Pixel => Box::new(pixel_d::PixelDiscriminator::new(cfg)),
     }

@@ -1,11 +1,12 @@
-//! The PatchGAN discriminator (reference `NLayerDiscriminator`): k4 convs, stride 2 for the
-//! first `n_layers`, then two stride-1 convs; LeakyReLU 0.2; raw logits out. Parameters
-//! `model.<i>` (identity norms still take their index, as in the reference).
+//! The PatchGAN discriminator (reference `NLayerDiscriminator`, and its 3D version in the
+//! 3D CycleGAN): k4 convs, stride 2 for the first `n_layers`, then two stride-1 convs;
+//! LeakyReLU 0.2; raw logits out. Parameters `model.<i>` (identity norms still take their
+//! index, as in the reference).
 
 use super::{DiscriminatorConfig, Network};
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
-use crate::nn::layers::{Conv, Mode, Norm};
+use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
 
@@ -18,11 +19,21 @@ pub struct NLayerDiscriminator {
 }
 
 impl NLayerDiscriminator {
-    pub fn new(cfg: &DiscriminatorConfig, n_layers: usize) -> NLayerDiscriminator {
+    /// `dims` spatial dimensions (2, or 3 for volumes).
+    pub fn new(cfg: &DiscriminatorConfig, n_layers: usize, dims: usize) -> NLayerDiscriminator {
         let mut arena = ParamArena::new();
-        let (ndf, ub) = (cfg.ndf, cfg.norm.conv_bias());
+        let (ndf, ub, k) = (cfg.ndf, cfg.norm.conv_bias(), kernel(4, dims));
         let (s2, s1) = (ConvOptions::new(2, 1), ConvOptions::new(1, 1));
-        let first = Conv::new(&mut arena, "model.0", cfg.input_nc, ndf, 4, s2, true, false);
+        let first = Conv::new(
+            &mut arena,
+            "model.0",
+            cfg.input_nc,
+            ndf,
+            &k,
+            s2,
+            true,
+            false,
+        );
         let mut middle = Vec::new();
         let (mut mult, mut idx) = (1, 2);
         for n in 1..=n_layers {
@@ -34,7 +45,7 @@ impl NLayerDiscriminator {
                 &format!("model.{idx}"),
                 ndf * prev,
                 ndf * mult,
-                4,
+                &k,
                 opts,
                 ub,
                 false,
@@ -53,7 +64,7 @@ impl NLayerDiscriminator {
             &format!("model.{idx}"),
             ndf * mult,
             1,
-            4,
+            &k,
             s1,
             true,
             false,

@@ -3,7 +3,7 @@
 use super::{DiscriminatorConfig, Network};
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
-use crate::nn::layers::{Conv, Mode, Norm};
+use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
 
@@ -19,9 +19,36 @@ impl PixelDiscriminator {
         let (ndf, ub) = (cfg.ndf, cfg.norm.conv_bias());
         let k1 = ConvOptions::new(1, 0);
         let convs = [
-            Conv::new(&mut arena, "net.0", cfg.input_nc, ndf, 1, k1, true, false),
-            Conv::new(&mut arena, "net.2", ndf, 2 * ndf, 1, k1, ub, false),
-            Conv::new(&mut arena, "net.5", 2 * ndf, 1, 1, k1, ub, false),
+            Conv::new(
+                &mut arena,
+                "net.0",
+                cfg.input_nc,
+                ndf,
+                &kernel(1, 2),
+                k1,
+                true,
+                false,
+            ),
+            Conv::new(
+                &mut arena,
+                "net.2",
+                ndf,
+                2 * ndf,
+                &kernel(1, 2),
+                k1,
+                ub,
+                false,
+            ),
+            Conv::new(
+                &mut arena,
+                "net.5",
+                2 * ndf,
+                1,
+                &kernel(1, 2),
+                k1,
+                ub,
+                false,
+            ),
         ];
         let norm = Norm::new(&mut arena, "net.3", cfg.norm, 2 * ndf);
         PixelDiscriminator { arena, convs, norm }

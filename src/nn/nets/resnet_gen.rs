@@ -6,7 +6,7 @@
 use super::{GeneratorConfig, Network};
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
-use crate::nn::layers::{Conv, Mode, Norm};
+use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
 use crate::ops::pad::PadMode;
@@ -32,6 +32,7 @@ struct ResidualBlock {
 
 pub struct ResnetGenerator {
     arena: ParamArena,
+    pad: PadMode,
     stem: ConvNorm,
     down: [ConvNorm; 2],
     blocks: Vec<ResidualBlock>,
@@ -44,7 +45,7 @@ fn conv_norm(
     cfg: &GeneratorConfig,
     idx: (&str, &str),
     ch: (usize, usize),
-    k: usize,
+    k: &[usize],
     opts: ConvOptions,
     transposed: bool,
 ) -> ConvNorm {
@@ -64,7 +65,15 @@ fn conv_norm(
 }
 
 impl ResnetGenerator {
-    pub fn new(cfg: &GeneratorConfig, n_blocks: usize) -> ResnetGenerator {
+    /// `dims` spatial dimensions (2, or 3 for the volumetric CycleGAN) and the padding of
+    /// the stem, head and residual blocks (reflect, or replicate as the 3D reference does).
+    pub fn new(
+        cfg: &GeneratorConfig,
+        n_blocks: usize,
+        dims: usize,
+        pad: PadMode,
+    ) -> ResnetGenerator {
+        let (k7, k3) = (kernel(7, dims), kernel(3, dims));
         let mut arena = ParamArena::new();
         let a = &mut arena;
         let ngf = cfg.ngf;
@@ -75,18 +84,26 @@ impl ResnetGenerator {
             cfg,
             ("model.1", "model.2"),
             (cfg.input_nc, ngf),
-            7,
+            &k7,
             ConvOptions::new(1, 0),
             false,
         );
         let down = [
-            conv_norm(a, cfg, ("model.4", "model.5"), (ngf, 2 * ngf), 3, s2, false),
+            conv_norm(
+                a,
+                cfg,
+                ("model.4", "model.5"),
+                (ngf, 2 * ngf),
+                &k3,
+                s2,
+                false,
+            ),
             conv_norm(
                 a,
                 cfg,
                 ("model.7", "model.8"),
                 (2 * ngf, 4 * ngf),
-                3,
+                &k3,
                 s2,
                 false,
             ),
@@ -102,7 +119,7 @@ impl ResnetGenerator {
                         cfg,
                         (&format!("{b}.1"), &format!("{b}.2")),
                         (4 * ngf, 4 * ngf),
-                        3,
+                        &k3,
                         p0,
                         false,
                     ),
@@ -111,7 +128,7 @@ impl ResnetGenerator {
                         cfg,
                         (&format!("{b}.{c2}"), &format!("{b}.{n2}")),
                         (4 * ngf, 4 * ngf),
-                        3,
+                        &k3,
                         p0,
                         false,
                     ),
@@ -126,7 +143,7 @@ impl ResnetGenerator {
                 cfg,
                 (&format!("model.{u}"), &format!("model.{}", u + 1)),
                 (4 * ngf, 2 * ngf),
-                3,
+                &k3,
                 up_opts,
                 true,
             ),
@@ -135,7 +152,7 @@ impl ResnetGenerator {
                 cfg,
                 (&format!("model.{}", u + 3), &format!("model.{}", u + 4)),
                 (2 * ngf, ngf),
-                3,
+                &k3,
                 up_opts,
                 true,
             ),
@@ -145,13 +162,14 @@ impl ResnetGenerator {
             &format!("model.{}", u + 7),
             ngf,
             cfg.output_nc,
-            7,
+            &k7,
             ConvOptions::new(1, 0),
             true,
             false,
         );
         ResnetGenerator {
             arena,
+            pad,
             stem,
             down,
             blocks,
@@ -170,7 +188,7 @@ impl Network for ResnetGenerator {
     }
     fn forward(&mut self, tape: &mut Tape, x: Var, mode: &Mode) -> Result<Var> {
         let arena = &self.arena;
-        let h = tape.pad(x, PadMode::Reflect, 3)?;
+        let h = tape.pad(x, self.pad, 3)?;
         let h = self.stem.forward(tape, arena, h, mode)?;
         let mut h = tape.relu(h)?;
         for d in &mut self.down {
@@ -178,13 +196,13 @@ impl Network for ResnetGenerator {
             h = tape.relu(y)?;
         }
         for (i, b) in self.blocks.iter_mut().enumerate() {
-            let y = tape.pad(h, PadMode::Reflect, 1)?;
+            let y = tape.pad(h, self.pad, 1)?;
             let y = b.first.forward(tape, arena, y, mode)?;
             let mut y = tape.relu(y)?;
             if let (true, Some(seed)) = (b.dropout, mode.dropout_seed_for(i as u64)) {
                 y = tape.dropout(y, 0.5, seed, true)?;
             }
-            let y = tape.pad(y, PadMode::Reflect, 1)?;
+            let y = tape.pad(y, self.pad, 1)?;
             let y = b.second.forward(tape, arena, y, mode)?;
             // No activation after the residual addition.
             h = tape.add(h, y)?;
@@ -193,7 +211,7 @@ impl Network for ResnetGenerator {
             let y = u.forward(tape, arena, h, mode)?;
             h = tape.relu(y)?;
         }
-        let h = tape.pad(h, PadMode::Reflect, 3)?;
+        let h = tape.pad(h, self.pad, 3)?;
         let h = self.head.forward(tape, arena, h)?;
         tape.tanh(h)
     }

@@ -7,7 +7,7 @@
 use super::{GeneratorConfig, Network};
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
-use crate::nn::layers::{Conv, Mode, Norm};
+use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
 
@@ -67,7 +67,7 @@ impl UnetGenerator {
                         &format!("{prefix}.0"),
                         cfg.input_nc,
                         ngf,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         ub,
                         false,
@@ -78,7 +78,7 @@ impl UnetGenerator {
                         &format!("{prefix}.3"),
                         2 * ngf,
                         cfg.output_nc,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         true,
                         true,
@@ -93,7 +93,7 @@ impl UnetGenerator {
                         &format!("{prefix}.1"),
                         outer,
                         inner,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         ub,
                         false,
@@ -104,7 +104,7 @@ impl UnetGenerator {
                         &format!("{prefix}.3"),
                         inner,
                         outer,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         ub,
                         true,
@@ -124,7 +124,7 @@ impl UnetGenerator {
                         &format!("{prefix}.1"),
                         outer,
                         inner,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         ub,
                         false,
@@ -140,7 +140,7 @@ impl UnetGenerator {
                         &format!("{prefix}.5"),
                         2 * inner,
                         outer,
-                        4,
+                        &kernel(4, 2),
                         k4,
                         ub,
                         true,
