@@ -113,6 +113,56 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
+class ResnetBlock3d(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReplicationPad3d(1), nn.Conv3d(dim, dim, 3), nn.InstanceNorm3d(dim, track_running_stats=True), nn.ReLU(True),
+            nn.ReplicationPad3d(1), nn.Conv3d(dim, dim, 3), nn.InstanceNorm3d(dim, track_running_stats=True))
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator3d(nn.Module):
+    """The 3D CycleGAN's generator (instance norm with running stats, replication padding)."""
+
+    def __init__(self, input_nc, output_nc, ngf=64, n_blocks=9):
+        super().__init__()
+        norm = lambda c: nn.InstanceNorm3d(c, track_running_stats=True)  # noqa: E731
+        m = [nn.ReplicationPad3d(3), nn.Conv3d(input_nc, ngf, 7), norm(ngf), nn.ReLU(True)]
+        for i in range(2):
+            mult = 2 ** i
+            m += [nn.Conv3d(ngf * mult, ngf * mult * 2, 3, 2, 1), norm(ngf * mult * 2), nn.ReLU(True)]
+        m += [ResnetBlock3d(ngf * 4) for _ in range(n_blocks)]
+        for i in range(2):
+            mult = 2 ** (2 - i)
+            m += [nn.ConvTranspose3d(ngf * mult, ngf * mult // 2, 3, 2, 1, output_padding=1), norm(ngf * mult // 2), nn.ReLU(True)]
+        m += [nn.ReplicationPad3d(3), nn.Conv3d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*m)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class NLayerDiscriminator3d(nn.Module):
+    def __init__(self, input_nc, ndf=64, n_layers=3):
+        super().__init__()
+        norm = lambda c: nn.InstanceNorm3d(c, track_running_stats=True)  # noqa: E731
+        seq = [nn.Conv3d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2 ** n, 8)
+            seq += [nn.Conv3d(ndf * prev, ndf * mult, 4, 2, 1), norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2 ** n_layers, 8)
+        seq += [nn.Conv3d(ndf * prev, ndf * mult, 4, 1, 1), norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+        seq += [nn.Conv3d(ndf * mult, 1, 4, 1, 1)]
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
+
+
 def init_normal(net, gain=0.02):
     for m in net.modules():
         name = m.__class__.__name__

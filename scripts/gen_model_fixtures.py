@@ -27,6 +27,8 @@ def dump_state(prefix, net):
     for k, v in net.state_dict().items():
         if k.endswith("num_batches_tracked"):
             continue
+        if "InstanceNorm" in type(dict(net.named_modules()).get(k.rsplit(".", 1)[0], None)).__name__:
+            continue  # instance-norm running stats: unused in training mode, not loaded
         tensors[f"{prefix}.{k}"] = v.detach().clone().double()
 
 
@@ -91,6 +93,30 @@ for _ in range(9):
     traj.append(list(ref.cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, a, b)[1].values()))
 tensors["cyc.trajectory"] = torch.tensor(traj, dtype=torch.float64)
 cases.append({"name": "cyc", "losses": list(losses.keys())})
+
+# 3D CycleGAN (resnet3d_6blocks, ngf 4, instance norm 3D, replication padding; D with one
+# stride-2 layer, the most a 16x16x8 patch admits), patch 16x16x8
+GA = ref.ResnetGenerator3d(1, 1, 4, 6)
+GB = ref.ResnetGenerator3d(1, 1, 4, 6)
+DA = ref.NLayerDiscriminator3d(1, 4, 1)
+DB = ref.NLayerDiscriminator3d(1, 4, 1)
+for n in (GA, GB, DA, DB):
+    ref.init_normal(n)
+for name, n in (("GA", GA), ("GB", GB), ("DA", DA), ("DB", DB)):
+    dump_state(f"cyc3d.{name}0", n)
+a = torch.rand(1, 1, 8, 16, 16) * 2 - 1
+b = torch.rand(1, 1, 8, 16, 16) * 2 - 1
+tensors["cyc3d.real_a"], tensors["cyc3d.real_b"] = a.double(), b.double()
+opt_g, opt_d = adam(GA, GB), adam(DA, DB)
+fake, losses = ref.cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, a, b)
+tensors["cyc3d.fake_b"] = fake.double()
+for name, n in (("GA", GA), ("GB", GB), ("DA", DA), ("DB", DB)):
+    dump_grads(f"cyc3d.{name}", n)
+traj = [list(losses.values())]
+for _ in range(4):
+    traj.append(list(ref.cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, a, b)[1].values()))
+tensors["cyc3d.trajectory"] = torch.tensor(traj, dtype=torch.float64)
+cases.append({"name": "cyc3d", "losses": list(losses.keys())})
 
 out = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "models.safetensors")
 save_file({k: v.contiguous() for k, v in tensors.items()}, out,

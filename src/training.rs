@@ -817,14 +817,13 @@ pub fn predict_volume(
         Error::Params("the run config has no target normalisation (was it trained?)".into())
     })?;
     let norm_in = Normalizer::fit(vol, method)?;
-    let opts = run.inference(run.config.inference_mode(norm_stats));
-    let g = run.nets.generator(direction)?;
-    let out = translate(
-        g.net.as_mut(),
+    let mode = run.config.inference_mode(norm_stats);
+    let out = run.translate_volume(
+        direction,
         &norm_in.apply(&vol.data),
         vol.dims,
         norm_in.background(),
-        &opts,
+        mode,
     )?;
     let foreground = vol.foreground();
     Ok(vol.with_data(target.invert(&out, Some(&foreground))))

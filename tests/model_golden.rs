@@ -240,3 +240,74 @@ fn cyclegan_step_matches_pytorch() {
         }
     }
 }
+
+/// The volumetric CycleGAN (resnet3d_6blocks, ngf 4, replication padding, 3D PatchGAN with
+/// one stride-2 layer) on a 16x16x8 patch: same tolerances as the 2D CycleGAN.
+#[test]
+fn cyclegan3d_step_matches_pytorch() {
+    let f = Fixtures::load("models.safetensors");
+    let g_cfg = GeneratorConfig {
+        arch: GeneratorArch::Resnet3d {
+            n_blocks: 6,
+            replicate: true,
+        },
+        input_nc: 1,
+        output_nc: 1,
+        ngf: 4,
+        norm: NormKind::Instance,
+        dropout: false,
+    };
+    let d_cfg = DiscriminatorConfig {
+        arch: DiscriminatorArch::NLayer3d { n_layers: 1 },
+        input_nc: 1,
+        ndf: 4,
+        norm: NormKind::Instance,
+    };
+    let mut nets = CycleNets {
+        g_a: loaded(&f, "cyc3d.GA0", "G_A", build_generator(&g_cfg)),
+        g_b: loaded(&f, "cyc3d.GB0", "G_B", build_generator(&g_cfg)),
+        d_a: loaded(&f, "cyc3d.DA0", "D_A", build_discriminator(&d_cfg)),
+        d_b: loaded(&f, "cyc3d.DB0", "D_B", build_discriminator(&d_cfg)),
+        pool_a: ImagePool::new(0),
+        pool_b: ImagePool::new(0),
+    };
+    let (a, b) = (f.tensor("cyc3d.real_a"), f.tensor("cyc3d.real_b"));
+    let mut tape = mrgan::autograd::Tape::no_grad();
+    let x = tape.constant(a.clone());
+    let y = nets
+        .g_a
+        .net
+        .forward(&mut tape, x, &mrgan::nn::layers::Mode::train(0))
+        .unwrap();
+    assert_close(
+        "3D CycleGAN fake_B",
+        tape.value(y).as_slice(),
+        f.f64("cyc3d.fake_b"),
+        1e-5,
+        1e-4,
+    );
+    let (cols, traj) = trajectory(&f, "cyc3d");
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+    for step in 0..traj.len() / cols {
+        let losses =
+            cyclegan::train_step(&mut nets, &CycleLoss::default(), &a, &b, 2e-4, 0, &mut rng)
+                .unwrap();
+        check_losses(
+            "3D CycleGAN",
+            step,
+            &losses,
+            &traj[step * cols..(step + 1) * cols],
+            if step == 0 { 1e-5 } else { 5e-2 },
+        );
+        if step == 0 {
+            for (prefix, t) in [
+                ("cyc3d.GA", &nets.g_a),
+                ("cyc3d.GB", &nets.g_b),
+                ("cyc3d.DA", &nets.d_a),
+                ("cyc3d.DB", &nets.d_b),
+            ] {
+                check_grads(&f, prefix, t);
+            }
+        }
+    }
+}

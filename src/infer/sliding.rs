@@ -28,12 +28,14 @@ pub struct SlidingWindow {
     pub batch: usize,
 }
 
-/// Window starts along one axis of `size` (already at least `patch`).
+/// Window starts along one axis of `size` (already at least `patch`). A stride larger than
+/// the patch would leave gaps, so it is capped at the patch size.
 pub fn starts(size: usize, patch: usize, stride: usize) -> Vec<usize> {
     if size <= patch {
         return vec![0];
     }
-    let n = (size - patch).div_ceil(stride.max(1)) + 1;
+    let stride = stride.clamp(1, patch);
+    let n = (size - patch).div_ceil(stride) + 1;
     let mut s: Vec<usize> = (0..n).map(|i| (i * stride).min(size - patch)).collect();
     s.dedup();
     s

@@ -1,0 +1,240 @@
+//! The volumetric CycleGAN: 3D networks' sizes and shapes, exact sliding-window reassembly,
+//! and train -> predict -> eval on phantom volumes through the binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use mrgan::Tensor;
+use mrgan::autograd::Tape;
+use mrgan::data::nifti::{ReadOptions, read};
+use mrgan::infer::sliding::{Blend, SlidingWindow, run, starts};
+use mrgan::nn::layers::{Mode, NormKind};
+use mrgan::nn::nets::{
+    DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, build_discriminator,
+    build_generator,
+};
+
+#[test]
+fn parameter_counts_follow_the_layer_tables() {
+    // Generator (1 -> 1, ngf 64, instance norm so every conv has a bias), from the spec's
+    // table: stem k7, two k3 downsamplings, 9 blocks of two k3 convs, two k3 transposed, head k7.
+    let conv = |cin: usize, cout: usize, k: usize| cout * cin * k * k * k + cout;
+    let expected_g = conv(1, 64, 7)
+        + conv(64, 128, 3)
+        + conv(128, 256, 3)
+        + 18 * conv(256, 256, 3)
+        + conv(256, 128, 3)
+        + conv(128, 64, 3)
+        + conv(64, 1, 7);
+    let g = build_generator(&GeneratorConfig {
+        arch: GeneratorArch::parse("resnet3d_9blocks").unwrap(),
+        input_nc: 1,
+        output_nc: 1,
+        ngf: 64,
+        norm: NormKind::Instance,
+        dropout: false,
+    });
+    assert_eq!(g.arena().len(), expected_g);
+    assert_eq!(
+        expected_g, 34_111_489,
+        "about 34.1 M, as the reference notes say"
+    );
+    let expected_d =
+        conv(1, 64, 4) + conv(64, 128, 4) + conv(128, 256, 4) + conv(256, 512, 4) + conv(512, 1, 4);
+    let d = build_discriminator(&DiscriminatorConfig {
+        arch: DiscriminatorArch::NLayer3d { n_layers: 3 },
+        input_nc: 1,
+        ndf: 64,
+        norm: NormKind::Instance,
+    });
+    assert_eq!(d.arena().len(), expected_d);
+    assert_eq!(expected_d, 11_047_873, "about 11.0 M");
+}
+
+#[test]
+fn shapes_of_the_3d_networks() {
+    let mut d = build_discriminator(&DiscriminatorConfig {
+        arch: DiscriminatorArch::NLayer3d { n_layers: 3 },
+        input_nc: 1,
+        ndf: 2,
+        norm: NormKind::Instance,
+    });
+    let mut tape = Tape::no_grad();
+    // A 128 x 128 x 64 patch (x, y, z) is the tensor [1, 1, 64, 128, 128].
+    let x = tape.constant(Tensor::full([1, 1, 64, 128, 128], 0.1));
+    let y = d.forward(&mut tape, x, &Mode::inference(true)).unwrap();
+    assert_eq!(
+        tape.value(y).dims(),
+        [1, 1, 6, 14, 14],
+        "14 x 14 x 6 patch map"
+    );
+    for pad in ["resnet3d_2blocks", "resnet3d_2blocks_reflect"] {
+        let mut g = build_generator(&GeneratorConfig {
+            arch: GeneratorArch::parse(pad).unwrap(),
+            input_nc: 1,
+            output_nc: 1,
+            ngf: 2,
+            norm: NormKind::Instance,
+            dropout: false,
+        });
+        let x = tape.constant(Tensor::full([2, 1, 8, 12, 16], 0.2));
+        let y = g.forward(&mut tape, x, &Mode::inference(true)).unwrap();
+        assert_eq!(tape.value(y).dims(), [2, 1, 8, 12, 16], "{pad}");
+    }
+}
+
+#[test]
+fn sliding_window_reassembly_is_exact() {
+    assert_eq!(starts(240, 128, 32), vec![0, 32, 64, 96, 112]);
+    assert_eq!(starts(155, 64, 32), vec![0, 32, 64, 91]);
+    assert_eq!(starts(10, 16, 4), vec![0]);
+    for dims in [[13usize, 9, 7], [5, 4, 3], [16, 16, 8], [17, 23, 11]] {
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 333.0 - 1.3)
+            .collect();
+        for stride in [[1, 1, 1], [3, 5, 2], [8, 8, 4], [16, 16, 8]] {
+            for blend in [Blend::Average, Blend::Gaussian] {
+                let opts = SlidingWindow {
+                    patch: [8, 8, 4],
+                    stride,
+                    blend,
+                    batch: 3,
+                };
+                let mut calls = 0;
+                let out = run(&data, dims, -1.0, &opts, |patches| {
+                    calls += 1;
+                    assert!(patches.len() <= 3);
+                    Ok(patches.to_vec())
+                })
+                .unwrap();
+                assert!(calls > 0);
+                let same = out.iter().zip(&data).all(|(a, b)| a == b);
+                assert!(
+                    same && out.len() == data.len(),
+                    "dims {dims:?} stride {stride:?} {blend:?}: not exact"
+                );
+            }
+        }
+    }
+}
+
+fn mrgan(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mrgan"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mrgan {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn cyclegan3d_on_phantoms_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = |x: &Path| x.display().to_string();
+    mrgan(&[
+        "phantom",
+        "--out",
+        &p(&data),
+        "--subjects",
+        "3",
+        "--size",
+        "24,20,12",
+        "--spacing",
+        "4",
+    ]);
+    let val = dir.path().join("val.txt");
+    std::fs::write(&val, "phantom-002\n").unwrap();
+    let run = dir.path().join("run");
+    let log = mrgan(&[
+        "train",
+        "--model",
+        "cyclegan3d",
+        "--data",
+        &p(&data),
+        "--a",
+        "t1",
+        "--b",
+        "t2",
+        "--run",
+        &p(&run),
+        "--val-list",
+        &p(&val),
+        "--net-g",
+        "resnet3d_2blocks",
+        "--ngf",
+        "2",
+        "--ndf",
+        "2",
+        "--n-layers-d",
+        "1",
+        "--patch",
+        "16,16,8",
+        "--patches-per-epoch",
+        "4",
+        "--batch-size",
+        "2",
+        "--n-epochs",
+        "1",
+        "--n-epochs-decay",
+        "1",
+        "--stride-inplane",
+        "8",
+        "--stride-layer",
+        "4",
+    ]);
+    assert!(
+        log.contains("epoch 2/2") && log.contains("val PSNR"),
+        "{log}"
+    );
+    let out = dir.path().join("pred");
+    for direction in ["AtoB", "BtoA"] {
+        let name = if direction == "AtoB" { "t1" } else { "t2" };
+        mrgan(&[
+            "predict",
+            "--run",
+            &p(&run),
+            "--direction",
+            direction,
+            "--input",
+            &p(&data),
+            "--input-name",
+            name,
+            "--output",
+            &p(&out),
+        ]);
+        for s in ["phantom-000", "phantom-002"] {
+            let input = read(
+                &data.join(s).join(format!("{name}.nii.gz")),
+                &ReadOptions::default(),
+            )
+            .unwrap();
+            let pred = read(
+                &out.join(s).join(format!("{name}.nii.gz")),
+                &ReadOptions::default(),
+            )
+            .unwrap();
+            assert_eq!(pred.dims, input.dims);
+            assert_eq!(pred.stored_affine(), input.stored_affine());
+            assert!(pred.data.iter().all(|v| v.is_finite()));
+        }
+    }
+    let table = mrgan(&[
+        "eval",
+        "--pred",
+        &p(&out),
+        "--pred-name",
+        "t1",
+        "--real",
+        &p(&data),
+        "--real-name",
+        "t2",
+    ]);
+    assert!(table.contains("mean +- std (3 subjects)"), "{table}");
+}
