@@ -10,11 +10,14 @@
   test path: one slice per batch, dropout off) in both batch-norm modes:
   unet_out_batch.nii.gz (train-mode BN, the reference default) and unet_out_running.nii.gz
   (--eval); resnet_input.nii.gz (64x64x3) with resnet_AtoB.nii.gz / resnet_BtoA.nii.gz.
-Networks are benches/torch_reference.py's, built from the spec (same state_dict keys as the
-reference implementation). If target/release/mrgan exists, it also checks that
-`mrgan convert` round trips to a .pth that loads into the network with load_state_dict.
+The generators come from the reference implementation's own `models/networks.py` when
+REFERENCE_DIR points at a checkout of pytorch-CycleGAN-and-pix2pix (how the committed
+fixtures were made), else from benches/torch_reference.py (built from the spec, same
+state_dict keys). If target/release/mrgan exists, it also checks that `mrgan convert`
+round trips to a .pth that loads into the network with load_state_dict.
 
-    python scripts/gen_pth_fixtures.py     (needs torch, nibabel, numpy)
+    REFERENCE_DIR=/path/to/pytorch-CycleGAN-and-pix2pix python scripts/gen_pth_fixtures.py
+    (needs torch, nibabel, numpy)
 """
 import os
 import subprocess
@@ -28,6 +31,27 @@ import torch
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "benches"))
 import torch_reference as ref  # noqa: E402
+
+reference_dir = os.environ.get("REFERENCE_DIR")
+if reference_dir:
+    sys.path.insert(0, reference_dir)
+    from models import networks  # noqa: E402  (the reference implementation)
+
+    def unet_256(ngf):
+        return networks.UnetGenerator(1, 1, 8, ngf, norm_layer=networks.get_norm_layer("batch"), use_dropout=True)
+
+    def resnet_9blocks(ngf):
+        return networks.ResnetGenerator(1, 1, ngf, norm_layer=networks.get_norm_layer("instance"), use_dropout=False, n_blocks=9)
+
+    print("generators from the reference implementation in", reference_dir)
+else:
+    def unet_256(ngf):
+        return ref.UnetGenerator(1, 1, 8, ngf, "batch", True)
+
+    def resnet_9blocks(ngf):
+        return ref.ResnetGenerator(1, 1, ngf, "instance", False, 9)
+
+    print("generators from benches/torch_reference.py (set REFERENCE_DIR to use the reference code)")
 
 out = os.path.join(here, "..", "tests", "fixtures", "pth")
 os.makedirs(os.path.join(out, "cyclegan"), exist_ok=True)
@@ -61,7 +85,7 @@ def bn_train_dropout_off(net):
 
 
 # pix2pix generator
-G = ref.UnetGenerator(1, 1, 8, 4, "batch", True)
+G = unet_256(4)
 D = ref.NLayerDiscriminator(2, 4, 3, "batch")
 ref.init_normal(G)
 ref.init_normal(D)
@@ -81,8 +105,8 @@ G.eval()
 save_nii(os.path.join(out, "unet_out_running.nii.gz"), per_slice(G, vol))
 
 # CycleGAN generators
-GA = ref.ResnetGenerator(1, 1, 4, "instance", False, 9)
-GB = ref.ResnetGenerator(1, 1, 4, "instance", False, 9)
+GA = resnet_9blocks(4)
+GB = resnet_9blocks(4)
 DA = ref.NLayerDiscriminator(1, 4, 3, "instance")
 DB = ref.NLayerDiscriminator(1, 4, 3, "instance")
 for n in (GA, GB, DA, DB):
@@ -104,8 +128,8 @@ save_nii(os.path.join(out, "resnet_BtoA.nii.gz"), per_slice(GB, vol))
 mrgan = os.path.join(here, "..", "target", "release", "mrgan")
 if os.path.exists(mrgan):
     with tempfile.TemporaryDirectory() as tmp:
-        for src, net in ((os.path.join(out, "p2p_latest_net_G.pth"), ref.UnetGenerator(1, 1, 8, 4, "batch", True)),
-                         (os.path.join(out, "cyclegan", "latest_net_G_A.pth"), ref.ResnetGenerator(1, 1, 4, "instance", False, 9))):
+        for src, net in ((os.path.join(out, "p2p_latest_net_G.pth"), unet_256(4)),
+                         (os.path.join(out, "cyclegan", "latest_net_G_A.pth"), resnet_9blocks(4))):
             st, back = os.path.join(tmp, "g.safetensors"), os.path.join(tmp, "g.pth")
             subprocess.run([mrgan, "convert", src, st], check=True, capture_output=True)
             subprocess.run([mrgan, "convert", st, back], check=True, capture_output=True)

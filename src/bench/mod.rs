@@ -5,3 +5,4 @@ pub mod cpu_conv;
 pub mod data_pipeline;
 pub mod layers;
 pub mod train_step;
+pub mod volumetric;

@@ -47,7 +47,8 @@ pub fn detect_generator(sd: &StateDict) -> Result<GeneratorConfig, String> {
             dropout: false,
         });
     }
-    if let Some(first) = shape("model.1.weight").filter(|s| s.len() == 4 && s[2] == 7) {
+    if let Some(first) = shape("model.1.weight").filter(|s| s.len() >= 4 && s[2] == 7) {
+        let volumetric = first.len() == 5;
         let blocks: HashSet<usize> = keys
             .iter()
             .filter_map(|k| {
@@ -69,8 +70,17 @@ pub fn detect_generator(sd: &StateDict) -> Result<GeneratorConfig, String> {
         };
         let head = shape(&format!("model.{}.weight", 10 + n_blocks + 7))
             .ok_or("ResNet generator without its 7x7 output conv")?;
+        // The 3D reference pads by replication.
+        let arch = if volumetric {
+            GeneratorArch::Resnet3d {
+                n_blocks,
+                replicate: true,
+            }
+        } else {
+            GeneratorArch::Resnet { n_blocks }
+        };
         return Ok(GeneratorConfig {
-            arch: GeneratorArch::Resnet { n_blocks },
+            arch,
             input_nc: first[1],
             output_nc: head[0],
             ngf: first[0],

@@ -41,6 +41,12 @@ enum Which {
         #[arg(long)]
         python: Option<String>,
     },
+    /// Volumetric CycleGAN prediction of a 240x240x155 volume: one sliding window of the
+    /// default 3D generator timed, times the windows needed (strides 32/32).
+    Volumetric {
+        #[arg(long, default_value_t = 64)]
+        ngf: usize,
+    },
     /// Read + normalise + slice one volume on one core (default: a 240x240x155 int16
     /// phantom written to a temporary file).
     Data {
@@ -63,6 +69,20 @@ enum Net {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Which::Data { file, reps } => bench_data(file, reps),
+        Which::Volumetric { ngf } => {
+            let (patch, volume, stride) = ([128, 128, 64], [240, 240, 155], [32, 32, 32]);
+            let (s, n) = mrgan::bench::volumetric::window_cost(ngf, patch, volume, stride)?;
+            println!(
+                "resnet3d_9blocks ngf {ngf}, patch {patch:?}, CPU, {} threads",
+                rayon::current_num_threads()
+            );
+            println!(
+                "one window {s:.1} s; a {volume:?} volume needs {n} windows: about {:.0} s ({:.1} min) per volume",
+                s * n as f64,
+                s * n as f64 / 60.0
+            );
+            Ok(())
+        }
         Which::Train {
             size,
             iters,
