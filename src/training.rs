@@ -65,6 +65,9 @@ pub struct VolumetricConfig {
     pub min_foreground: f64,
     /// Probability of centring a patch on a random foreground voxel.
     pub foreground_bias: f64,
+    /// Resample to this voxel size (mm, x y z) before patching, and predictions back.
+    #[serde(default)]
+    pub spacing: Option<[f32; 3]>,
 }
 
 /// One modality's normalised training volumes.
@@ -733,7 +736,10 @@ pub fn load_training_data(
         let (mut a, mut b) = (VolumeSet::default(), VolumeSet::default());
         for s in subjects {
             for (set, path) in [(&mut a, &s.a), (&mut b, &s.b)] {
-                let v = read(path, &ReadOptions::default())?;
+                let v = resampled(
+                    read(path, &ReadOptions::default())?,
+                    config.volumetric.and_then(|c| c.spacing),
+                );
                 let n = Normalizer::fit(&v, method)?;
                 set.subjects.push(s.subject.clone());
                 set.volumes.push(n.apply(&v.data));
@@ -763,6 +769,21 @@ pub fn load_training_data(
     config.norm_a = Normalizer::average(&data.a.normalizers);
     config.norm_b = Normalizer::average(&data.b.normalizers);
     Ok(TrainingData::Slices(data))
+}
+
+/// `vol` on the grid of voxel size `spacing` (unchanged when None).
+fn resampled(
+    vol: crate::data::volume::Volume,
+    spacing: Option<[f32; 3]>,
+) -> crate::data::volume::Volume {
+    let Some(to) = spacing else { return vol };
+    let dims = crate::data::resample::dims_for_spacing(vol.dims, vol.spacing(), to);
+    let data = crate::data::resample::resample(&vol.data, vol.dims, dims);
+    crate::data::volume::Volume {
+        dims,
+        data,
+        meta: vol.meta,
+    }
 }
 
 /// Seconds since `t`.
@@ -816,15 +837,20 @@ pub fn predict_volume(
     .ok_or_else(|| {
         Error::Params("the run config has no target normalisation (was it trained?)".into())
     })?;
-    let norm_in = Normalizer::fit(vol, method)?;
+    let spacing = run.config.volumetric.and_then(|c| c.spacing);
+    let work = resampled(vol.clone(), spacing);
+    let norm_in = Normalizer::fit(&work, method)?;
     let mode = run.config.inference_mode(norm_stats);
-    let out = run.translate_volume(
+    let mut out = run.translate_volume(
         direction,
-        &norm_in.apply(&vol.data),
-        vol.dims,
+        &norm_in.apply(&work.data),
+        work.dims,
         norm_in.background(),
         mode,
     )?;
+    if work.dims != vol.dims {
+        out = crate::data::resample::resample(&out, work.dims, vol.dims);
+    }
     let foreground = vol.foreground();
     Ok(vol.with_data(target.invert(&out, Some(&foreground))))
 }

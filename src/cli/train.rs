@@ -56,6 +56,18 @@ pub enum BlendArg {
     Average,
 }
 
+fn parse_spacing(s: &str) -> Result<[f32; 3], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    match v[..] {
+        [x, y, z] if x > 0.0 && y > 0.0 && z > 0.0 => Ok([x, y, z]),
+        _ => Err(format!("{s:?}: expected X,Y,Z in mm")),
+    }
+}
+
 fn parse_triple(s: &str) -> Result<[usize; 3], String> {
     let v: Vec<usize> = s
         .split(',')
@@ -197,6 +209,10 @@ pub struct TrainArgs {
     /// cyclegan3d: probability of centring a patch on a foreground voxel.
     #[arg(long, default_value_t = 0.8)]
     foreground_bias: f64,
+    /// cyclegan3d: resample to this voxel size in mm (X,Y,Z, trilinear) before patching;
+    /// predictions are resampled back to the input's grid.
+    #[arg(long, value_parser = parse_spacing)]
+    spacing: Option<[f32; 3]>,
     /// Batch-norm statistics for validation and, by default, prediction.
     #[arg(long, value_enum, default_value_t = Stats::Batch)]
     norm_stats: Stats,
@@ -386,6 +402,7 @@ fn config(
             patches_per_epoch: args.patches_per_epoch,
             min_foreground: args.patch_min_foreground,
             foreground_bias: args.foreground_bias,
+            spacing: args.spacing,
         }),
     })
 }

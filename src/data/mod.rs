@@ -12,6 +12,7 @@ pub mod orientation;
 pub mod patches;
 pub mod phantom;
 pub mod png;
+pub mod resample;
 pub mod slices;
 pub mod volume;
 
