@@ -64,38 +64,60 @@ pub fn read_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+/// A network's state as (name, shape, values), in the reference's state_dict order:
+/// parameters, then each batch norm's running statistics; with `batch_counters`, also a
+/// zero `num_batches_tracked` per batch norm (PyTorch's strict loading expects it).
+pub fn state_tensors(
+    net: &mut dyn Network,
+    batch_counters: bool,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = {
+        let arena = net.arena();
+        arena
+            .entries()
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.shape.dims().to_vec(),
+                    arena.values()[e.range()].to_vec(),
+                )
+            })
+            .collect()
+    };
+    for n in net.norms_mut() {
+        if let Some(s) = &n.stats {
+            out.push((
+                format!("{}.running_mean", n.name),
+                vec![s.mean.len()],
+                s.mean.clone(),
+            ));
+            out.push((
+                format!("{}.running_var", n.name),
+                vec![s.var.len()],
+                s.var.clone(),
+            ));
+            if batch_counters {
+                out.push((format!("{}.num_batches_tracked", n.name), vec![], vec![0.0]));
+            }
+        }
+    }
+    out
+}
+
+/// Borrowed views of [`state_tensors`] for the writers.
+pub fn as_views(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<(String, Vec<usize>, &[f32])> {
+    tensors
+        .iter()
+        .map(|(n, s, d)| (n.clone(), s.clone(), &d[..]))
+        .collect()
+}
+
 /// Writes a network's parameters and running statistics.
 pub fn save_network(path: &Path, net: &mut dyn Network) -> Result<()> {
-    let stats: Vec<(String, Vec<f32>, Vec<f32>)> = net
-        .norms_mut()
-        .iter()
-        .filter_map(|n| {
-            n.stats
-                .as_ref()
-                .map(|s| (n.name.clone(), s.mean.clone(), s.var.clone()))
-        })
-        .collect();
-    let arena = net.arena();
-    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = arena
-        .entries()
-        .iter()
-        .map(|e| {
-            (
-                e.name.clone(),
-                e.shape.dims().to_vec(),
-                &arena.values()[e.range()],
-            )
-        })
-        .collect();
-    for (name, mean, var) in &stats {
-        tensors.push((format!("{name}.running_mean"), vec![mean.len()], mean));
-        tensors.push((format!("{name}.running_var"), vec![var.len()], var));
-    }
-    write_tensors(
-        path,
-        &tensors,
-        HashMap::from([("format".to_string(), "mrgan-network".to_string())]),
-    )
+    let tensors = state_tensors(net, false);
+    let meta = HashMap::from([("format".to_string(), "mrgan-network".to_string())]);
+    write_tensors(path, &as_views(&tensors), meta)
 }
 
 /// Loads parameters and running statistics saved by [`save_network`] into a network of the

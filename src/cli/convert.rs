@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Args;
 
 use mrgan::checkpoint::detect::{detect_generator, load_state_dict};
-use mrgan::checkpoint::native::save_network;
+use mrgan::checkpoint::native::{as_views, save_network, state_tensors};
 use mrgan::checkpoint::torch_pth;
 use mrgan::nn::nets::build_generator;
 
@@ -32,35 +32,8 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
             save_network(&args.output, net.as_mut())?;
         }
         Some("pth") | Some("pt") => {
-            // The reference's state_dict: parameters, then each batch norm's buffers.
-            let stats: Vec<(String, Vec<f32>, Vec<f32>)> = net
-                .norms_mut()
-                .iter()
-                .filter_map(|n| {
-                    n.stats
-                        .as_ref()
-                        .map(|s| (n.name.clone(), s.mean.clone(), s.var.clone()))
-                })
-                .collect();
-            let arena = net.arena();
-            let zero = [0.0f32];
-            let mut tensors: Vec<(String, Vec<usize>, &[f32])> = arena
-                .entries()
-                .iter()
-                .map(|e| {
-                    (
-                        e.name.clone(),
-                        e.shape.dims().to_vec(),
-                        &arena.values()[e.range()],
-                    )
-                })
-                .collect();
-            for (name, mean, var) in &stats {
-                tensors.push((format!("{name}.running_mean"), vec![mean.len()], mean));
-                tensors.push((format!("{name}.running_var"), vec![var.len()], var));
-                tensors.push((format!("{name}.num_batches_tracked"), vec![], &zero));
-            }
-            torch_pth::write(&args.output, &tensors)?;
+            let tensors = state_tensors(net.as_mut(), true);
+            torch_pth::write(&args.output, &as_views(&tensors))?;
         }
         _ => bail!("{}: write .safetensors or .pth", args.output.display()),
     }
