@@ -1,4 +1,8 @@
-//! Where tensors live and ops run. Only the CPU exists until the CUDA backend lands.
+//! Where tensors live and ops run. Tensors live on the CPU; with the `cuda` feature,
+//! `cuda::CudaBackend` runs the kernels written so far (see its status note).
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 /// A compute device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

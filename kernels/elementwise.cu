@@ -1,0 +1,61 @@
+// Element-wise kernels: activations (forward and backward) and dropout.
+// Layout: flat float32 arrays of n elements. Launch: 1D grid of 256-thread blocks with a
+// grid-stride loop, so any grid size is correct. Outputs are overwritten.
+// Launched by src/device/cuda.rs; the CPU references are src/ops/elementwise/cpu.rs.
+
+// Activation kinds, as CudaBackend passes them.
+#define ACT_RELU 0
+#define ACT_LEAKY_RELU 1
+#define ACT_TANH 2
+#define ACT_SIGMOID 3
+
+__device__ __forceinline__ float activate(float v, int kind, float slope) {
+    switch (kind) {
+        case ACT_RELU: return v > 0.0f ? v : 0.0f;
+        case ACT_LEAKY_RELU: return v > 0.0f ? v : v * slope;
+        case ACT_TANH: return tanhf(v);
+        default: return 1.0f / (1.0f + expf(-v));
+    }
+}
+
+extern "C" __global__ void activation_fwd_f32(const float* x, float* y, unsigned int n, int kind, float slope) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        y[i] = activate(x[i], kind, slope);
+    }
+}
+
+// dx = dy * act'(x): from the input for the ReLU family (left derivative at 0), from the
+// output y for tanh (1 - y^2) and sigmoid (y (1 - y)), as PyTorch.
+extern "C" __global__ void activation_bwd_f32(const float* dy, const float* x, const float* y, float* dx,
+                                              unsigned int n, int kind, float slope) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float d = dy[i];
+        switch (kind) {
+            case ACT_RELU: dx[i] = x[i] > 0.0f ? d : 0.0f; break;
+            case ACT_LEAKY_RELU: dx[i] = x[i] > 0.0f ? d : d * slope; break;
+            case ACT_TANH: dx[i] = d * (1.0f - y[i] * y[i]); break;
+            default: dx[i] = d * y[i] * (1.0f - y[i]); break;
+        }
+    }
+}
+
+// SplitMix64's finaliser: the same counter-based draw as ops::elementwise::cpu::uniform_at.
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+__device__ __forceinline__ float uniform_at(unsigned long long seed, unsigned long long index) {
+    unsigned long long z = mix64(seed + mix64(index + 0x9e3779b97f4a7c15ULL));
+    return (float)(z >> 40) / (float)(1ULL << 24);
+}
+
+// Training-mode dropout: element i is dropped when uniform_at(seed, i) < p, the rest are
+// scaled by 1 / (1 - p) (passed as `scale`). Applied to a gradient it is the backward pass.
+extern "C" __global__ void dropout_f32(const float* x, float* y, unsigned int n, double p, float scale,
+                                       unsigned long long seed) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        y[i] = ((double)uniform_at(seed, i) < p) ? 0.0f : x[i] * scale;
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU check, prepared on a machine without a GPU and run on one without Rust.
+#
+#   scripts/gpu-check.sh        builds the CUDA parity tests (--features cuda, needs nvcc)
+#                               into .gpu-bundle/ (ignored by git) with a runner script;
+#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test, writes the full
+#                               log and the GPU's description under $OUT (default
+#                               .gpu-bundle/results) and prints a short table last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bundle=.gpu-bundle
+rm -rf "$bundle"
+mkdir -p "$bundle"
+log=$(mktemp)
+cargo test --release --locked --features cuda --test cuda_parity --no-run 2>&1 | tee "$log"
+exe=$(grep -o 'target/release/deps/cuda_parity-[0-9a-f]*' "$log" | tail -1)
+[ -n "$exe" ] || { echo "gpu-check: could not find the cuda_parity test binary" >&2; exit 1; }
+cp "$exe" "$bundle/cuda_parity"
+cat > "$bundle/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# Runs the bundled CUDA parity tests; see scripts/gpu-check.sh.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${OUT:-$here/results}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
+"$here/cuda_parity" --nocapture --test-threads 1 > "$out/cuda_parity.txt" 2>&1
+rc=$?
+echo "== GPU"
+cat "$out/gpu.txt"
+echo "== CUDA parity (kernel: max abs error vs the CPU op)"
+grep -E "running on|skipped|max abs error|panicked" "$out/cuda_parity.txt"
+grep -E "^test result" "$out/cuda_parity.txt"
+exit $rc
+RUN
+chmod +x "$bundle/run.sh"
+echo "gpu-check: bundle ready in $bundle/ ($(du -sh "$bundle" | cut -f1)); on a GPU machine run $bundle/run.sh"

@@ -1,0 +1,235 @@
+//! The CUDA runtime (feature `cuda`): libcuda loaded at run time through cudarc, one context
+//! and stream, the embedded kernel modules (the device's own cubin when there is one, else
+//! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
+//!
+//! Status: the element-wise and Adam kernels are here with parity tests against the CPU ops
+//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`); conv, norm, pad, loss and reduce
+//! kernels and the tensors' device storage are still to come, so the engine runs on the CPU.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::ops::elementwise::Activation;
+use crate::optim::adam::AdamConfig;
+
+mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+/// Why a CUDA call failed, as text for the user.
+pub type CudaResult<T> = std::result::Result<T, String>;
+
+fn err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
+    move |e| format!("{what}: {e:?}")
+}
+
+/// The kernels' function handles, resolved once.
+struct Functions {
+    activation_fwd: CudaFunction,
+    activation_bwd: CudaFunction,
+    dropout: CudaFunction,
+    adam: CudaFunction,
+}
+
+/// One GPU with the engine's kernels loaded.
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    functions: Functions,
+    _modules: Vec<Arc<CudaModule>>,
+}
+
+/// 1D launch over `n` elements: 256-thread blocks, grid-stride kernels.
+fn launch_1d(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n.div_ceil(256)).clamp(1, 65535) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn activation_code(act: Activation) -> (i32, f32) {
+    match act {
+        Activation::Relu => (0, 0.0),
+        Activation::LeakyRelu(s) => (1, s as f32),
+        Activation::Tanh => (2, 0.0),
+        Activation::Sigmoid => (3, 0.0),
+    }
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`. A machine without the driver library or without a device is an
+    /// error with the reason, never a panic.
+    pub fn new(ordinal: usize) -> CudaResult<CudaBackend> {
+        // SAFETY: only probes whether the driver library can be loaded.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err("no CUDA driver library (libcuda) on this machine".into());
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(err(&format!("cannot open CUDA device {ordinal}")))?;
+        let (major, _) = ctx
+            .compute_capability()
+            .map_err(err("compute capability"))?;
+        let image = |ptx: &'static str, sm80: &'static [u8], sm90: &'static [u8]| match major {
+            9 => Ptx::from_binary(sm90.to_vec()),
+            8 => Ptx::from_binary(sm80.to_vec()),
+            _ => Ptx::from_src(ptx),
+        };
+        let elementwise = ctx
+            .load_module(image(
+                kernels::ELEMENTWISE_PTX,
+                kernels::ELEMENTWISE_SM80,
+                kernels::ELEMENTWISE_SM90,
+            ))
+            .map_err(err("loading elementwise kernels"))?;
+        let adam = ctx
+            .load_module(image(
+                kernels::ADAM_PTX,
+                kernels::ADAM_SM80,
+                kernels::ADAM_SM90,
+            ))
+            .map_err(err("loading adam kernels"))?;
+        let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
+        let functions = Functions {
+            activation_fwd: f(&elementwise, "activation_fwd_f32")?,
+            activation_bwd: f(&elementwise, "activation_bwd_f32")?,
+            dropout: f(&elementwise, "dropout_f32")?,
+            adam: f(&adam, "adam_step_f32")?,
+        };
+        let stream = ctx.default_stream();
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            functions,
+            _modules: vec![elementwise, adam],
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn name(&self) -> String {
+        self.ctx
+            .name()
+            .unwrap_or_else(|_| "unknown CUDA device".into())
+    }
+
+    /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
+    /// the kernel fails to write shows.
+    pub fn activation(&self, x: &[f32], act: Activation) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let dx = s.clone_htod(x).map_err(err("copy in"))?;
+        let mut dy = s
+            .clone_htod(&vec![f32::NAN; x.len()])
+            .map_err(err("alloc"))?;
+        let (kind, slope) = activation_code(act);
+        let n = x.len() as u32;
+        let mut b = s.launch_builder(&self.functions.activation_fwd);
+        b.arg(&dx).arg(&mut dy).arg(&n).arg(&kind).arg(&slope);
+        // SAFETY: argument types and order match activation_fwd_f32; both buffers hold n floats.
+        unsafe { b.launch(launch_1d(x.len())) }.map_err(err("activation_fwd_f32"))?;
+        s.clone_dtoh(&dy).map_err(err("copy out"))
+    }
+
+    /// `dy * act'(x)` on the GPU, with `y = act(x)`.
+    pub fn activation_backward(
+        &self,
+        dy: &[f32],
+        x: &[f32],
+        y: &[f32],
+        act: Activation,
+    ) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let (ddy, dx_in, dy_out) = (
+            s.clone_htod(dy).map_err(err("copy in"))?,
+            s.clone_htod(x).map_err(err("copy in"))?,
+            s.clone_htod(y).map_err(err("copy in"))?,
+        );
+        let mut dx = s
+            .clone_htod(&vec![f32::NAN; x.len()])
+            .map_err(err("alloc"))?;
+        let (kind, slope) = activation_code(act);
+        let n = x.len() as u32;
+        let mut b = s.launch_builder(&self.functions.activation_bwd);
+        b.arg(&ddy)
+            .arg(&dx_in)
+            .arg(&dy_out)
+            .arg(&mut dx)
+            .arg(&n)
+            .arg(&kind)
+            .arg(&slope);
+        // SAFETY: matches activation_bwd_f32; all buffers hold n floats.
+        unsafe { b.launch(launch_1d(x.len())) }.map_err(err("activation_bwd_f32"))?;
+        s.clone_dtoh(&dx).map_err(err("copy out"))
+    }
+
+    /// Training-mode dropout with the CPU's counter-based mask.
+    pub fn dropout(&self, x: &[f32], p: f64, seed: u64) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let dx = s.clone_htod(x).map_err(err("copy in"))?;
+        let mut dy = s
+            .clone_htod(&vec![f32::NAN; x.len()])
+            .map_err(err("alloc"))?;
+        let (n, scale) = (x.len() as u32, (1.0 / (1.0 - p)) as f32);
+        let mut b = s.launch_builder(&self.functions.dropout);
+        b.arg(&dx)
+            .arg(&mut dy)
+            .arg(&n)
+            .arg(&p)
+            .arg(&scale)
+            .arg(&seed);
+        // SAFETY: matches dropout_f32; both buffers hold n floats.
+        unsafe { b.launch(launch_1d(x.len())) }.map_err(err("dropout_f32"))?;
+        s.clone_dtoh(&dy).map_err(err("copy out"))
+    }
+
+    /// One fused Adam step over a whole arena (parameters, gradients, moments), step `t`
+    /// (1-based) at learning rate `lr`; updates `p`, `m`, `v` in place.
+    pub fn adam_step(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        cfg: &AdamConfig,
+        lr: f64,
+        t: i32,
+    ) -> CudaResult<()> {
+        let s = &self.stream;
+        let (mut dp, dg, mut dm, mut dv) = (
+            s.clone_htod(p).map_err(err("copy in"))?,
+            s.clone_htod(g).map_err(err("copy in"))?,
+            s.clone_htod(m).map_err(err("copy in"))?,
+            s.clone_htod(v).map_err(err("copy in"))?,
+        );
+        let n = p.len() as u32;
+        let (b1, b2, eps, wd) = (
+            cfg.beta1 as f32,
+            cfg.beta2 as f32,
+            cfg.eps as f32,
+            cfg.weight_decay as f32,
+        );
+        let step_size = (lr / (1.0 - cfg.beta1.powi(t))) as f32;
+        let bc2_sqrt = (1.0 - cfg.beta2.powi(t)).sqrt() as f32;
+        let mut b = s.launch_builder(&self.functions.adam);
+        b.arg(&mut dp)
+            .arg(&dg)
+            .arg(&mut dm)
+            .arg(&mut dv)
+            .arg(&n)
+            .arg(&b1)
+            .arg(&b2)
+            .arg(&eps)
+            .arg(&wd)
+            .arg(&step_size)
+            .arg(&bc2_sqrt);
+        // SAFETY: matches adam_step_f32; the four buffers hold n floats.
+        unsafe { b.launch(launch_1d(p.len())) }.map_err(err("adam_step_f32"))?;
+        s.memcpy_dtoh(&dp, p).map_err(err("copy out"))?;
+        s.memcpy_dtoh(&dm, m).map_err(err("copy out"))?;
+        s.memcpy_dtoh(&dv, v).map_err(err("copy out"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! CUDA kernels against the CPU ops (feature `cuda`). Every test needs a GPU: without one it
+//! prints why and passes, so `scripts/gpu-check.sh` runs them on a GPU machine. Output
+//! buffers start as NaN, so an element a kernel does not write fails.
+//!
+//! Tolerances: element-wise kernels compute the same f32 expression as the CPU, differing
+//! only in the device's tanhf / expf (a few ulp): 1e-6 absolute + 1e-5 relative. Dropout
+//! masks must be identical. Adam: same f32 formula, 1e-7 + 1e-6 relative over 5 steps.
+#![cfg(feature = "cuda")]
+
+use mrgan::device::cuda::CudaBackend;
+use mrgan::nn::params::{ParamArena, ParamRole};
+use mrgan::ops::elementwise::{Activation, cpu};
+use mrgan::optim::adam::{Adam, AdamConfig};
+
+fn gpu() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(b) => {
+            println!("running on {}", b.name());
+            Some(b)
+        }
+        Err(why) => {
+            println!("skipped: {why}");
+            None
+        }
+    }
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| cpu::uniform_at(seed, i as u64) * 6.0 - 3.0)
+        .collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len());
+    let mut worst = 0.0f32;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        worst = worst.max(err);
+        assert!(
+            err <= atol + rtol * w.abs(),
+            "{what}: element {i}: {g} vs {w}"
+        );
+    }
+    println!("{what}: max abs error {worst:.2e}");
+}
+
+#[test]
+fn activations_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for n in [1usize, 255, 10_007, 1 << 20] {
+        let x = values(n, 1);
+        let dy = values(n, 2);
+        for act in [
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            let mut want = vec![0.0; n];
+            cpu::activate(&x, act, &mut want);
+            let got = gpu.activation(&x, act).unwrap();
+            close(&format!("{act:?} forward n={n}"), &got, &want, 1e-6, 1e-5);
+            let mut want_dx = vec![0.0; n];
+            cpu::activate_backward(&dy, &x, &want, act, &mut want_dx);
+            let got_dx = gpu.activation_backward(&dy, &x, &want, act).unwrap();
+            close(
+                &format!("{act:?} backward n={n}"),
+                &got_dx,
+                &want_dx,
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn dropout_masks_are_identical() {
+    let Some(gpu) = gpu() else { return };
+    let x = values(100_003, 3);
+    for (p, seed) in [(0.5, 7u64), (0.25, 1 << 40)] {
+        let mut want = vec![0.0; x.len()];
+        cpu::dropout(&x, p, seed, &mut want);
+        assert_eq!(gpu.dropout(&x, p, seed).unwrap(), want, "p {p} seed {seed}");
+    }
+}
+
+#[test]
+fn fused_adam_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let n = 70_001;
+    let mut arena = ParamArena::new();
+    let id = arena.add("p", [n], ParamRole::Weight);
+    arena.value_mut(id).copy_from_slice(&values(n, 4));
+    let cfg = AdamConfig {
+        weight_decay: 0.01,
+        ..AdamConfig::gan()
+    };
+    let mut cpu_adam = Adam::new(cfg, &arena);
+    let (mut p, mut m, mut v) = (arena.values().to_vec(), vec![0.0; n], vec![0.0; n]);
+    for t in 1..=5 {
+        let g = values(n, 10 + t as u64);
+        // CPU reference: the arena's gradient is this g.
+        let mut tape = mrgan::autograd::Tape::new();
+        let pv = tape.param(&arena, id);
+        let gv = tape.constant(mrgan::Tensor::from_vec([n], g.clone()).unwrap());
+        let prod = tape.mul(pv, gv).unwrap();
+        let l = tape.sum(prod);
+        arena.zero_grad();
+        arena.accumulate_grads(&tape.backward(l).unwrap()).unwrap();
+        cpu_adam.step(&mut arena, cfg.lr).unwrap();
+        gpu.adam_step(&mut p, &g, &mut m, &mut v, &cfg, cfg.lr, t)
+            .unwrap();
+        close(&format!("Adam step {t}"), &p, arena.values(), 1e-7, 1e-6);
+    }
+}
