@@ -115,3 +115,49 @@ fn fused_adam_matches_the_cpu() {
         close(&format!("Adam step {t}"), &p, arena.values(), 1e-7, 1e-6);
     }
 }
+
+/// Conv primitives on odd 2D and 3D shapes, stride 2, padding, batch 2, and the geometry of
+/// a transposed conv. Sums run over up to a few thousand f32 terms in a different order from
+/// the CPU's GEMM: tolerance 1e-4 of the output's largest magnitude.
+#[test]
+fn conv_primitives_match_the_cpu() {
+    use mrgan::Shape;
+    use mrgan::ops::conv::cpu as conv;
+    use mrgan::ops::conv::{ConvGeometry, ConvOptions};
+    let Some(gpu) = gpu() else { return };
+    // input dims, weight dims, stride, padding, output padding, transposed
+    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
+    let cases: [Case; 6] = [
+        (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
+        (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
+        (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
+        (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
+        (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
+        (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
+    ];
+    for (k, (x_dims, w_dims, stride, pad, out_pad, transposed)) in cases.into_iter().enumerate() {
+        let opts = ConvOptions::new(stride, pad).with_output_padding(out_pad);
+        let (xs, ws) = (Shape::new(x_dims), Shape::new(w_dims));
+        let g = if transposed {
+            ConvGeometry::conv_transpose("parity", &xs, &ws, opts).unwrap()
+        } else {
+            ConvGeometry::conv("parity", &xs, &ws, opts).unwrap()
+        };
+        let x = values(g.input_shape().numel(), 20 + k as u64);
+        let w = values(g.weight_shape().numel(), 30 + k as u64);
+        let dy = values(g.output_shape().numel(), 40 + k as u64);
+        let check = |what: &str, got: Vec<f32>, want: Vec<f32>| {
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            close(&format!("case {k} {what}"), &got, &want, 1e-4 * scale, 0.0);
+        };
+        let mut want = vec![0.0; dy.len()];
+        conv::fprop(&x, &w, &g, &mut want);
+        check("fprop", gpu.conv_fprop(&x, &w, &g).unwrap(), want);
+        let mut want = vec![0.0; x.len()];
+        conv::dgrad(&dy, &w, &g, &mut want);
+        check("dgrad", gpu.conv_dgrad(&dy, &w, &g).unwrap(), want);
+        let mut want = vec![0.0; w.len()];
+        conv::wgrad(&x, &dy, &g, &mut want);
+        check("wgrad", gpu.conv_wgrad(&x, &dy, &g).unwrap(), want);
+    }
+}

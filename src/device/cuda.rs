@@ -2,9 +2,10 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: the element-wise and Adam kernels are here with parity tests against the CPU ops
-//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`); conv, norm, pad, loss and reduce
-//! kernels and the tensors' device storage are still to come, so the engine runs on the CPU.
+//! Status: element-wise, fused Adam and direct conv fprop/dgrad/wgrad kernels (2D and 3D)
+//! are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
+//! `scripts/gpu-check.sh`); implicit-GEMM conv, norm, pad, loss and reduce kernels and the
+//! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
 use crate::optim::adam::AdamConfig;
 
@@ -27,8 +29,44 @@ fn err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
     move |e| format!("{what}: {e:?}")
 }
 
+/// `kernels/conv.cu`'s ConvParams: a conv geometry as 18 ints, passed by value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ConvParams {
+    n: i32,
+    c_in: i32,
+    c_out: i32,
+    input: [i32; 3],
+    kernel: [i32; 3],
+    stride: [i32; 3],
+    pad: [i32; 3],
+    output: [i32; 3],
+}
+const _: () = assert!(std::mem::size_of::<ConvParams>() == 72);
+// SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
+unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
+
+impl ConvParams {
+    fn of(g: &ConvGeometry) -> ConvParams {
+        let i = |v: [usize; 3]| v.map(|x| x as i32);
+        ConvParams {
+            n: g.batch as i32,
+            c_in: g.c_in as i32,
+            c_out: g.c_out as i32,
+            input: i(g.input),
+            kernel: i(g.kernel),
+            stride: i(g.stride),
+            pad: i(g.pad),
+            output: i(g.output),
+        }
+    }
+}
+
 /// The kernels' function handles, resolved once.
 struct Functions {
+    conv_fprop: CudaFunction,
+    conv_dgrad: CudaFunction,
+    conv_wgrad: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
     dropout: CudaFunction,
@@ -93,8 +131,18 @@ impl CudaBackend {
                 kernels::ADAM_SM90,
             ))
             .map_err(err("loading adam kernels"))?;
+        let conv = ctx
+            .load_module(image(
+                kernels::CONV_PTX,
+                kernels::CONV_SM80,
+                kernels::CONV_SM90,
+            ))
+            .map_err(err("loading conv kernels"))?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
+            conv_fprop: f(&conv, "conv_fprop_f32")?,
+            conv_dgrad: f(&conv, "conv_dgrad_f32")?,
+            conv_wgrad: f(&conv, "conv_wgrad_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
             dropout: f(&elementwise, "dropout_f32")?,
@@ -105,7 +153,7 @@ impl CudaBackend {
             ctx,
             stream,
             functions,
-            _modules: vec![elementwise, adam],
+            _modules: vec![elementwise, adam, conv],
         })
     }
 
@@ -114,6 +162,69 @@ impl CudaBackend {
         self.ctx
             .name()
             .unwrap_or_else(|_| "unknown CUDA device".into())
+    }
+
+    /// One conv primitive: `a`, `b` in, `out_len` results out (NaN-poisoned first).
+    fn conv(
+        &self,
+        f: &CudaFunction,
+        g: &ConvGeometry,
+        a: &[f32],
+        b: &[f32],
+        out_len: usize,
+        name: &str,
+    ) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let (da, db) = (
+            s.clone_htod(a).map_err(err("copy in"))?,
+            s.clone_htod(b).map_err(err("copy in"))?,
+        );
+        let mut out = s
+            .clone_htod(&vec![f32::NAN; out_len])
+            .map_err(err("alloc"))?;
+        let params = ConvParams::of(g);
+        let mut launch = s.launch_builder(f);
+        launch.arg(&params).arg(&da).arg(&db).arg(&mut out);
+        // SAFETY: matches the conv kernels' (ConvParams, const float*, const float*, float*);
+        // the buffers have the sizes the geometry implies.
+        unsafe { launch.launch(launch_1d(out_len)) }.map_err(err(name))?;
+        s.clone_dtoh(&out).map_err(err("copy out"))
+    }
+
+    /// Forward convolution, as `ops::conv::cpu::fprop`.
+    pub fn conv_fprop(&self, x: &[f32], w: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
+        self.conv(
+            &self.functions.conv_fprop,
+            g,
+            x,
+            w,
+            g.output_shape().numel(),
+            "conv_fprop_f32",
+        )
+    }
+
+    /// Gradient wrt the input, as `ops::conv::cpu::dgrad` (also a transposed conv's forward).
+    pub fn conv_dgrad(&self, dy: &[f32], w: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
+        self.conv(
+            &self.functions.conv_dgrad,
+            g,
+            dy,
+            w,
+            g.input_shape().numel(),
+            "conv_dgrad_f32",
+        )
+    }
+
+    /// Gradient wrt the weight, as `ops::conv::cpu::wgrad`.
+    pub fn conv_wgrad(&self, x: &[f32], dy: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
+        self.conv(
+            &self.functions.conv_wgrad,
+            g,
+            x,
+            dy,
+            g.weight_shape().numel(),
+            "conv_wgrad_f32",
+        )
     }
 
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
@@ -187,6 +298,7 @@ impl CudaBackend {
 
     /// One fused Adam step over a whole arena (parameters, gradients, moments), step `t`
     /// (1-based) at learning rate `lr`; updates `p`, `m`, `v` in place.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn adam_step(
         &self,
         p: &mut [f32],
