@@ -161,3 +161,97 @@ fn conv_primitives_match_the_cpu() {
         check("wgrad", gpu.conv_wgrad(&x, &dy, &g).unwrap(), want);
     }
 }
+
+/// Batch and instance norm, forward (with statistics) and backward with batch or fixed
+/// statistics, on odd shapes. Reductions over up to ~20k terms: 1e-4 of the output's max.
+#[test]
+fn norms_match_the_cpu() {
+    use mrgan::ops::norm::cpu::{
+        GroupStats, NormLayout, StatsOver, moments, normalize, normalize_backward,
+    };
+    let Some(gpu) = gpu() else { return };
+    for (k, (n, c, s)) in [
+        (2usize, 3usize, 35usize),
+        (3, 5, 1001),
+        (1, 64, 32 * 32 * 16),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let l = NormLayout { n, c, spatial: s };
+        let x: Vec<f32> = values(n * c * s, 50 + k as u64)
+            .iter()
+            .map(|v| 2.0 * v + 0.5)
+            .collect();
+        let dy = values(n * c * s, 60 + k as u64);
+        let gamma: Vec<f32> = values(c, 70 + k as u64)
+            .iter()
+            .map(|v| 1.0 + 0.1 * v)
+            .collect();
+        let beta = values(c, 80 + k as u64);
+        for (over, per_sample) in [(StatsOver::Batch, false), (StatsOver::Instance, true)] {
+            let (mean, var) = moments(&x, l, over);
+            let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+            let stats = GroupStats {
+                mean: &mean,
+                invstd: &invstd,
+            };
+            let mut want = vec![0.0; x.len()];
+            normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut want);
+            let (y, gmean, gvar) = gpu
+                .norm_forward(&x, (n, c, s), per_sample, &gamma, &beta)
+                .unwrap();
+            let what = format!("case {k} {over:?}");
+            close(&format!("{what} y"), &y, &want, 1e-4, 1e-4);
+            close(&format!("{what} mean"), &gmean, &mean, 1e-5, 1e-4);
+            close(&format!("{what} var"), &gvar, &var, 1e-5, 1e-4);
+            for batch_stats in [true, false] {
+                let mut want_dx = vec![0.0; x.len()];
+                let (want_dg, want_db) = normalize_backward(
+                    &dy,
+                    &x,
+                    l,
+                    over,
+                    stats,
+                    Some(&gamma),
+                    batch_stats,
+                    Some(&mut want_dx),
+                );
+                let (dx, dg, db) = gpu
+                    .norm_backward(
+                        &dy,
+                        &x,
+                        (n, c, s),
+                        per_sample,
+                        &mean,
+                        &invstd,
+                        &gamma,
+                        batch_stats,
+                    )
+                    .unwrap();
+                let scale = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                close(
+                    &format!("{what} batch_stats {batch_stats} dx"),
+                    &dx,
+                    &want_dx,
+                    1e-4 * scale(&want_dx),
+                    0.0,
+                );
+                close(
+                    &format!("{what} dgamma"),
+                    &dg,
+                    &want_dg,
+                    1e-4 * scale(&want_dg),
+                    0.0,
+                );
+                close(
+                    &format!("{what} dbeta"),
+                    &db,
+                    &want_db,
+                    1e-4 * scale(&want_db),
+                    0.0,
+                );
+            }
+        }
+    }
+}

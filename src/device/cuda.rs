@@ -2,9 +2,9 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam and direct conv fprop/dgrad/wgrad kernels (2D and 3D)
-//! are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
-//! `scripts/gpu-check.sh`); implicit-GEMM conv, norm, pad, loss and reduce kernels and the
+//! Status: element-wise, fused Adam, batch/instance norm and direct conv fprop/dgrad/wgrad
+//! kernels (2D and 3D) are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
+//! `scripts/gpu-check.sh`); implicit-GEMM conv, pad, loss and reduce kernels and the
 //! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
@@ -64,6 +64,10 @@ impl ConvParams {
 
 /// The kernels' function handles, resolved once.
 struct Functions {
+    norm_stats: CudaFunction,
+    norm_apply: CudaFunction,
+    norm_grad_sums: CudaFunction,
+    norm_backward: CudaFunction,
     conv_fprop: CudaFunction,
     conv_dgrad: CudaFunction,
     conv_wgrad: CudaFunction,
@@ -138,8 +142,19 @@ impl CudaBackend {
                 kernels::CONV_SM90,
             ))
             .map_err(err("loading conv kernels"))?;
+        let norm = ctx
+            .load_module(image(
+                kernels::NORM_PTX,
+                kernels::NORM_SM80,
+                kernels::NORM_SM90,
+            ))
+            .map_err(err("loading norm kernels"))?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
+            norm_stats: f(&norm, "norm_stats_f32")?,
+            norm_apply: f(&norm, "norm_apply_f32")?,
+            norm_grad_sums: f(&norm, "norm_grad_sums_f32")?,
+            norm_backward: f(&norm, "norm_backward_f32")?,
             conv_fprop: f(&conv, "conv_fprop_f32")?,
             conv_dgrad: f(&conv, "conv_dgrad_f32")?,
             conv_wgrad: f(&conv, "conv_wgrad_f32")?,
@@ -153,7 +168,7 @@ impl CudaBackend {
             ctx,
             stream,
             functions,
-            _modules: vec![elementwise, adam, conv],
+            _modules: vec![elementwise, adam, conv, norm],
         })
     }
 
@@ -225,6 +240,135 @@ impl CudaBackend {
             g.weight_shape().numel(),
             "conv_wgrad_f32",
         )
+    }
+
+    /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
+    /// statistics: returns y, the group means and the biased group variances. Absent gamma /
+    /// beta are passed as ones / zeros.
+    pub fn norm_forward(
+        &self,
+        x: &[f32],
+        (n, c, s): (usize, usize, usize),
+        per_sample: bool,
+        gamma: &[f32],
+        beta: &[f32],
+    ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let st = &self.stream;
+        let groups = if per_sample { n * c } else { c };
+        let dx = st.clone_htod(x).map_err(err("copy in"))?;
+        let (dg, db) = (
+            st.clone_htod(gamma).map_err(err("copy in"))?,
+            st.clone_htod(beta).map_err(err("copy in"))?,
+        );
+        let nan = |len: usize| st.clone_htod(&vec![f32::NAN; len]).map_err(err("alloc"));
+        let (mut mean, mut var, mut invstd, mut y) =
+            (nan(groups)?, nan(groups)?, nan(groups)?, nan(x.len())?);
+        let (ni, ci, si, ps, eps) = (
+            n as i32,
+            c as i32,
+            s as i32,
+            per_sample as i32,
+            crate::ops::norm::EPS,
+        );
+        let mut b = st.launch_builder(&self.functions.norm_stats);
+        b.arg(&dx)
+            .arg(&mut mean)
+            .arg(&mut var)
+            .arg(&mut invstd)
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&eps);
+        let per_group = LaunchConfig {
+            grid_dim: (groups as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches norm_stats_f32; one block per group, group buffers hold `groups` floats.
+        unsafe { b.launch(per_group) }.map_err(err("norm_stats_f32"))?;
+        let mut b = st.launch_builder(&self.functions.norm_apply);
+        b.arg(&dx)
+            .arg(&mean)
+            .arg(&invstd)
+            .arg(&dg)
+            .arg(&db)
+            .arg(&mut y)
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps);
+        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c.
+        unsafe { b.launch(launch_1d(x.len())) }.map_err(err("norm_apply_f32"))?;
+        let out = |d| st.clone_dtoh(d).map_err(err("copy out"));
+        Ok((out(&y)?, out(&mean)?, out(&var)?))
+    }
+
+    /// Gradients of [`norm_forward`] given its statistics: (dx, dgamma, dbeta).
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
+    pub fn norm_backward(
+        &self,
+        dy: &[f32],
+        x: &[f32],
+        (n, c, s): (usize, usize, usize),
+        per_sample: bool,
+        mean: &[f32],
+        invstd: &[f32],
+        gamma: &[f32],
+        batch_stats: bool,
+    ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let st = &self.stream;
+        let groups = mean.len();
+        let up = |v: &[f32]| st.clone_htod(v).map_err(err("copy in"));
+        let (ddy, dx_in, dmean, dinv, dg) = (up(dy)?, up(x)?, up(mean)?, up(invstd)?, up(gamma)?);
+        let mut sums = up(&vec![f32::NAN; 2 * groups])?;
+        let mut dx = up(&vec![f32::NAN; x.len()])?;
+        let (ni, ci, si, ps, bs) = (
+            n as i32,
+            c as i32,
+            s as i32,
+            per_sample as i32,
+            batch_stats as i32,
+        );
+        let mut b = st.launch_builder(&self.functions.norm_grad_sums);
+        b.arg(&ddy)
+            .arg(&dx_in)
+            .arg(&dmean)
+            .arg(&dinv)
+            .arg(&mut sums)
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps);
+        let per_group = LaunchConfig {
+            grid_dim: (groups as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats.
+        unsafe { b.launch(per_group) }.map_err(err("norm_grad_sums_f32"))?;
+        let mut b = st.launch_builder(&self.functions.norm_backward);
+        b.arg(&ddy)
+            .arg(&dx_in)
+            .arg(&dmean)
+            .arg(&dinv)
+            .arg(&dg)
+            .arg(&sums)
+            .arg(&mut dx)
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&bs);
+        // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
+        unsafe { b.launch(launch_1d(x.len())) }.map_err(err("norm_backward_f32"))?;
+        let sums = st.clone_dtoh(&sums).map_err(err("copy out"))?;
+        let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for g in 0..groups {
+            dbeta[g % c] += sums[2 * g];
+            dgamma[g % c] += sums[2 * g + 1];
+        }
+        Ok((st.clone_dtoh(&dx).map_err(err("copy out"))?, dgamma, dbeta))
     }
 
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element

@@ -1,0 +1,103 @@
+// Batch and instance normalisation, forward and backward, for N, C, spatial float32 tensors.
+// Statistics are per group: per channel over batch and space (batch norm, `per_sample` 0)
+// or per sample and channel over space (instance norm, `per_sample` 1). One 256-thread block
+// per group reduces in shared memory (two passes for the variance, as the CPU does); the
+// element-wise kernels use grid-stride loops. Outputs are overwritten.
+// Launched by src/device/cuda.rs; the CPU references are src/ops/norm/cpu.rs.
+
+#define NORM_THREADS 256
+
+// Element `j` of group `g`: its offset in the N, C, S tensor.
+__device__ __forceinline__ long long group_elem(int g, long long j, int n, int c, int s, int per_sample) {
+    if (per_sample) return (long long)g * s + j;
+    long long b = j / s;
+    return (b * c + g) * s + (j % s);
+}
+
+__device__ float block_sum(float v, float* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int stride = NORM_THREADS / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+        __syncthreads();
+    }
+    float total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// mean[g] and invstd[g] = 1 / sqrt(biased var + eps), also the biased variance in var[g].
+extern "C" __global__ void norm_stats_f32(const float* x, float* mean, float* var, float* invstd,
+                                          int n, int c, int s, int per_sample, float eps) {
+    __shared__ float shared[NORM_THREADS];
+    int g = blockIdx.x;
+    long long len = per_sample ? s : (long long)n * s;
+    float sum = 0.0f;
+    for (long long j = threadIdx.x; j < len; j += NORM_THREADS) sum += x[group_elem(g, j, n, c, s, per_sample)];
+    float m = block_sum(sum, shared) / (float)len;
+    float sq = 0.0f;
+    for (long long j = threadIdx.x; j < len; j += NORM_THREADS) {
+        float d = x[group_elem(g, j, n, c, s, per_sample)] - m;
+        sq += d * d;
+    }
+    float v = block_sum(sq, shared) / (float)len;
+    if (threadIdx.x == 0) {
+        mean[g] = m;
+        var[g] = v;
+        invstd[g] = rsqrtf(v + eps);
+    }
+}
+
+// y = (x - mean) * invstd * gamma + beta; gamma / beta may be null (1 and 0).
+extern "C" __global__ void norm_apply_f32(const float* x, const float* mean, const float* invstd, const float* gamma,
+                                          const float* beta, float* y, int n, int c, int s, int per_sample) {
+    long long total = (long long)n * c * s;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        long long plane = i / s;
+        int ch = plane % c;
+        int g = per_sample ? (int)plane : ch;
+        float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
+        y[i] = (x[i] - mean[g]) * scale + (beta ? beta[ch] : 0.0f);
+    }
+}
+
+// Per group: sums[2g] = sum(dy), sums[2g + 1] = sum(dy * xhat).
+extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* x, const float* mean, const float* invstd,
+                                              float* sums, int n, int c, int s, int per_sample) {
+    __shared__ float shared[NORM_THREADS];
+    int g = blockIdx.x;
+    long long len = per_sample ? s : (long long)n * s;
+    float a = 0.0f, b = 0.0f;
+    for (long long j = threadIdx.x; j < len; j += NORM_THREADS) {
+        long long e = group_elem(g, j, n, c, s, per_sample);
+        a += dy[e];
+        b += dy[e] * (x[e] - mean[g]) * invstd[g];
+    }
+    float sa = block_sum(a, shared);
+    float sb = block_sum(b, shared);
+    if (threadIdx.x == 0) {
+        sums[2 * g] = sa;
+        sums[2 * g + 1] = sb;
+    }
+}
+
+// dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)) with batch statistics, or scale * dy
+// with fixed (running) statistics; scale = invstd * gamma.
+extern "C" __global__ void norm_backward_f32(const float* dy, const float* x, const float* mean, const float* invstd,
+                                             const float* gamma, const float* sums, float* dx, int n, int c, int s,
+                                             int per_sample, int batch_stats) {
+    long long total = (long long)n * c * s;
+    float count = per_sample ? (float)s : (float)n * s;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+        long long plane = i / s;
+        int ch = plane % c;
+        int g = per_sample ? (int)plane : ch;
+        float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
+        if (batch_stats) {
+            float xhat = (x[i] - mean[g]) * invstd[g];
+            dx[i] = scale * (dy[i] - sums[2 * g] / count - xhat * sums[2 * g + 1] / count);
+        } else {
+            dx[i] = scale * dy[i];
+        }
+    }
+}
