@@ -2,9 +2,9 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam, batch/instance norm and direct conv fprop/dgrad/wgrad
-//! kernels (2D and 3D) are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
-//! `scripts/gpu-check.sh`); implicit-GEMM conv, pad, loss and reduce kernels and the
+//! Status: element-wise, fused Adam, batch/instance norm, loss and direct conv
+//! fprop/dgrad/wgrad kernels (2D and 3D) are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
+//! `scripts/gpu-check.sh`); implicit-GEMM conv, pad, reduce and concat kernels and the
 //! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use cudarc::nvrtc::Ptx;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
+use crate::ops::loss::LossKind;
 use crate::optim::adam::AdamConfig;
 
 mod kernels {
@@ -64,6 +65,8 @@ impl ConvParams {
 
 /// The kernels' function handles, resolved once.
 struct Functions {
+    loss_sums: CudaFunction,
+    loss_backward: CudaFunction,
     norm_stats: CudaFunction,
     norm_apply: CudaFunction,
     norm_grad_sums: CudaFunction,
@@ -91,6 +94,14 @@ fn launch_1d(n: usize) -> LaunchConfig {
         grid_dim: ((n.div_ceil(256)).clamp(1, 65535) as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
+    }
+}
+
+fn loss_code(kind: LossKind) -> i32 {
+    match kind {
+        LossKind::L1 => 0,
+        LossKind::Mse => 1,
+        LossKind::BceWithLogits => 2,
     }
 }
 
@@ -149,8 +160,17 @@ impl CudaBackend {
                 kernels::NORM_SM90,
             ))
             .map_err(err("loading norm kernels"))?;
+        let loss = ctx
+            .load_module(image(
+                kernels::LOSS_PTX,
+                kernels::LOSS_SM80,
+                kernels::LOSS_SM90,
+            ))
+            .map_err(err("loading loss kernels"))?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
+            loss_sums: f(&loss, "loss_partial_sums_f32")?,
+            loss_backward: f(&loss, "loss_backward_f32")?,
             norm_stats: f(&norm, "norm_stats_f32")?,
             norm_apply: f(&norm, "norm_apply_f32")?,
             norm_grad_sums: f(&norm, "norm_grad_sums_f32")?,
@@ -168,7 +188,7 @@ impl CudaBackend {
             ctx,
             stream,
             functions,
-            _modules: vec![elementwise, adam, conv, norm],
+            _modules: vec![elementwise, adam, conv, norm, loss],
         })
     }
 
@@ -369,6 +389,86 @@ impl CudaBackend {
             dgamma[g % c] += sums[2 * g + 1];
         }
         Ok((st.clone_dtoh(&dx).map_err(err("copy out"))?, dgamma, dbeta))
+    }
+
+    /// Mean loss of `pred` against `target` (a tensor of the same length, or None for the
+    /// constant label), as `ops::loss::cpu::loss`.
+    pub fn loss(
+        &self,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+    ) -> CudaResult<f64> {
+        let st = &self.stream;
+        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
+        let dt = st
+            .clone_htod(target.unwrap_or(&[0.0]))
+            .map_err(err("copy in"))?;
+        let cfg = launch_1d(pred.len());
+        let blocks = cfg.grid_dim.0 as usize;
+        let mut partial = st
+            .clone_htod(&vec![f64::NAN; blocks])
+            .map_err(err("alloc"))?;
+        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let mut b = st.launch_builder(&self.functions.loss_sums);
+        b.arg(&k)
+            .arg(&dp)
+            .arg(&dt)
+            .arg(&has)
+            .arg(&constant)
+            .arg(&n)
+            .arg(&mut partial);
+        // SAFETY: matches loss_partial_sums_f32; `partial` holds one double per block.
+        unsafe { b.launch(cfg) }.map_err(err("loss_partial_sums_f32"))?;
+        let sums = st.clone_dtoh(&partial).map_err(err("copy out"))?;
+        Ok(sums.iter().sum::<f64>() / pred.len().max(1) as f64)
+    }
+
+    /// Gradients of `gy * loss`: (dpred, dtarget when the target is a tensor).
+    pub fn loss_backward(
+        &self,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+        gy: f32,
+    ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
+        let st = &self.stream;
+        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
+        let dt = st
+            .clone_htod(target.unwrap_or(&[0.0]))
+            .map_err(err("copy in"))?;
+        let mut grad_p = st
+            .clone_htod(&vec![f32::NAN; pred.len()])
+            .map_err(err("alloc"))?;
+        let mut grad_t = st
+            .clone_htod(&vec![
+                f32::NAN;
+                if target.is_some() { pred.len() } else { 1 }
+            ])
+            .map_err(err("alloc"))?;
+        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let scale = gy / pred.len().max(1) as f32;
+        let mut b = st.launch_builder(&self.functions.loss_backward);
+        b.arg(&k)
+            .arg(&dp)
+            .arg(&dt)
+            .arg(&has)
+            .arg(&constant)
+            .arg(&n)
+            .arg(&scale)
+            .arg(&mut grad_p)
+            .arg(&mut grad_t);
+        // SAFETY: matches loss_backward_f32; dtarget is only written when has_target.
+        unsafe { b.launch(launch_1d(pred.len())) }.map_err(err("loss_backward_f32"))?;
+        let gp = st.clone_dtoh(&grad_p).map_err(err("copy out"))?;
+        let gt = if target.is_some() {
+            Some(st.clone_dtoh(&grad_t).map_err(err("copy out"))?)
+        } else {
+            None
+        };
+        Ok((gp, gt))
     }
 
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
