@@ -2,9 +2,9 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam, batch/instance norm, loss and direct conv
+//! Status: element-wise, fused Adam, batch/instance norm, loss, pad and direct conv
 //! fprop/dgrad/wgrad kernels (2D and 3D) are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
-//! `scripts/gpu-check.sh`); implicit-GEMM conv, pad, reduce and concat kernels and the
+//! `scripts/gpu-check.sh`); implicit-GEMM conv, reduce and concat kernels and the
 //! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use cudarc::nvrtc::Ptx;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
 use crate::ops::loss::LossKind;
+use crate::ops::pad::PadMode;
+use crate::ops::pad::cpu::PadGeometry;
 use crate::optim::adam::AdamConfig;
 
 mod kernels {
@@ -63,8 +65,24 @@ impl ConvParams {
     }
 }
 
+/// `kernels/pad.cu`'s PadParams.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct PadParams {
+    planes: i32,
+    input: [i32; 3],
+    before: [i32; 3],
+    after: [i32; 3],
+    mode: i32,
+}
+const _: () = assert!(std::mem::size_of::<PadParams>() == 44);
+// SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
+unsafe impl cudarc::driver::DeviceRepr for PadParams {}
+
 /// The kernels' function handles, resolved once.
 struct Functions {
+    pad_fwd: CudaFunction,
+    pad_bwd: CudaFunction,
     loss_sums: CudaFunction,
     loss_backward: CudaFunction,
     norm_stats: CudaFunction,
@@ -167,8 +185,17 @@ impl CudaBackend {
                 kernels::LOSS_SM90,
             ))
             .map_err(err("loading loss kernels"))?;
+        let pad = ctx
+            .load_module(image(
+                kernels::PAD_PTX,
+                kernels::PAD_SM80,
+                kernels::PAD_SM90,
+            ))
+            .map_err(err("loading pad kernels"))?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
+            pad_fwd: f(&pad, "pad_fwd_f32")?,
+            pad_bwd: f(&pad, "pad_bwd_f32")?,
             loss_sums: f(&loss, "loss_partial_sums_f32")?,
             loss_backward: f(&loss, "loss_backward_f32")?,
             norm_stats: f(&norm, "norm_stats_f32")?,
@@ -188,7 +215,7 @@ impl CudaBackend {
             ctx,
             stream,
             functions,
-            _modules: vec![elementwise, adam, conv, norm, loss],
+            _modules: vec![elementwise, adam, conv, norm, loss, pad],
         })
     }
 
@@ -469,6 +496,48 @@ impl CudaBackend {
             None
         };
         Ok((gp, gt))
+    }
+
+    /// Padding forward (`backward` false: `data` is the input) or backward (`data` is the
+    /// output gradient), as `ops::pad::cpu::pad_forward` / `pad_backward`.
+    pub fn pad(
+        &self,
+        data: &[f32],
+        g: &PadGeometry,
+        mode: PadMode,
+        backward: bool,
+    ) -> CudaResult<Vec<f32>> {
+        let st = &self.stream;
+        let (in_len, out_len): (usize, usize) = (
+            g.planes * g.input.iter().product::<usize>(),
+            g.planes * g.output().iter().product::<usize>(),
+        );
+        let out_size = if backward { in_len } else { out_len };
+        let d = st.clone_htod(data).map_err(err("copy in"))?;
+        let mut out = st
+            .clone_htod(&vec![f32::NAN; out_size])
+            .map_err(err("alloc"))?;
+        let params = PadParams {
+            planes: g.planes as i32,
+            input: g.input.map(|v| v as i32),
+            before: g.pads.map(|p| p[0] as i32),
+            after: g.pads.map(|p| p[1] as i32),
+            mode: match mode {
+                PadMode::Zero => 0,
+                PadMode::Reflect => 1,
+                PadMode::Replicate => 2,
+            },
+        };
+        let f = if backward {
+            &self.functions.pad_bwd
+        } else {
+            &self.functions.pad_fwd
+        };
+        let mut b = st.launch_builder(f);
+        b.arg(&params).arg(&d).arg(&mut out);
+        // SAFETY: matches pad_fwd_f32 / pad_bwd_f32 (PadParams, const float*, float*).
+        unsafe { b.launch(launch_1d(out_size)) }.map_err(err("pad kernel"))?;
+        st.clone_dtoh(&out).map_err(err("copy out"))
     }
 
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
