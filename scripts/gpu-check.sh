@@ -3,9 +3,10 @@
 #
 #   scripts/gpu-check.sh        builds the CUDA parity tests (--features cuda, needs nvcc)
 #                               into .gpu-bundle/ (ignored by git) with a runner script;
-#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test, writes the full
-#                               log and the GPU's description under $OUT (default
-#                               .gpu-bundle/results) and prints a short table last.
+#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test and
+#                               `mrgan bench kernels`, writes the full logs, the CSV and the
+#                               GPU's description under $OUT (default .gpu-bundle/results)
+#                               and prints a short table last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=.gpu-bundle
@@ -16,6 +17,8 @@ cargo test --release --locked --features cuda --test cuda_parity --no-run 2>&1 |
 exe=$(grep -o 'target/release/deps/cuda_parity-[0-9a-f]*' "$log" | tail -1)
 [ -n "$exe" ] || { echo "gpu-check: could not find the cuda_parity test binary" >&2; exit 1; }
 cp "$exe" "$bundle/cuda_parity"
+cargo build --release --locked --features cuda --bin mrgan
+cp target/release/mrgan "$bundle/mrgan"
 cat > "$bundle/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs the bundled CUDA parity tests; see scripts/gpu-check.sh.
@@ -31,6 +34,13 @@ cat "$out/gpu.txt"
 echo "== CUDA parity (kernel: max abs error vs the CPU op)"
 grep -E "running on|skipped|max abs error|panicked" "$out/cuda_parity.txt"
 grep -E "^test result" "$out/cuda_parity.txt"
+# Kernel timings (a few minutes): skip with MRGAN_SKIP_BENCH=1.
+if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
+  "$here/mrgan" bench kernels --csv "$out/kernels.csv" > "$out/kernels.txt" 2> "$out/kernels.log"
+  echo "== kernels (full table: $out/kernels.txt)"
+  head -3 "$out/kernels.txt"
+  grep -E "block \(x18\)|adam" "$out/kernels.txt"
+fi
 exit $rc
 RUN
 chmod +x "$bundle/run.sh"

@@ -3,6 +3,8 @@
 
 pub mod cpu_conv;
 pub mod data_pipeline;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod layers;
 pub mod train_step;
 pub mod volumetric;

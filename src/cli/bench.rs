@@ -41,6 +41,20 @@ enum Which {
         #[arg(long)]
         python: Option<String>,
     },
+    /// GPU kernels (feature `cuda`): every conv layer of the reference networks per primitive
+    /// and batch size, and fused Adam, with peaks measured in the same run.
+    Kernels {
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+        /// Batch sizes, comma-separated.
+        #[arg(long, default_value = "1,16", value_delimiter = ',')]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Volumetric CycleGAN prediction of a 240x240x155 volume: one sliding window of the
     /// default 3D generator timed, times the windows needed (strides 32/32).
     Volumetric {
@@ -69,6 +83,12 @@ enum Net {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Which::Data { file, reps } => bench_data(file, reps),
+        Which::Kernels {
+            gpu,
+            batch,
+            reps,
+            csv,
+        } => bench_kernels(gpu, &batch, reps, csv),
         Which::Volumetric { ngf } => {
             let (patch, volume, stride) = ([128, 128, 64], [240, 240, 155], [32, 32, 32]);
             let (s, n) = mrgan::bench::volumetric::window_cost(ngf, patch, volume, stride)?;
@@ -155,4 +175,37 @@ fn bench_train(size: usize, iters: usize, python: Option<String>) -> anyhow::Res
         mrgan::bench::train_step::report(size, iters, &python)?
     );
     Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn bench_kernels(
+    gpu: usize,
+    batches: &[usize],
+    reps: usize,
+    csv: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use mrgan::bench::kernels::{run, write_csv, write_table};
+    let backend = mrgan::device::cuda::CudaBackend::new(gpu).map_err(anyhow::Error::msg)?;
+    let (rows, bandwidth) = run(&backend, batches, reps, |r| {
+        eprintln!("{} batch {}: {:.3} ms", r.kernel, r.batch, r.ms)
+    })
+    .map_err(anyhow::Error::msg)?;
+    write_table(&mut std::io::stdout(), &backend.name(), &rows, bandwidth)?;
+    if let Some(path) = csv {
+        write_atomic(&path, |w| write_csv(w, &rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn bench_kernels(
+    _gpu: usize,
+    _batches: &[usize],
+    _reps: usize,
+    _csv: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this mrgan was built without the `cuda` feature: build with `cargo build --release --features cuda`"
+    )
 }

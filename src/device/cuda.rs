@@ -540,6 +540,110 @@ impl CudaBackend {
         st.clone_dtoh(&out).map_err(err("copy out"))
     }
 
+    /// Median milliseconds of `launch` over `reps` runs after one warm-up, by CUDA events.
+    fn time_ms(&self, reps: usize, mut launch: impl FnMut() -> CudaResult<()>) -> CudaResult<f64> {
+        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+        launch()?;
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps.max(1) {
+            let start = self
+                .ctx
+                .new_event(Some(CU_EVENT_DEFAULT))
+                .map_err(err("event"))?;
+            let end = self
+                .ctx
+                .new_event(Some(CU_EVENT_DEFAULT))
+                .map_err(err("event"))?;
+            start.record(&self.stream).map_err(err("event record"))?;
+            launch()?;
+            end.record(&self.stream).map_err(err("event record"))?;
+            times.push(start.elapsed_ms(&end).map_err(err("event timing"))? as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
+    /// Median milliseconds of one conv primitive (`fprop`, `dgrad` or `wgrad`) on device
+    /// buffers filled with non-zero values.
+    pub fn time_conv(&self, g: &ConvGeometry, primitive: &str, reps: usize) -> CudaResult<f64> {
+        let st = &self.stream;
+        let fill = |len: usize, seed: u64| -> Vec<f32> {
+            (0..len)
+                .map(|i| crate::ops::elementwise::cpu::uniform_at(seed, i as u64) - 0.5)
+                .collect()
+        };
+        let (x, w, dy) = (
+            g.input_shape().numel(),
+            g.weight_shape().numel(),
+            g.output_shape().numel(),
+        );
+        let (f, a_len, b_len, out_len) = match primitive {
+            "fprop" => (&self.functions.conv_fprop, x, w, dy),
+            "dgrad" => (&self.functions.conv_dgrad, dy, w, x),
+            _ => (&self.functions.conv_wgrad, x, dy, w),
+        };
+        let a = st.clone_htod(&fill(a_len, 1)).map_err(err("copy in"))?;
+        let b = st.clone_htod(&fill(b_len, 2)).map_err(err("copy in"))?;
+        let mut out = st.alloc_zeros::<f32>(out_len).map_err(err("alloc"))?;
+        let params = ConvParams::of(g);
+        self.time_ms(reps, || {
+            let mut l = st.launch_builder(f);
+            l.arg(&params).arg(&a).arg(&b).arg(&mut out);
+            // SAFETY: as in `conv`.
+            unsafe { l.launch(launch_1d(out_len)) }
+                .map(|_| ())
+                .map_err(err("conv kernel"))
+        })
+    }
+
+    /// Device-to-device copy bandwidth in GB/s (read + write bytes), the memory-bound peak.
+    pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> CudaResult<f64> {
+        let n = bytes / 4;
+        let src = self
+            .stream
+            .clone_htod(&vec![1.0f32; n])
+            .map_err(err("copy in"))?;
+        let mut dst = self.stream.alloc_zeros::<f32>(n).map_err(err("alloc"))?;
+        let ms = self.time_ms(reps, || {
+            self.stream
+                .memcpy_dtod(&src, &mut dst)
+                .map_err(err("memcpy_dtod"))
+        })?;
+        Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
+    }
+
+    /// Median milliseconds of one fused Adam step over `n` parameters.
+    pub fn time_adam(&self, n: usize, reps: usize) -> CudaResult<f64> {
+        let st = &self.stream;
+        let mut p = st.clone_htod(&vec![0.5f32; n]).map_err(err("alloc"))?;
+        let g = st.clone_htod(&vec![0.01f32; n]).map_err(err("alloc"))?;
+        let (mut m, mut v) = (
+            st.alloc_zeros::<f32>(n).map_err(err("alloc"))?,
+            st.alloc_zeros::<f32>(n).map_err(err("alloc"))?,
+        );
+        let (nn, b1, b2, eps, wd, step, bc2) = (
+            n as u32, 0.5f32, 0.999f32, 1e-8f32, 0.0f32, 2e-4f32, 0.05f32,
+        );
+        self.time_ms(reps, || {
+            let mut b = st.launch_builder(&self.functions.adam);
+            b.arg(&mut p)
+                .arg(&g)
+                .arg(&mut m)
+                .arg(&mut v)
+                .arg(&nn)
+                .arg(&b1)
+                .arg(&b2)
+                .arg(&eps)
+                .arg(&wd)
+                .arg(&step)
+                .arg(&bc2);
+            // SAFETY: as in `adam_step`.
+            unsafe { b.launch(launch_1d(n)) }
+                .map(|_| ())
+                .map_err(err("adam_step_f32"))
+        })
+    }
+
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
     /// the kernel fails to write shows.
     pub fn activation(&self, x: &[f32], act: Activation) -> CudaResult<Vec<f32>> {

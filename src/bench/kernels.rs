@@ -1,0 +1,121 @@
+//! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
+//! the PatchGAN at 256 x 256, per primitive and batch size, plus fused Adam, on the GPU.
+//! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
+//! and the fastest conv measured (compute, until the GEMM kernels exist).
+
+use std::io::Write;
+
+use super::layers::{self, ConvLayer};
+use crate::device::cuda::{CudaBackend, CudaResult};
+
+/// One measured kernel.
+#[derive(Clone, Debug)]
+pub struct KernelRow {
+    pub kernel: String,
+    pub batch: usize,
+    pub ms: f64,
+    /// GFLOP/s for convs, GB/s for memory-bound kernels.
+    pub rate: f64,
+    pub unit: &'static str,
+}
+
+/// Runs the table; `progress` is told each finished measurement.
+pub fn run(
+    gpu: &CudaBackend,
+    batches: &[usize],
+    reps: usize,
+    mut progress: impl FnMut(&KernelRow),
+) -> CudaResult<(Vec<KernelRow>, f64)> {
+    let mut rows = Vec::new();
+    let bandwidth = gpu.copy_bandwidth(1 << 30, reps)?;
+    let all: Vec<ConvLayer> = [
+        layers::unet_256(),
+        layers::resnet_9blocks(),
+        layers::patchgan(),
+    ]
+    .concat();
+    for &batch in batches {
+        for layer in &all {
+            let g = layer.geometry(batch);
+            for primitive in ["fprop", "dgrad", "wgrad"] {
+                let ms = gpu.time_conv(&g, primitive, reps)?;
+                let row = KernelRow {
+                    kernel: format!("{} {} {primitive}", layer.net, layer.name),
+                    batch,
+                    ms,
+                    rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
+                    unit: "GFLOP/s",
+                };
+                progress(&row);
+                rows.push(row);
+            }
+        }
+    }
+    // Adam over unet_256's 54.4 M parameters: reads p, g, m, v and writes p, m, v.
+    let n = 54_407_809;
+    let ms = gpu.time_adam(n, reps)?;
+    let row = KernelRow {
+        kernel: "adam unet_256 arena".into(),
+        batch: 1,
+        ms,
+        rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,
+        unit: "GB/s",
+    };
+    progress(&row);
+    rows.push(row);
+    Ok((rows, bandwidth))
+}
+
+/// The table, with each rate as a percentage of its peak measured in this run.
+pub fn write_table(
+    out: &mut (impl Write + ?Sized),
+    device: &str,
+    rows: &[KernelRow],
+    bandwidth: f64,
+) -> std::io::Result<()> {
+    let best_conv = rows
+        .iter()
+        .filter(|r| r.unit == "GFLOP/s")
+        .map(|r| r.rate)
+        .fold(0.0, f64::max);
+    writeln!(
+        out,
+        "{device}: copy bandwidth {bandwidth:.0} GB/s, fastest conv {best_conv:.0} GFLOP/s (the peaks below)"
+    )?;
+    writeln!(
+        out,
+        "{:<40} {:>5} {:>10} {:>12} {:>8}",
+        "kernel", "batch", "ms", "rate", "% peak"
+    )?;
+    for r in rows {
+        let peak = if r.unit == "GB/s" {
+            bandwidth
+        } else {
+            best_conv
+        };
+        writeln!(
+            out,
+            "{:<40} {:>5} {:>10.3} {:>7.0} {:<7} {:>5.1}%",
+            r.kernel,
+            r.batch,
+            r.ms,
+            r.rate,
+            r.unit,
+            100.0 * r.rate / peak
+        )?;
+    }
+    Ok(())
+}
+
+/// CSV for machines.
+pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
+    writeln!(out, "kernel,batch,ms,rate,unit")?;
+    for r in rows {
+        writeln!(
+            out,
+            "{},{},{:.4},{:.2},{}",
+            r.kernel, r.batch, r.ms, r.rate, r.unit
+        )?;
+    }
+    Ok(())
+}
