@@ -6,7 +6,8 @@
 #   .gpu-bundle/run.sh          on the GPU machine: runs every parity test and
 #                               `mrgan bench kernels`, writes the full logs, the CSV and the
 #                               GPU's description under $OUT (default .gpu-bundle/results)
-#                               and prints a short table last.
+#                               and prints a short table last. Every step runs under
+#                               `timeout` (see run.sh) so one device call always returns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=.gpu-bundle
@@ -27,16 +28,30 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/results}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
-"$here/cuda_parity" --nocapture --test-threads 1 > "$out/cuda_parity.txt" 2>&1
+# Each step is bounded so that one call on a 15-minute device lease always returns a
+# table: MRGAN_PARITY_TIMEOUT / MRGAN_BENCH_TIMEOUT seconds (exit 124 marks a step cut off).
+timeout "${MRGAN_PARITY_TIMEOUT:-240}" "$here/cuda_parity" --nocapture --test-threads 1 \
+  > "$out/cuda_parity.txt" 2>&1
 rc=$?
+[ $rc = 124 ] && echo "cuda_parity: cut off after ${MRGAN_PARITY_TIMEOUT:-240} s" >> "$out/cuda_parity.txt"
 echo "== GPU"
 cat "$out/gpu.txt"
 echo "== CUDA parity (kernel: max abs error vs the CPU op)"
 grep -E "running on|skipped|max abs error|panicked" "$out/cuda_parity.txt"
 grep -E "^test result" "$out/cuda_parity.txt"
-# Kernel timings (a few minutes): skip with MRGAN_SKIP_BENCH=1.
+# Kernel timings (a few minutes): skip with MRGAN_SKIP_BENCH=1, shorten with
+# MRGAN_BENCH_ARGS="--batch 1".
 if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
-  "$here/mrgan" bench kernels --csv "$out/kernels.csv" > "$out/kernels.txt" 2> "$out/kernels.log"
+  timeout "${MRGAN_BENCH_TIMEOUT:-300}" "$here/mrgan" bench kernels ${MRGAN_BENCH_ARGS:-} \
+    --csv "$out/kernels.csv" > "$out/kernels.txt" 2> "$out/kernels.log"
+  bench_rc=$?
+  if [ $bench_rc = 124 ]; then
+    echo "bench kernels: cut off after ${MRGAN_BENCH_TIMEOUT:-300} s; rows so far in kernels.log:"
+    tail -5 "$out/kernels.log"
+  elif [ $bench_rc != 0 ]; then
+    echo "bench kernels: failed (exit $bench_rc):"
+    tail -5 "$out/kernels.log"
+  fi
   echo "== kernels (full table: $out/kernels.txt)"
   head -3 "$out/kernels.txt"
   grep -E "block \(x18\)|adam" "$out/kernels.txt"
