@@ -116,12 +116,14 @@ fn fused_adam_matches_the_cpu() {
     }
 }
 
-/// Conv primitives on odd 2D and 3D shapes, stride 2, padding, batch 2, and the geometry of
-/// a transposed conv. Sums run over up to a few thousand f32 terms in a different order from
+/// Conv primitives (direct and tiled fprop, dgrad, wgrad) on odd 2D and 3D shapes, stride 2,
+/// padding, batch 2, tiles cut by c_out = 5, 6 and 128 and ragged column tiles, and the
+/// geometry of a transposed conv. Sums run over up to a few thousand f32 terms in a different order from
 /// the CPU's GEMM: tolerance 1e-4 of the output's largest magnitude.
 #[test]
 fn conv_primitives_match_the_cpu() {
     use mrgan::Shape;
+    use mrgan::device::cuda::ConvKernel;
     use mrgan::ops::conv::cpu as conv;
     use mrgan::ops::conv::{ConvGeometry, ConvOptions};
     let Some(gpu) = gpu() else { return };
@@ -150,15 +152,26 @@ fn conv_primitives_match_the_cpu() {
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             close(&format!("case {k} {what}"), &got, &want, 1e-4 * scale, 0.0);
         };
-        let mut want = vec![0.0; dy.len()];
-        conv::fprop(&x, &w, &g, &mut want);
-        check("fprop", gpu.conv_fprop(&x, &w, &g).unwrap(), want);
-        let mut want = vec![0.0; x.len()];
-        conv::dgrad(&dy, &w, &g, &mut want);
-        check("dgrad", gpu.conv_dgrad(&dy, &w, &g).unwrap(), want);
-        let mut want = vec![0.0; w.len()];
-        conv::wgrad(&x, &dy, &g, &mut want);
-        check("wgrad", gpu.conv_wgrad(&x, &dy, &g).unwrap(), want);
+        for kernel in ConvKernel::ALL {
+            let (got, want) = match kernel {
+                ConvKernel::Fprop | ConvKernel::FpropTiled => {
+                    let mut want = vec![0.0; dy.len()];
+                    conv::fprop(&x, &w, &g, &mut want);
+                    (gpu.conv(kernel, &g, &x, &w), want)
+                }
+                ConvKernel::Dgrad => {
+                    let mut want = vec![0.0; x.len()];
+                    conv::dgrad(&dy, &w, &g, &mut want);
+                    (gpu.conv(kernel, &g, &dy, &w), want)
+                }
+                ConvKernel::Wgrad => {
+                    let mut want = vec![0.0; w.len()];
+                    conv::wgrad(&x, &dy, &g, &mut want);
+                    (gpu.conv(kernel, &g, &x, &dy), want)
+                }
+            };
+            check(kernel.name(), got.unwrap(), want);
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
-//! the PatchGAN at 256 x 256, per primitive and batch size, plus fused Adam, on the GPU.
+//! the PatchGAN at 256 x 256, per conv kernel (direct and tiled fprop, dgrad, wgrad) and batch
+//! size, plus fused Adam, on the GPU.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and the fastest conv measured (compute, until the GEMM kernels exist).
 
 use std::io::Write;
 
 use super::layers::{self, ConvLayer};
-use crate::device::cuda::{CudaBackend, CudaResult};
+use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
 
 /// One measured kernel.
 #[derive(Clone, Debug)]
@@ -37,10 +38,10 @@ pub fn run(
     for &batch in batches {
         for layer in &all {
             let g = layer.geometry(batch);
-            for primitive in ["fprop", "dgrad", "wgrad"] {
-                let ms = gpu.time_conv(&g, primitive, reps)?;
+            for kernel in ConvKernel::ALL {
+                let ms = gpu.time_conv(&g, kernel, reps)?;
                 let row = KernelRow {
-                    kernel: format!("{} {} {primitive}", layer.net, layer.name),
+                    kernel: format!("{} {} {}", layer.net, layer.name, kernel.name()),
                     batch,
                     ms,
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,

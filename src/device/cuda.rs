@@ -2,9 +2,10 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam, batch/instance norm, loss, pad and direct conv
-//! fprop/dgrad/wgrad kernels (2D and 3D) are here with parity tests against the CPU ops (`tests/cuda_parity.rs`, run by
-//! `scripts/gpu-check.sh`); implicit-GEMM conv, reduce and concat kernels and the
+//! Status: element-wise, fused Adam, batch/instance norm, loss, pad, direct conv
+//! fprop/dgrad/wgrad (2D and 3D) and a tiled implicit-GEMM fprop are here with parity tests
+//! against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`); tiled
+//! dgrad/wgrad, reduce and concat kernels and the
 //! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
@@ -90,6 +91,7 @@ struct Functions {
     norm_grad_sums: CudaFunction,
     norm_backward: CudaFunction,
     conv_fprop: CudaFunction,
+    conv_fprop_tiled: CudaFunction,
     conv_dgrad: CudaFunction,
     conv_wgrad: CudaFunction,
     activation_fwd: CudaFunction,
@@ -112,6 +114,68 @@ fn launch_1d(n: usize) -> LaunchConfig {
         grid_dim: ((n.div_ceil(256)).clamp(1, 65535) as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
+    }
+}
+
+/// The conv kernels of `kernels/conv.cu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// Direct forward, one thread per output (the correctness baseline).
+    Fprop,
+    /// Implicit-GEMM forward with 64 x 64 shared-memory tiles.
+    FpropTiled,
+    /// Gradient wrt the input (also a transposed conv's forward): operands dy, w.
+    Dgrad,
+    /// Gradient wrt the weight: operands x, dy.
+    Wgrad,
+}
+
+impl ConvKernel {
+    pub const ALL: [ConvKernel; 4] = [
+        ConvKernel::Fprop,
+        ConvKernel::FpropTiled,
+        ConvKernel::Dgrad,
+        ConvKernel::Wgrad,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Fprop => "fprop",
+            ConvKernel::FpropTiled => "fprop-tiled",
+            ConvKernel::Dgrad => "dgrad",
+            ConvKernel::Wgrad => "wgrad",
+        }
+    }
+
+    /// Element counts of the two operands and the result: fprop (x, w) -> y,
+    /// dgrad (dy, w) -> dx, wgrad (x, dy) -> dw.
+    fn operand_lens(self, g: &ConvGeometry) -> (usize, usize, usize) {
+        let (x, w, y) = (
+            g.input_shape().numel(),
+            g.weight_shape().numel(),
+            g.output_shape().numel(),
+        );
+        match self {
+            ConvKernel::Fprop | ConvKernel::FpropTiled => (x, w, y),
+            ConvKernel::Dgrad => (y, w, x),
+            ConvKernel::Wgrad => (x, y, w),
+        }
+    }
+
+    fn launch_config(self, g: &ConvGeometry) -> LaunchConfig {
+        match self {
+            // One 64 x 64 tile of [c_out, n * out_spatial] per block (kernels/conv.cu).
+            ConvKernel::FpropTiled => {
+                let c_out = g.output_shape().dims()[1];
+                let columns = g.output_shape().numel() / c_out;
+                LaunchConfig {
+                    grid_dim: (columns.div_ceil(64) as u32, c_out.div_ceil(64) as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                }
+            }
+            _ => launch_1d(self.operand_lens(g).2),
+        }
     }
 }
 
@@ -203,6 +267,7 @@ impl CudaBackend {
             norm_grad_sums: f(&norm, "norm_grad_sums_f32")?,
             norm_backward: f(&norm, "norm_backward_f32")?,
             conv_fprop: f(&conv, "conv_fprop_f32")?,
+            conv_fprop_tiled: f(&conv, "conv_fprop_tiled_f32")?,
             conv_dgrad: f(&conv, "conv_dgrad_f32")?,
             conv_wgrad: f(&conv, "conv_wgrad_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
@@ -226,67 +291,41 @@ impl CudaBackend {
             .unwrap_or_else(|_| "unknown CUDA device".into())
     }
 
-    /// One conv primitive: `a`, `b` in, `out_len` results out (NaN-poisoned first).
-    fn conv(
+    /// The kernel behind a conv primitive.
+    fn conv_function(&self, kernel: ConvKernel) -> &CudaFunction {
+        match kernel {
+            ConvKernel::Fprop => &self.functions.conv_fprop,
+            ConvKernel::FpropTiled => &self.functions.conv_fprop_tiled,
+            ConvKernel::Dgrad => &self.functions.conv_dgrad,
+            ConvKernel::Wgrad => &self.functions.conv_wgrad,
+        }
+    }
+
+    /// One conv primitive on host data, as its CPU op (`ConvKernel::operands` says which):
+    /// `a`, `b` in, the result out (the output buffer is NaN-poisoned first).
+    pub fn conv(
         &self,
-        f: &CudaFunction,
+        kernel: ConvKernel,
         g: &ConvGeometry,
         a: &[f32],
         b: &[f32],
-        out_len: usize,
-        name: &str,
     ) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
         let (da, db) = (
             s.clone_htod(a).map_err(err("copy in"))?,
             s.clone_htod(b).map_err(err("copy in"))?,
         );
+        let (_, _, out_len) = kernel.operand_lens(g);
         let mut out = s
             .clone_htod(&vec![f32::NAN; out_len])
             .map_err(err("alloc"))?;
         let params = ConvParams::of(g);
-        let mut launch = s.launch_builder(f);
+        let mut launch = s.launch_builder(self.conv_function(kernel));
         launch.arg(&params).arg(&da).arg(&db).arg(&mut out);
         // SAFETY: matches the conv kernels' (ConvParams, const float*, const float*, float*);
         // the buffers have the sizes the geometry implies.
-        unsafe { launch.launch(launch_1d(out_len)) }.map_err(err(name))?;
+        unsafe { launch.launch(kernel.launch_config(g)) }.map_err(err(kernel.name()))?;
         s.clone_dtoh(&out).map_err(err("copy out"))
-    }
-
-    /// Forward convolution, as `ops::conv::cpu::fprop`.
-    pub fn conv_fprop(&self, x: &[f32], w: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
-        self.conv(
-            &self.functions.conv_fprop,
-            g,
-            x,
-            w,
-            g.output_shape().numel(),
-            "conv_fprop_f32",
-        )
-    }
-
-    /// Gradient wrt the input, as `ops::conv::cpu::dgrad` (also a transposed conv's forward).
-    pub fn conv_dgrad(&self, dy: &[f32], w: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
-        self.conv(
-            &self.functions.conv_dgrad,
-            g,
-            dy,
-            w,
-            g.input_shape().numel(),
-            "conv_dgrad_f32",
-        )
-    }
-
-    /// Gradient wrt the weight, as `ops::conv::cpu::wgrad`.
-    pub fn conv_wgrad(&self, x: &[f32], dy: &[f32], g: &ConvGeometry) -> CudaResult<Vec<f32>> {
-        self.conv(
-            &self.functions.conv_wgrad,
-            g,
-            x,
-            dy,
-            g.weight_shape().numel(),
-            "conv_wgrad_f32",
-        )
     }
 
     /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
@@ -563,36 +602,28 @@ impl CudaBackend {
         Ok(times[times.len() / 2])
     }
 
-    /// Median milliseconds of one conv primitive (`fprop`, `dgrad` or `wgrad`) on device
-    /// buffers filled with non-zero values.
-    pub fn time_conv(&self, g: &ConvGeometry, primitive: &str, reps: usize) -> CudaResult<f64> {
+    /// Median milliseconds of one conv primitive on device buffers filled with non-zero
+    /// values.
+    pub fn time_conv(&self, g: &ConvGeometry, kernel: ConvKernel, reps: usize) -> CudaResult<f64> {
         let st = &self.stream;
         let fill = |len: usize, seed: u64| -> Vec<f32> {
             (0..len)
                 .map(|i| crate::ops::elementwise::cpu::uniform_at(seed, i as u64) - 0.5)
                 .collect()
         };
-        let (x, w, dy) = (
-            g.input_shape().numel(),
-            g.weight_shape().numel(),
-            g.output_shape().numel(),
-        );
-        let (f, a_len, b_len, out_len) = match primitive {
-            "fprop" => (&self.functions.conv_fprop, x, w, dy),
-            "dgrad" => (&self.functions.conv_dgrad, dy, w, x),
-            _ => (&self.functions.conv_wgrad, x, dy, w),
-        };
+        let (a_len, b_len, out_len) = kernel.operand_lens(g);
         let a = st.clone_htod(&fill(a_len, 1)).map_err(err("copy in"))?;
         let b = st.clone_htod(&fill(b_len, 2)).map_err(err("copy in"))?;
         let mut out = st.alloc_zeros::<f32>(out_len).map_err(err("alloc"))?;
         let params = ConvParams::of(g);
+        let f = self.conv_function(kernel);
         self.time_ms(reps, || {
             let mut l = st.launch_builder(f);
             l.arg(&params).arg(&a).arg(&b).arg(&mut out);
             // SAFETY: as in `conv`.
-            unsafe { l.launch(launch_1d(out_len)) }
+            unsafe { l.launch(kernel.launch_config(g)) }
                 .map(|_| ())
-                .map_err(err("conv kernel"))
+                .map_err(err(kernel.name()))
         })
     }
 
