@@ -7,6 +7,8 @@
 //! masks must be identical. Adam: same f32 formula, 1e-7 + 1e-6 relative over 5 steps.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use mrgan::device::cuda::CudaBackend;
 use mrgan::nn::params::{ParamArena, ParamRole};
 use mrgan::ops::elementwise::{Activation, cpu};
@@ -116,35 +118,15 @@ fn fused_adam_matches_the_cpu() {
     }
 }
 
-/// Conv primitives (direct and tiled fprop, dgrad, wgrad) on odd 2D and 3D shapes, stride 2,
-/// padding, batch 2, tiles cut by c_out = 5, 6 and 128 and ragged column tiles, and the
-/// geometry of a transposed conv. Sums run over up to a few thousand f32 terms in a different order from
-/// the CPU's GEMM: tolerance 1e-4 of the output's largest magnitude.
+/// Conv primitives (direct and tiled fprop, dgrad, wgrad) on `common::conv_test_geometries`.
+/// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
+/// tolerance 1e-4 of the output's largest magnitude.
 #[test]
 fn conv_primitives_match_the_cpu() {
-    use mrgan::Shape;
     use mrgan::device::cuda::ConvKernel;
     use mrgan::ops::conv::cpu as conv;
-    use mrgan::ops::conv::{ConvGeometry, ConvOptions};
     let Some(gpu) = gpu() else { return };
-    // input dims, weight dims, stride, padding, output padding, transposed
-    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
-    let cases: [Case; 6] = [
-        (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
-        (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
-        (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
-        (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
-        (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
-        (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
-    ];
-    for (k, (x_dims, w_dims, stride, pad, out_pad, transposed)) in cases.into_iter().enumerate() {
-        let opts = ConvOptions::new(stride, pad).with_output_padding(out_pad);
-        let (xs, ws) = (Shape::new(x_dims), Shape::new(w_dims));
-        let g = if transposed {
-            ConvGeometry::conv_transpose("parity", &xs, &ws, opts).unwrap()
-        } else {
-            ConvGeometry::conv("parity", &xs, &ws, opts).unwrap()
-        };
+    for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
         let x = values(g.input_shape().numel(), 20 + k as u64);
         let w = values(g.weight_shape().numel(), 30 + k as u64);
         let dy = values(g.output_shape().numel(), 40 + k as u64);

@@ -100,3 +100,34 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], atol: f64, rto
         panic!("{what}: element {i} is {a}, expected {e} (atol {atol}, rtol {rtol})");
     }
 }
+
+/// Conv geometries the kernel tests share (`cuda_parity`, `kernel_emulation`): odd 2D and 3D
+/// shapes, stride 2, padding, batch 2, c_out that cuts 64-wide tiles (5, 6, 70, 128) and the
+/// geometry of a transposed conv.
+pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
+    use mrgan::Shape;
+    use mrgan::ops::conv::{ConvGeometry, ConvOptions};
+    // input dims, weight dims, stride, padding, output padding, transposed
+    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
+    let cases: [Case; 7] = [
+        (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
+        (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
+        (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
+        (&[1, 3, 11, 13], &[70, 3, 1, 1], 1, 0, 0, false),
+        (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
+        (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
+        (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
+    ];
+    cases
+        .into_iter()
+        .map(|(x, w, stride, pad, out_pad, transposed)| {
+            let opts = ConvOptions::new(stride, pad).with_output_padding(out_pad);
+            let (xs, ws) = (Shape::new(x), Shape::new(w));
+            if transposed {
+                ConvGeometry::conv_transpose("test", &xs, &ws, opts).unwrap()
+            } else {
+                ConvGeometry::conv("test", &xs, &ws, opts).unwrap()
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,43 @@
+// Runs CUDA kernels written with plain indexing, __shared__ memory and __syncthreads() on
+// the host, so their logic is checked on machines without a GPU: one std::thread per CUDA
+// thread, a block's __shared__ arrays as statics (one block runs at a time), __syncthreads()
+// as a std::barrier. Not for kernels that use warp intrinsics or atomics.
+#pragma once
+#include <barrier>
+#include <functional>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local dim3 threadIdx;
+inline dim3 blockIdx, blockDim, gridDim;
+inline std::barrier<>* block_barrier = nullptr;
+
+#define __syncthreads() block_barrier->arrive_and_wait()
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(threads)
+#define __shared__ static
+
+// Runs `kernel` for every thread of every block of a 1D-block launch, block after block.
+inline void launch(dim3 grid, unsigned threads, const std::function<void()>& kernel) {
+    gridDim = grid;
+    blockDim = {threads, 1, 1};
+    for (unsigned by = 0; by < grid.y; ++by) {
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+            blockIdx = {bx, by, 0};
+            std::barrier<> barrier(threads);
+            block_barrier = &barrier;
+            std::vector<std::thread> block;
+            for (unsigned t = 0; t < threads; ++t)
+                block.emplace_back([t, &kernel] {
+                    threadIdx = {t, 0, 0};
+                    kernel();
+                });
+            for (auto& thread : block) thread.join();
+        }
+    }
+}
