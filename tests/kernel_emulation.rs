@@ -1,12 +1,14 @@
-//! The CUDA conv kernels' logic checked without a GPU: `tests/emulation/` compiles
-//! `kernels/conv.cu` as C++20 for the host (one thread per CUDA thread, `__syncthreads` as a
+//! The CUDA conv and norm kernels' logic checked without a GPU: `tests/emulation/` compiles
+//! `kernels/conv.cu` and `kernels/norm.cu` as C++20 for the host (one thread per CUDA thread, `__syncthreads` as a
 //! barrier) and runs each kernel with the launch shape the CUDA backend uses; the results are
 //! compared with the CPU ops. This catches indexing, tiling and synchronisation-order bugs on
 //! every machine; the device's own behaviour (memory model, speed) is still for
-//! `tests/cuda_parity.rs` on a GPU. Skips, saying why, when no C++20 compiler is found.
+//! `tests/cuda_parity.rs` on a GPU, and a missing `__syncthreads` may go unnoticed here
+//! (host threads race differently from warps). Skips, saying why, when no C++20 compiler is found.
 //!
 //! Tolerance: the host evaluates the same f32 sums in the kernels' order, the CPU op in its
-//! GEMM's order: 1e-4 of the output's largest magnitude (sums of up to 576 terms of +-3).
+//! GEMM's order: 1e-4 of the output's largest magnitude (conv sums of up to 576 terms of
+//! +-3; norm block trees over up to 3,003 elements against the CPU's sequential sums).
 
 mod common;
 
@@ -17,26 +19,79 @@ use mrgan::ops::conv::ConvGeometry;
 use mrgan::ops::conv::cpu as conv;
 use mrgan::ops::elementwise::cpu::uniform_at;
 
-/// Builds the emulated conv kernels into `dir`, or says why it cannot.
-fn build_driver(dir: &Path) -> Result<PathBuf, String> {
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulation/conv_driver.cpp");
-    let exe = dir.join("conv_driver");
-    let out = Command::new(&compiler)
-        .args(["-std=c++20", "-O1", "-pthread", "-Wno-unknown-pragmas"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .map_err(|e| format!("no C++ compiler `{compiler}`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{compiler}` could not build {}:\n{}",
-            source.display(),
-            String::from_utf8_lossy(&out.stderr)
+/// A scratch folder with the emulated kernels built in it; removed when dropped.
+struct Emulation {
+    dir: PathBuf,
+}
+
+impl Emulation {
+    fn new(name: &str) -> Emulation {
+        let dir = std::env::temp_dir().join(format!(
+            "mrgan-kernel-emulation-{name}-{}",
+            std::process::id()
         ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Emulation { dir }
     }
-    Ok(exe)
+
+    /// Builds `tests/emulation/<driver>.cpp`, or says why it cannot.
+    fn build(&self, driver: &str) -> Result<PathBuf, String> {
+        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/emulation")
+            .join(format!("{driver}.cpp"));
+        let exe = self.dir.join(driver);
+        let out = Command::new(&compiler)
+            .args(["-std=c++20", "-O1", "-pthread", "-Wno-unknown-pragmas"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .map_err(|e| format!("no C++ compiler `{compiler}`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{compiler}` could not build {}:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(exe)
+    }
+
+    /// Runs a built driver on `input` bytes and returns the floats it wrote.
+    fn run(&self, exe: &Path, input: &[u8], what: &str) -> Vec<f32> {
+        let (in_path, out_path) = (self.dir.join("in.bin"), self.dir.join("out.bin"));
+        std::fs::write(&in_path, input).unwrap();
+        let status = Command::new(exe)
+            .arg(&in_path)
+            .arg(&out_path)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{what}: emulated kernels failed: {status}"
+        );
+        bytemuck::pod_collect_to_vec(&std::fs::read(&out_path).unwrap())
+    }
+}
+
+impl Drop for Emulation {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// Builds a driver, or prints why the test is skipped.
+macro_rules! driver_or_skip {
+    ($emulation:expr, $driver:expr) => {
+        match $emulation.build($driver) {
+            Ok(exe) => exe,
+            Err(why) => {
+                println!("skipped: {why}");
+                return;
+            }
+        }
+    };
 }
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -54,13 +109,14 @@ fn params(g: &ConvGeometry) -> Vec<i32> {
     p.into_iter().map(|v| v as i32).collect()
 }
 
+/// `got` all written and within 1e-4 of `want`'s largest magnitude.
 fn check(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(
         got.iter().all(|v| v.is_finite()),
         "{what}: non-finite output (an element the kernel did not write?)"
     );
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let worst = got
         .iter()
         .zip(want)
@@ -76,15 +132,8 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
 
 #[test]
 fn emulated_conv_kernels_match_the_cpu() {
-    let dir = std::env::temp_dir().join(format!("mrgan-kernel-emulation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let driver = match build_driver(&dir) {
-        Ok(exe) => exe,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
-    };
+    let emulation = Emulation::new("conv");
+    let driver = driver_or_skip!(emulation, "conv_driver");
     for (k, g) in common::conv_test_geometries().iter().enumerate() {
         let x = values(g.input_shape().numel(), 20 + k as u64);
         let w = values(g.weight_shape().numel(), 30 + k as u64);
@@ -93,18 +142,7 @@ fn emulated_conv_kernels_match_the_cpu() {
         for v in [&x, &w, &dy] {
             input.extend_from_slice(bytemuck::cast_slice(v));
         }
-        let (in_path, out_path) = (dir.join("in.bin"), dir.join("out.bin"));
-        std::fs::write(&in_path, input).unwrap();
-        let status = Command::new(&driver)
-            .arg(&in_path)
-            .arg(&out_path)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "case {k}: emulated kernels failed: {status}"
-        );
-        let out: Vec<f32> = bytemuck::pod_collect_to_vec(&std::fs::read(&out_path).unwrap());
+        let out = emulation.run(&driver, &input, &format!("conv case {k}"));
         let (ny, nx) = (dy.len(), x.len());
         let (y_direct, rest) = out.split_at(ny);
         let (y_tiled, rest) = rest.split_at(ny);
@@ -121,5 +159,83 @@ fn emulated_conv_kernels_match_the_cpu() {
         conv::wgrad(&x, &dy, g, &mut want);
         check(&format!("case {k} wgrad"), dw, &want);
     }
-    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Batch and instance norm: statistics, apply, gradient sums and backward (batch and fixed
+/// statistics), on sizes below, at and far above the 256-thread block.
+#[test]
+fn emulated_norm_kernels_match_the_cpu() {
+    use mrgan::ops::norm::cpu::{
+        GroupStats, NormLayout, StatsOver, moments, normalize, normalize_backward,
+    };
+    let emulation = Emulation::new("norm");
+    let driver = driver_or_skip!(emulation, "norm_driver");
+    let eps = 1e-5f32;
+    for (k, (n, c, s)) in [(2usize, 3usize, 35usize), (3, 5, 256), (1, 4, 1001)]
+        .into_iter()
+        .enumerate()
+    {
+        let l = NormLayout { n, c, spatial: s };
+        let x: Vec<f32> = values(n * c * s, 50 + k as u64)
+            .iter()
+            .map(|v| 2.0 * v + 0.5)
+            .collect();
+        let dy = values(n * c * s, 60 + k as u64);
+        let gamma: Vec<f32> = values(c, 70 + k as u64)
+            .iter()
+            .map(|v| 1.0 + 0.1 * v)
+            .collect();
+        let beta = values(c, 80 + k as u64);
+        for (over, per_sample) in [(StatsOver::Batch, 0), (StatsOver::Instance, 1)] {
+            for batch_stats in [1, 0] {
+                let what = format!("norm case {k} {over:?} batch_stats {batch_stats}");
+                let mut input: Vec<u8> =
+                    bytemuck::cast_slice(&[n as i32, c as i32, s as i32, per_sample, batch_stats])
+                        .to_vec();
+                input.extend_from_slice(bytemuck::bytes_of(&eps));
+                for v in [&x, &dy, &gamma, &beta] {
+                    input.extend_from_slice(bytemuck::cast_slice(v));
+                }
+                let out = emulation.run(&driver, &input, &what);
+                let groups = if per_sample == 1 { n * c } else { c };
+                let (mean, rest) = out.split_at(groups);
+                let (var, rest) = rest.split_at(groups);
+                let (_invstd, rest) = rest.split_at(groups);
+                let (y, rest) = rest.split_at(x.len());
+                let (sums, dx) = rest.split_at(2 * groups);
+
+                let (want_mean, want_var) = moments(&x, l, over);
+                let invstd: Vec<f32> = want_var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+                let stats = GroupStats {
+                    mean: &want_mean,
+                    invstd: &invstd,
+                };
+                check(&format!("{what} mean"), mean, &want_mean);
+                check(&format!("{what} var"), var, &want_var);
+                let mut want_y = vec![0.0; x.len()];
+                normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut want_y);
+                check(&format!("{what} y"), y, &want_y);
+                let mut want_dx = vec![0.0; x.len()];
+                let (want_dgamma, want_dbeta) = normalize_backward(
+                    &dy,
+                    &x,
+                    l,
+                    over,
+                    stats,
+                    Some(&gamma),
+                    batch_stats == 1,
+                    Some(&mut want_dx),
+                );
+                check(&format!("{what} dx"), dx, &want_dx);
+                // Per-group sums fold into per-channel dbeta / dgamma as the backend does.
+                let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+                for g in 0..groups {
+                    dbeta[g % c] += sums[2 * g];
+                    dgamma[g % c] += sums[2 * g + 1];
+                }
+                check(&format!("{what} dgamma"), &dgamma, &want_dgamma);
+                check(&format!("{what} dbeta"), &dbeta, &want_dbeta);
+            }
+        }
+    }
 }

@@ -1,0 +1,52 @@
+// Emulated kernels/norm.cu for tests/kernel_emulation.rs, in the order src/device/cuda.rs
+// launches them. argv[1]: int32 n, c, s, per_sample, batch_stats; float32 eps; then x and
+// dy (n*c*s each), gamma, beta (c each). argv[2] gets mean, var, invstd (one per group),
+// y, sums (two per group) and dx. Reductions run as one 256-thread block per group, as on
+// the device; element-wise kernels as one block (grid-stride loops).
+#include <cmath>
+#include <cstdio>
+#include "cuda_host.hpp"
+
+inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
+
+#include "../../kernels/norm.cu"
+
+static bool io(FILE* f, void* p, size_t bytes, bool write) {
+    return (write ? fwrite(p, 1, bytes, f) : fread(p, 1, bytes, f)) == bytes;
+}
+
+int main(int argc, char** argv) {
+    if (argc != 3) return 2;
+    FILE* in = fopen(argv[1], "rb");
+    int h[5];
+    float eps;
+    if (!in || !io(in, h, sizeof h, false) || !io(in, &eps, 4, false)) return 3;
+    int n = h[0], c = h[1], s = h[2], per_sample = h[3], batch_stats = h[4];
+    size_t len = (size_t)n * c * s, groups = per_sample ? (size_t)n * c : c;
+    std::vector<float> x(len), dy(len), gamma(c), beta(c);
+    if (!io(in, x.data(), len * 4, false) || !io(in, dy.data(), len * 4, false) ||
+        !io(in, gamma.data(), c * 4, false) || !io(in, beta.data(), c * 4, false))
+        return 3;
+    fclose(in);
+    std::vector<float> mean(groups, NAN), var(groups, NAN), invstd(groups, NAN), y(len, NAN),
+        sums(2 * groups, NAN), dx(len, NAN);
+    launch({(unsigned)groups, 1, 1}, NORM_THREADS, [&] {
+        norm_stats_f32(x.data(), mean.data(), var.data(), invstd.data(), n, c, s, per_sample, eps);
+    });
+    launch({1, 1, 1}, 256, [&] {
+        norm_apply_f32(x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), y.data(),
+                       n, c, s, per_sample);
+    });
+    launch({(unsigned)groups, 1, 1}, NORM_THREADS, [&] {
+        norm_grad_sums_f32(dy.data(), x.data(), mean.data(), invstd.data(), sums.data(), n, c, s,
+                           per_sample);
+    });
+    launch({1, 1, 1}, 256, [&] {
+        norm_backward_f32(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
+                          sums.data(), dx.data(), n, c, s, per_sample, batch_stats);
+    });
+    FILE* out = fopen(argv[2], "wb");
+    for (auto* v : {&mean, &var, &invstd, &y, &sums, &dx})
+        if (!out || !io(out, v->data(), v->size() * 4, true)) return 4;
+    return fclose(out) == 0 ? 0 : 4;
+}
