@@ -27,12 +27,6 @@ fn gpu() -> Option<CudaBackend> {
     }
 }
 
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    (0..n)
-        .map(|i| cpu::uniform_at(seed, i as u64) * 6.0 - 3.0)
-        .collect()
-}
-
 fn close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len());
     let mut worst = 0.0f32;
@@ -51,8 +45,8 @@ fn close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 fn activations_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
     for n in [1usize, 255, 10_007, 1 << 20] {
-        let x = values(n, 1);
-        let dy = values(n, 2);
+        let x = common::kernel_test_values(n, 1);
+        let dy = common::kernel_test_values(n, 2);
         for act in [
             Activation::Relu,
             Activation::LeakyRelu(0.2),
@@ -80,7 +74,7 @@ fn activations_match_the_cpu() {
 #[test]
 fn dropout_masks_are_identical() {
     let Some(gpu) = gpu() else { return };
-    let x = values(100_003, 3);
+    let x = common::kernel_test_values(100_003, 3);
     for (p, seed) in [(0.5, 7u64), (0.25, 1 << 40)] {
         let mut want = vec![0.0; x.len()];
         cpu::dropout(&x, p, seed, &mut want);
@@ -94,7 +88,9 @@ fn fused_adam_matches_the_cpu() {
     let n = 70_001;
     let mut arena = ParamArena::new();
     let id = arena.add("p", [n], ParamRole::Weight);
-    arena.value_mut(id).copy_from_slice(&values(n, 4));
+    arena
+        .value_mut(id)
+        .copy_from_slice(&common::kernel_test_values(n, 4));
     let cfg = AdamConfig {
         weight_decay: 0.01,
         ..AdamConfig::gan()
@@ -102,7 +98,7 @@ fn fused_adam_matches_the_cpu() {
     let mut cpu_adam = Adam::new(cfg, &arena);
     let (mut p, mut m, mut v) = (arena.values().to_vec(), vec![0.0; n], vec![0.0; n]);
     for t in 1..=5 {
-        let g = values(n, 10 + t as u64);
+        let g = common::kernel_test_values(n, 10 + t as u64);
         // CPU reference: the arena's gradient is this g.
         let mut tape = mrgan::autograd::Tape::new();
         let pv = tape.param(&arena, id);
@@ -127,9 +123,9 @@ fn conv_primitives_match_the_cpu() {
     use mrgan::ops::conv::cpu as conv;
     let Some(gpu) = gpu() else { return };
     for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
-        let x = values(g.input_shape().numel(), 20 + k as u64);
-        let w = values(g.weight_shape().numel(), 30 + k as u64);
-        let dy = values(g.output_shape().numel(), 40 + k as u64);
+        let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
+        let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
+        let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
         let check = |what: &str, got: Vec<f32>, want: Vec<f32>| {
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             close(&format!("case {k} {what}"), &got, &want, 1e-4 * scale, 0.0);
@@ -174,16 +170,7 @@ fn norms_match_the_cpu() {
     .enumerate()
     {
         let l = NormLayout { n, c, spatial: s };
-        let x: Vec<f32> = values(n * c * s, 50 + k as u64)
-            .iter()
-            .map(|v| 2.0 * v + 0.5)
-            .collect();
-        let dy = values(n * c * s, 60 + k as u64);
-        let gamma: Vec<f32> = values(c, 70 + k as u64)
-            .iter()
-            .map(|v| 1.0 + 0.1 * v)
-            .collect();
-        let beta = values(c, 80 + k as u64);
+        let [x, dy, gamma, beta] = common::norm_test_inputs(k, n, c, s);
         for (over, per_sample) in [(StatsOver::Batch, false), (StatsOver::Instance, true)] {
             let (mean, var) = moments(&x, l, over);
             let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
@@ -258,8 +245,8 @@ fn losses_match_the_cpu() {
     use mrgan::ops::loss::cpu::{LossKind, Target, loss, loss_backward};
     let Some(gpu) = gpu() else { return };
     for n in [1usize, 900, 250_001] {
-        let p = values(n, 90);
-        let t = values(n, 91);
+        let p = common::kernel_test_values(n, 90);
+        let t = common::kernel_test_values(n, 91);
         for kind in [LossKind::L1, LossKind::Mse, LossKind::BceWithLogits] {
             for (target, constant) in [(Some(&t[..]), 0.0f32), (None, 1.0), (None, 0.0)] {
                 let cpu_target = target.map_or(Target::Const(constant), Target::Values);
@@ -324,8 +311,8 @@ fn padding_matches_the_cpu() {
         };
         let in_len = g.planes * input.iter().product::<usize>();
         let out_len = g.planes * g.output().iter().product::<usize>();
-        let x = values(in_len, 100 + k as u64);
-        let dy = values(out_len, 110 + k as u64);
+        let x = common::kernel_test_values(in_len, 100 + k as u64);
+        let dy = common::kernel_test_values(out_len, 110 + k as u64);
         for mode in [PadMode::Zero, PadMode::Reflect, PadMode::Replicate] {
             let uneven_reflect =
                 mode == PadMode::Reflect && (0..3).any(|a| pads[a].iter().any(|&p| p >= input[a]));

@@ -17,7 +17,6 @@ use std::process::Command;
 
 use mrgan::ops::conv::ConvGeometry;
 use mrgan::ops::conv::cpu as conv;
-use mrgan::ops::elementwise::cpu::uniform_at;
 
 /// A scratch folder with the emulated kernels built in it; removed when dropped.
 struct Emulation {
@@ -94,12 +93,6 @@ macro_rules! driver_or_skip {
     };
 }
 
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    (0..n)
-        .map(|i| uniform_at(seed, i as u64) * 6.0 - 3.0)
-        .collect()
-}
-
 /// ConvParams of `kernels/conv.cu` (18 int32, in declaration order).
 fn params(g: &ConvGeometry) -> Vec<i32> {
     let mut p = vec![g.batch, g.c_in, g.c_out];
@@ -135,9 +128,9 @@ fn emulated_conv_kernels_match_the_cpu() {
     let emulation = Emulation::new("conv");
     let driver = driver_or_skip!(emulation, "conv_driver");
     for (k, g) in common::conv_test_geometries().iter().enumerate() {
-        let x = values(g.input_shape().numel(), 20 + k as u64);
-        let w = values(g.weight_shape().numel(), 30 + k as u64);
-        let dy = values(g.output_shape().numel(), 40 + k as u64);
+        let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
+        let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
+        let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
         let mut input: Vec<u8> = bytemuck::cast_slice(&params(g)).to_vec();
         for v in [&x, &w, &dy] {
             input.extend_from_slice(bytemuck::cast_slice(v));
@@ -176,16 +169,7 @@ fn emulated_norm_kernels_match_the_cpu() {
         .enumerate()
     {
         let l = NormLayout { n, c, spatial: s };
-        let x: Vec<f32> = values(n * c * s, 50 + k as u64)
-            .iter()
-            .map(|v| 2.0 * v + 0.5)
-            .collect();
-        let dy = values(n * c * s, 60 + k as u64);
-        let gamma: Vec<f32> = values(c, 70 + k as u64)
-            .iter()
-            .map(|v| 1.0 + 0.1 * v)
-            .collect();
-        let beta = values(c, 80 + k as u64);
+        let [x, dy, gamma, beta] = common::norm_test_inputs(k, n, c, s);
         for (over, per_sample) in [(StatsOver::Batch, 0), (StatsOver::Instance, 1)] {
             for batch_stats in [1, 0] {
                 let what = format!("norm case {k} {over:?} batch_stats {batch_stats}");

@@ -131,3 +131,23 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
         })
         .collect()
 }
+
+/// Deterministic test values in [-3, 3) (the CPU dropout hash), for the kernel tests.
+pub fn kernel_test_values(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| mrgan::ops::elementwise::cpu::uniform_at(seed, i as u64) * 6.0 - 3.0)
+        .collect()
+}
+
+/// Inputs of norm case `k` with N, C, S = `n`, `c`, `s`, shared by the kernel tests:
+/// x (offset from zero so the mean matters), dy, gamma near 1, beta.
+pub fn norm_test_inputs(k: usize, n: usize, c: usize, s: usize) -> [Vec<f32>; 4] {
+    let v = kernel_test_values;
+    let k = k as u64;
+    [
+        v(n * c * s, 50 + k).iter().map(|v| 2.0 * v + 0.5).collect(),
+        v(n * c * s, 60 + k),
+        v(c, 70 + k).iter().map(|v| 1.0 + 0.1 * v).collect(),
+        v(c, 80 + k),
+    ]
+}
