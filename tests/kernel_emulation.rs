@@ -1,10 +1,11 @@
-//! The CUDA conv and norm kernels' logic checked without a GPU: `tests/emulation/` compiles
-//! `kernels/conv.cu` and `kernels/norm.cu` as C++20 for the host (one thread per CUDA thread, `__syncthreads` as a
-//! barrier) and runs each kernel with the launch shape the CUDA backend uses; the results are
-//! compared with the CPU ops. This catches indexing, tiling and synchronisation-order bugs on
-//! every machine; the device's own behaviour (memory model, speed) is still for
-//! `tests/cuda_parity.rs` on a GPU, and a missing `__syncthreads` may go unnoticed here
-//! (host threads race differently from warps). Skips, saying why, when no C++20 compiler is found.
+//! The CUDA conv, norm and loss kernels' logic checked without a GPU: `tests/emulation/`
+//! compiles `kernels/{conv,norm,loss}.cu` as C++20 for the host (one thread per CUDA
+//! thread, `__syncthreads` as a barrier) and runs each kernel with the launch shape the CUDA
+//! backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
+//! reduction bugs on every machine; the device's own behaviour (memory model, speed) is
+//! still for `tests/cuda_parity.rs` on a GPU, and a missing `__syncthreads` may go unnoticed
+//! here (host threads race differently from warps). Skips, saying why, when no C++20
+//! compiler is found.
 //!
 //! Tolerance: the host evaluates the same f32 sums in the kernels' order, the CPU op in its
 //! GEMM's order: 1e-4 of the output's largest magnitude (conv sums of up to 576 terms of
@@ -115,7 +116,7 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
         .zip(want)
         .map(|(g, w)| (g - w).abs())
         .fold(0.0f32, f32::max);
-    println!("{what}: max abs error {worst:.2e} (scale {scale:.1})");
+    println!("{what}: max abs error {worst:.2e} (scale {scale:.2e})");
     assert!(
         worst <= 1e-4 * scale,
         "{what}: max abs error {worst} > {}",
@@ -219,6 +220,63 @@ fn emulated_norm_kernels_match_the_cpu() {
                 }
                 check(&format!("{what} dgamma"), &dgamma, &want_dgamma);
                 check(&format!("{what} dbeta"), &dbeta, &want_dbeta);
+            }
+        }
+    }
+}
+
+/// Losses (L1, MSE, BCE-with-logits) against a tensor or a constant label: the mean from the
+/// blocks' double partial sums (1e-6 relative to the CPU's f64 mean: the kernel evaluates
+/// each term in f32) and both gradients (1e-4 of the largest, as above).
+#[test]
+fn emulated_loss_kernels_match_the_cpu() {
+    use mrgan::ops::loss::cpu::{LossKind, Target, loss, loss_backward};
+    let emulation = Emulation::new("loss");
+    let driver = driver_or_skip!(emulation, "loss_driver");
+    let gy = 1.7f32;
+    for n in [1usize, 900, 25_001] {
+        let p = common::kernel_test_values(n, 90);
+        let t = common::kernel_test_values(n, 91);
+        let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+        let t64: Vec<f64> = t.iter().map(|&v| v as f64).collect();
+        for (code, kind) in [LossKind::L1, LossKind::Mse, LossKind::BceWithLogits]
+            .into_iter()
+            .enumerate()
+        {
+            for (with_target, constant) in [(true, 0.0f32), (false, 1.0), (false, 0.0)] {
+                let what = format!("loss {kind:?} n={n} target {with_target} label {constant}");
+                let mut input: Vec<u8> =
+                    bytemuck::cast_slice(&[code as i32, with_target as i32]).to_vec();
+                input.extend_from_slice(bytemuck::bytes_of(&(n as i64)));
+                input.extend_from_slice(bytemuck::cast_slice(&[constant, gy / n as f32]));
+                input.extend_from_slice(bytemuck::cast_slice(&p));
+                input.extend_from_slice(bytemuck::cast_slice(&t));
+                let out = emulation.run(&driver, &input, &what);
+                let mean: f64 = bytemuck::cast([out[0], out[1]]);
+                let (dpred, dtarget) = out[2..].split_at(n);
+
+                let target64 = if with_target {
+                    Target::Values(&t64[..])
+                } else {
+                    Target::Const(constant as f64)
+                };
+                let want = loss(kind, &p64, target64);
+                assert!(
+                    (mean - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{what}: mean {mean} vs {want}"
+                );
+                let target = if with_target {
+                    Target::Values(&t[..])
+                } else {
+                    Target::Const(constant)
+                };
+                let (mut want_dp, mut want_dt) = (vec![0.0f32; n], vec![0.0f32; n]);
+                let dt_out = with_target.then_some(&mut want_dt[..]);
+                loss_backward(kind, &p, target, gy, &mut want_dp, dt_out);
+                check(&format!("{what} dpred"), dpred, &want_dp);
+                if with_target {
+                    check(&format!("{what} dtarget"), dtarget, &want_dt);
+                }
             }
         }
     }

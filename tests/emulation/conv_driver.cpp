@@ -7,10 +7,6 @@
 #include "cuda_host.hpp"
 #include "../../kernels/conv.cu"
 
-static bool io(FILE* f, void* p, size_t bytes, bool write) {
-    return (write ? fwrite(p, 1, bytes, f) : fread(p, 1, bytes, f)) == bytes;
-}
-
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
     FILE* in = fopen(argv[1], "rb");

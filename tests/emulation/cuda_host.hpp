@@ -4,6 +4,7 @@
 // as a std::barrier. Not for kernels that use warp intrinsics or atomics.
 #pragma once
 #include <barrier>
+#include <cstdio>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -40,4 +41,9 @@ inline void launch(dim3 grid, unsigned threads, const std::function<void()>& ker
             for (auto& thread : block) thread.join();
         }
     }
+}
+
+// The drivers' file I/O: reads or writes exactly `bytes`, false otherwise.
+inline bool io(FILE* f, void* p, size_t bytes, bool write) {
+    return (write ? fwrite(p, 1, bytes, f) : fread(p, 1, bytes, f)) == bytes;
 }

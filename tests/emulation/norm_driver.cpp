@@ -11,10 +11,6 @@ inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
 
 #include "../../kernels/norm.cu"
 
-static bool io(FILE* f, void* p, size_t bytes, bool write) {
-    return (write ? fwrite(p, 1, bytes, f) : fread(p, 1, bytes, f)) == bytes;
-}
-
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
     FILE* in = fopen(argv[1], "rb");
