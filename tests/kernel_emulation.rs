@@ -1,5 +1,5 @@
-//! The CUDA conv, norm and loss kernels' logic checked without a GPU: `tests/emulation/`
-//! compiles `kernels/{conv,norm,loss}.cu` as C++20 for the host (one thread per CUDA
+//! The CUDA conv, norm, loss and pad kernels' logic checked without a GPU: `tests/emulation/`
+//! compiles `kernels/{conv,norm,loss,pad}.cu` as C++20 for the host (one thread per CUDA
 //! thread, `__syncthreads` as a barrier) and runs each kernel with the launch shape the CUDA
 //! backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
 //! reduction bugs on every machine; the device's own behaviour (memory model, speed) is
@@ -278,6 +278,48 @@ fn emulated_loss_kernels_match_the_cpu() {
                     check(&format!("{what} dtarget"), dtarget, &want_dt);
                 }
             }
+        }
+    }
+}
+
+/// Zero, reflection and replication padding, forward gather and the deterministic backward
+/// gather, on `common::pad_test_geometries`. Sums of at most 8 terms: 1e-4 of the largest.
+#[test]
+fn emulated_pad_kernels_match_the_cpu() {
+    use mrgan::ops::pad::PadMode;
+    use mrgan::ops::pad::cpu::{pad_backward, pad_forward};
+    let emulation = Emulation::new("pad");
+    let driver = driver_or_skip!(emulation, "pad_driver");
+    for (k, (g, reflect_ok)) in common::pad_test_geometries().into_iter().enumerate() {
+        let in_len = g.planes * g.input.iter().product::<usize>();
+        let out_len = g.planes * g.output().iter().product::<usize>();
+        let x = common::kernel_test_values(in_len, 100 + k as u64);
+        let dy = common::kernel_test_values(out_len, 110 + k as u64);
+        for (code, mode) in [PadMode::Zero, PadMode::Reflect, PadMode::Replicate]
+            .into_iter()
+            .enumerate()
+        {
+            if mode == PadMode::Reflect && !reflect_ok {
+                continue;
+            }
+            let what = format!("pad case {k} {mode:?}");
+            // PadParams: planes, input[3], before[3], after[3], mode.
+            let mut params = vec![g.planes as i32];
+            params.extend(g.input.map(|v| v as i32));
+            params.extend(g.pads.map(|p| p[0] as i32));
+            params.extend(g.pads.map(|p| p[1] as i32));
+            params.push(code as i32);
+            let mut input: Vec<u8> = bytemuck::cast_slice(&params).to_vec();
+            input.extend_from_slice(bytemuck::cast_slice(&x));
+            input.extend_from_slice(bytemuck::cast_slice(&dy));
+            let out = emulation.run(&driver, &input, &what);
+            let (y, dx) = out.split_at(out_len);
+            let mut want = vec![0.0; out_len];
+            pad_forward(&x, &g, mode, &mut want);
+            check(&format!("{what} forward"), y, &want);
+            let mut want = vec![0.0; in_len];
+            pad_backward(&dy, &g, mode, &mut want);
+            check(&format!("{what} backward"), dx, &want);
         }
     }
 }

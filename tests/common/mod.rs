@@ -151,3 +151,26 @@ pub fn norm_test_inputs(k: usize, n: usize, c: usize, s: usize) -> [Vec<f32>; 4]
         v(c, 80 + k),
     ]
 }
+
+/// Padding cases shared by the kernel tests, 6 planes each: 2D reflect-3 as in the ResNet
+/// generator, 3D symmetric, 3D uneven (including zero before or after). With each, whether
+/// reflection is defined (every pad below its axis' size, as PyTorch requires).
+pub fn pad_test_geometries() -> Vec<(mrgan::ops::pad::cpu::PadGeometry, bool)> {
+    let cases = [
+        ([1usize, 9, 10], [[0usize, 0], [3, 3], [3, 3]]),
+        ([5, 6, 7], [[1, 1], [2, 2], [1, 1]]),
+        ([4, 5, 6], [[2, 0], [0, 3], [1, 2]]),
+    ];
+    cases
+        .into_iter()
+        .map(|(input, pads)| {
+            let reflect_ok = (0..3).all(|a| pads[a].iter().all(|&p| p < input[a]));
+            let g = mrgan::ops::pad::cpu::PadGeometry {
+                planes: 6,
+                input,
+                pads,
+            };
+            (g, reflect_ok)
+        })
+        .collect()
+}
