@@ -1,5 +1,5 @@
-//! The CUDA conv, norm, loss and pad kernels' logic checked without a GPU: `tests/emulation/`
-//! compiles `kernels/{conv,norm,loss,pad}.cu` as C++20 for the host (one thread per CUDA
+//! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles
+//! `kernels/{conv,norm,loss,pad,elementwise}.cu` as C++20 for the host (one thread per CUDA
 //! thread, `__syncthreads` as a barrier) and runs each kernel with the launch shape the CUDA
 //! backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
 //! reduction bugs on every machine; the device's own behaviour (memory model, speed) is
@@ -320,6 +320,60 @@ fn emulated_pad_kernels_match_the_cpu() {
             let mut want = vec![0.0; in_len];
             pad_backward(&dy, &g, mode, &mut want);
             check(&format!("{what} backward"), dx, &want);
+        }
+    }
+}
+
+/// Activations forward and backward (1e-4 of the largest: host tanhf / expf against Rust's)
+/// and dropout, whose masks must equal the CPU's exactly (same counter-based hash).
+#[test]
+fn emulated_elementwise_kernels_match_the_cpu() {
+    use mrgan::ops::elementwise::{Activation, cpu};
+    let emulation = Emulation::new("elementwise");
+    let driver = driver_or_skip!(emulation, "elementwise_driver");
+    let acts = [
+        Activation::Relu,
+        Activation::LeakyRelu(0.2),
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ];
+    for (n, p, seed) in [
+        (1usize, 0.5f64, 7u64),
+        (255, 0.25, 1 << 40),
+        (3001, 0.5, 99),
+    ] {
+        let x = common::kernel_test_values(n, 1);
+        let dy = common::kernel_test_values(n, 2);
+        for (code, act) in acts.into_iter().enumerate() {
+            let what = format!("{act:?} n={n}");
+            let slope = if let Activation::LeakyRelu(s) = act {
+                s as f32
+            } else {
+                0.0
+            };
+            let mut input: Vec<u8> = bytemuck::bytes_of(&(code as i32)).to_vec();
+            input.extend_from_slice(bytemuck::cast_slice(&[slope, (1.0 / (1.0 - p)) as f32]));
+            input.extend_from_slice(bytemuck::bytes_of(&p));
+            input.extend_from_slice(bytemuck::bytes_of(&seed));
+            input.extend_from_slice(bytemuck::bytes_of(&(n as u32)));
+            input.extend_from_slice(bytemuck::cast_slice(&x));
+            input.extend_from_slice(bytemuck::cast_slice(&dy));
+            let out = emulation.run(&driver, &input, &what);
+            let (y, rest) = out.split_at(n);
+            let (dx, dropped) = rest.split_at(n);
+            let mut want = vec![0.0; n];
+            cpu::activate(&x, act, &mut want);
+            check(&format!("{what} forward"), y, &want);
+            let mut want_dx = vec![0.0; n];
+            cpu::activate_backward(&dy, &x, &want, act, &mut want_dx);
+            check(&format!("{what} backward"), dx, &want_dx);
+            let mut want_dropped = vec![0.0; n];
+            cpu::dropout(&x, p, seed, &mut want_dropped);
+            assert_eq!(
+                dropped,
+                &want_dropped[..],
+                "dropout n={n} p={p} seed={seed}"
+            );
         }
     }
 }
