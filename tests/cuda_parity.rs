@@ -10,9 +10,7 @@
 mod common;
 
 use mrgan::device::cuda::CudaBackend;
-use mrgan::nn::params::{ParamArena, ParamRole};
 use mrgan::ops::elementwise::{Activation, cpu};
-use mrgan::optim::adam::{Adam, AdamConfig};
 
 fn gpu() -> Option<CudaBackend> {
     match CudaBackend::new(0) {
@@ -86,31 +84,12 @@ fn dropout_masks_are_identical() {
 fn fused_adam_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
     let n = 70_001;
-    let mut arena = ParamArena::new();
-    let id = arena.add("p", [n], ParamRole::Weight);
-    arena
-        .value_mut(id)
-        .copy_from_slice(&common::kernel_test_values(n, 4));
-    let cfg = AdamConfig {
-        weight_decay: 0.01,
-        ..AdamConfig::gan()
-    };
-    let mut cpu_adam = Adam::new(cfg, &arena);
-    let (mut p, mut m, mut v) = (arena.values().to_vec(), vec![0.0; n], vec![0.0; n]);
-    for t in 1..=5 {
-        let g = common::kernel_test_values(n, 10 + t as u64);
-        // CPU reference: the arena's gradient is this g.
-        let mut tape = mrgan::autograd::Tape::new();
-        let pv = tape.param(&arena, id);
-        let gv = tape.constant(mrgan::Tensor::from_vec([n], g.clone()).unwrap());
-        let prod = tape.mul(pv, gv).unwrap();
-        let l = tape.sum(prod);
-        arena.zero_grad();
-        arena.accumulate_grads(&tape.backward(l).unwrap()).unwrap();
-        cpu_adam.step(&mut arena, cfg.lr).unwrap();
-        gpu.adam_step(&mut p, &g, &mut m, &mut v, &cfg, cfg.lr, t)
+    let (start, cfg, trajectory) = common::cpu_adam_trajectory(n, 5);
+    let (mut p, mut m, mut v) = (start, vec![0.0; n], vec![0.0; n]);
+    for (t, (g, want)) in (1..).zip(&trajectory) {
+        gpu.adam_step(&mut p, g, &mut m, &mut v, &cfg, cfg.lr, t)
             .unwrap();
-        close(&format!("Adam step {t}"), &p, arena.values(), 1e-7, 1e-6);
+        close(&format!("Adam step {t}"), &p, want, 1e-7, 1e-6);
     }
 }
 

@@ -1,7 +1,7 @@
-//! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles
-//! `kernels/{conv,norm,loss,pad,elementwise}.cu` as C++20 for the host (one thread per CUDA
-//! thread, `__syncthreads` as a barrier) and runs each kernel with the launch shape the CUDA
-//! backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
+//! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles every
+//! `kernels/*.cu` (conv, norm, loss, pad, elementwise, adam) as C++20 for the host (one
+//! thread per CUDA thread, `__syncthreads` as a barrier) and runs each kernel with the launch
+//! shape the CUDA backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
 //! reduction bugs on every machine; the device's own behaviour (memory model, speed) is
 //! still for `tests/cuda_parity.rs` on a GPU, and a missing `__syncthreads` may go unnoticed
 //! here (host threads race differently from warps). Skips, saying why, when no C++20
@@ -373,6 +373,45 @@ fn emulated_elementwise_kernels_match_the_cpu() {
                 dropped,
                 &want_dropped[..],
                 "dropout n={n} p={p} seed={seed}"
+            );
+        }
+    }
+}
+
+/// Fused Adam (weight decay, bias corrections) for 5 steps against the CPU optimizer:
+/// the same f32 formula, 1e-7 absolute + 1e-6 relative as in the GPU parity test.
+#[test]
+fn emulated_adam_kernel_matches_the_cpu() {
+    let emulation = Emulation::new("adam");
+    let driver = driver_or_skip!(emulation, "adam_driver");
+    let n = 3001;
+    let (start, cfg, trajectory) = common::cpu_adam_trajectory(n, 5);
+    let (mut p, mut m, mut v) = (start, vec![0.0f32; n], vec![0.0f32; n]);
+    for (t, (g, want)) in (1..).zip(&trajectory) {
+        // Scalars as CudaBackend::adam_step computes them.
+        let step_size = (cfg.lr / (1.0 - cfg.beta1.powi(t))) as f32;
+        let bc2_sqrt = (1.0 - cfg.beta2.powi(t)).sqrt() as f32;
+        let scalars = [
+            cfg.beta1 as f32,
+            cfg.beta2 as f32,
+            cfg.eps as f32,
+            cfg.weight_decay as f32,
+            step_size,
+            bc2_sqrt,
+        ];
+        let mut input: Vec<u8> = bytemuck::bytes_of(&(n as u32)).to_vec();
+        input.extend_from_slice(bytemuck::cast_slice(&scalars));
+        for a in [&p, g, &m, &v] {
+            input.extend_from_slice(bytemuck::cast_slice(a));
+        }
+        let out = emulation.run(&driver, &input, &format!("Adam step {t}"));
+        p = out[..n].to_vec();
+        m = out[n..2 * n].to_vec();
+        v = out[2 * n..].to_vec();
+        for (i, (got, want)) in p.iter().zip(want).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-7 + 1e-6 * want.abs(),
+                "Adam step {t} element {i}: {got} vs {want}"
             );
         }
     }

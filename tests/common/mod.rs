@@ -174,3 +174,43 @@ pub fn pad_test_geometries() -> Vec<(mrgan::ops::pad::cpu::PadGeometry, bool)> {
         })
         .collect()
 }
+
+/// The CPU Adam (`optim::adam`) on one parameter of `n` values from `kernel_test_values`,
+/// with weight decay 0.01 and the GAN betas, for `steps` steps with gradients
+/// `kernel_test_values(n, 10 + t)`: the starting values, the config and, per step, the
+/// gradient and the parameters after it. The reference the Adam kernel tests follow.
+pub fn cpu_adam_trajectory(
+    n: usize,
+    steps: usize,
+) -> (
+    Vec<f32>,
+    mrgan::optim::adam::AdamConfig,
+    Vec<(Vec<f32>, Vec<f32>)>,
+) {
+    use mrgan::nn::params::{ParamArena, ParamRole};
+    use mrgan::optim::adam::{Adam, AdamConfig};
+    let mut arena = ParamArena::new();
+    let id = arena.add("p", [n], ParamRole::Weight);
+    let start = kernel_test_values(n, 4);
+    arena.value_mut(id).copy_from_slice(&start);
+    let cfg = AdamConfig {
+        weight_decay: 0.01,
+        ..AdamConfig::gan()
+    };
+    let mut adam = Adam::new(cfg, &arena);
+    let mut trajectory = Vec::new();
+    for t in 1..=steps {
+        let g = kernel_test_values(n, 10 + t as u64);
+        // The arena's gradient is g: d/dp sum(p * g).
+        let mut tape = mrgan::autograd::Tape::new();
+        let pv = tape.param(&arena, id);
+        let gv = tape.constant(Tensor::from_vec([n], g.clone()).unwrap());
+        let prod = tape.mul(pv, gv).unwrap();
+        let l = tape.sum(prod);
+        arena.zero_grad();
+        arena.accumulate_grads(&tape.backward(l).unwrap()).unwrap();
+        adam.step(&mut arena, cfg.lr).unwrap();
+        trajectory.push((g, arena.values().to_vec()));
+    }
+    (start, cfg, trajectory)
+}
