@@ -84,7 +84,11 @@ fn dropout_masks_are_identical() {
 fn fused_adam_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
     let n = 70_001;
-    let (start, cfg, trajectory) = common::cpu_adam_trajectory(n, 5);
+    let common::AdamTrajectory {
+        start,
+        config: cfg,
+        steps: trajectory,
+    } = common::cpu_adam_trajectory(n, 5);
     let (mut p, mut m, mut v) = (start, vec![0.0; n], vec![0.0; n]);
     for (t, (g, want)) in (1..).zip(&trajectory) {
         gpu.adam_step(&mut p, g, &mut m, &mut v, &cfg, cfg.lr, t)

@@ -1,11 +1,11 @@
 //! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles every
 //! `kernels/*.cu` (conv, norm, loss, pad, elementwise, adam) as C++20 for the host (one
 //! thread per CUDA thread, `__syncthreads` as a barrier) and runs each kernel with the launch
-//! shape the CUDA backend uses; the results are compared with the CPU ops. This catches indexing, tiling and
-//! reduction bugs on every machine; the device's own behaviour (memory model, speed) is
-//! still for `tests/cuda_parity.rs` on a GPU, and a missing `__syncthreads` may go unnoticed
-//! here (host threads race differently from warps). Skips, saying why, when no C++20
-//! compiler is found.
+//! shape the CUDA backend uses; the results are compared with the CPU ops. This catches
+//! indexing, tiling and reduction bugs on every machine; the device's own behaviour (memory
+//! model, speed) is still for `tests/cuda_parity.rs` on a GPU, and a missing
+//! `__syncthreads` may go unnoticed here (host threads race differently from warps).
+//! Skips, saying why, when no C++20 compiler is found.
 //!
 //! Tolerance: the host evaluates the same f32 sums in the kernels' order, the CPU op in its
 //! GEMM's order: 1e-4 of the output's largest magnitude (conv sums of up to 576 terms of
@@ -385,7 +385,11 @@ fn emulated_adam_kernel_matches_the_cpu() {
     let emulation = Emulation::new("adam");
     let driver = driver_or_skip!(emulation, "adam_driver");
     let n = 3001;
-    let (start, cfg, trajectory) = common::cpu_adam_trajectory(n, 5);
+    let common::AdamTrajectory {
+        start,
+        config: cfg,
+        steps: trajectory,
+    } = common::cpu_adam_trajectory(n, 5);
     let (mut p, mut m, mut v) = (start, vec![0.0f32; n], vec![0.0f32; n]);
     for (t, (g, want)) in (1..).zip(&trajectory) {
         // Scalars as CudaBackend::adam_step computes them.

@@ -175,18 +175,18 @@ pub fn pad_test_geometries() -> Vec<(mrgan::ops::pad::cpu::PadGeometry, bool)> {
         .collect()
 }
 
+/// What the Adam kernel tests follow: starting values, the config and, per step, the
+/// gradient and the parameters after the CPU optimizer's step.
+pub struct AdamTrajectory {
+    pub start: Vec<f32>,
+    pub config: mrgan::optim::adam::AdamConfig,
+    pub steps: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
 /// The CPU Adam (`optim::adam`) on one parameter of `n` values from `kernel_test_values`,
 /// with weight decay 0.01 and the GAN betas, for `steps` steps with gradients
-/// `kernel_test_values(n, 10 + t)`: the starting values, the config and, per step, the
-/// gradient and the parameters after it. The reference the Adam kernel tests follow.
-pub fn cpu_adam_trajectory(
-    n: usize,
-    steps: usize,
-) -> (
-    Vec<f32>,
-    mrgan::optim::adam::AdamConfig,
-    Vec<(Vec<f32>, Vec<f32>)>,
-) {
+/// `kernel_test_values(n, 10 + t)`.
+pub fn cpu_adam_trajectory(n: usize, steps: usize) -> AdamTrajectory {
     use mrgan::nn::params::{ParamArena, ParamRole};
     use mrgan::optim::adam::{Adam, AdamConfig};
     let mut arena = ParamArena::new();
@@ -212,5 +212,9 @@ pub fn cpu_adam_trajectory(
         adam.step(&mut arena, cfg.lr).unwrap();
         trajectory.push((g, arena.values().to_vec()));
     }
-    (start, cfg, trajectory)
+    AdamTrajectory {
+        start,
+        config: cfg,
+        steps: trajectory,
+    }
 }
