@@ -2,8 +2,8 @@
 // Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; zero padding. Direct form:
 // one thread per output element (fprop), per input element (dgrad, a gather, so no atomics)
 // or per weight (wgrad); accumulation in float32. Outputs are overwritten.
-// The direct kernels are the correctness baseline; conv_fprop_tiled_f32 at the end is the
-// first implicit-GEMM kernel (shared-memory tiles), timed against them by `bench kernels`.
+// The direct kernels are the correctness baseline; the implicit-GEMM kernels at the end
+// (shared-memory tiles) are timed against them by `bench kernels`.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/conv/cpu.rs.
 
 struct ConvParams {
@@ -108,67 +108,42 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
     }
 }
 
-// Implicit-GEMM forward: Y[c_out, n*out_sp] = W[c_out, K] * im2col(X)[K, n*out_sp] with
-// K = c_in * kd * kh * kw, the im2col columns gathered on the fly into shared memory (never
-// stored). A 256-thread block computes a 64 x 64 output tile, each thread a 4 x 4 register
-// sub-tile, stepping K by 16. Launch: grid (ceil(n*out_sp / 64), ceil(c_out / 64)), 256
-// threads. Sums run in K order per tile step, so results differ from the direct kernel
-// only by float rounding.
+// Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through an
+// operand struct (never materialised): fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad
+// dX[c_in, n*in_sp] = W^T * gather(dY), wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T.
+// A 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register sub-tile,
+// stepping K by 16 through shared memory. Each thread gathers B for one fixed column, so the
+// column's decomposition is done once (`Ops::column`). Launch: grid (ceil(N / 64),
+// ceil(M / 64)), 256 threads (src/device/cuda.rs). Sums run in K order per thread.
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 16
-extern "C" __global__ void __launch_bounds__(256)
-conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
-    __shared__ float w_tile[TILE_K][TILE_M];
-    __shared__ float x_tile[TILE_K][TILE_N];
-    const int kvol = g.k_d * g.k_h * g.k_w;
-    const int K = g.c_in * kvol;
-    const long long out_sp = (long long)g.out_d * g.out_h * g.out_w;
-    const long long in_sp = (long long)g.in_d * g.in_h * g.in_w;
-    const long long N = (long long)g.n * out_sp;
+
+template <class Ops>
+__device__ __forceinline__ void tiled_gemm(const Ops& ops, int M, long long N, long long K) {
+    __shared__ float a_tile[TILE_K][TILE_M];
+    __shared__ float b_tile[TILE_K][TILE_N];
     const int m0 = blockIdx.y * TILE_M;
     const long long n0 = (long long)blockIdx.x * TILE_N;
     const int tid = threadIdx.x;
     const int tx = tid % 16, ty = tid / 16;
-
-    // The im2col column this thread gathers: fixed for the whole K loop.
     const int col = tid % TILE_N;
-    const long long ncol = n0 + col;
-    const bool col_ok = ncol < N;
-    int od = 0, oh = 0, ow = 0;
-    const float* x_img = x;
-    if (col_ok) {
-        long long img = ncol / out_sp, r = ncol % out_sp;
-        ow = r % g.out_w;
-        oh = (r / g.out_w) % g.out_h;
-        od = r / ((long long)g.out_w * g.out_h);
-        x_img = x + img * g.c_in * in_sp;
-    }
-    const int id0 = od * g.s_d - g.p_d, ih0 = oh * g.s_h - g.p_h, iw0 = ow * g.s_w - g.p_w;
+    const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
 
     float acc[4][4] = {};
-    for (int k0 = 0; k0 < K; k0 += TILE_K) {
-        // Weights: 16 consecutive k of one row per 16 threads (coalesced 64-byte runs).
+    for (long long k0 = 0; k0 < K; k0 += TILE_K) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             int kk = tid % TILE_K, mm = tid / TILE_K + 16 * j;
-            int m = m0 + mm, k = k0 + kk;
-            w_tile[kk][mm] = (m < g.c_out && k < K) ? w[(long long)m * K + k] : 0.0f;
+            int m = m0 + mm;
+            long long k = k0 + kk;
+            a_tile[kk][mm] = (m < M && k < K) ? ops.a(m, k) : 0.0f;
         }
-        // Inputs: consecutive threads take consecutive output positions (mostly coalesced).
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             int kk = tid / TILE_N + 4 * j;
-            int k = k0 + kk;
-            float v = 0.0f;
-            if (col_ok && k < K) {
-                int ci = k / kvol, r = k % kvol;
-                int kw = r % g.k_w, kh = (r / g.k_w) % g.k_h, kd = r / (g.k_w * g.k_h);
-                int id = id0 + kd, ih = ih0 + kh, iw = iw0 + kw;
-                if (id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w)
-                    v = x_img[ci * in_sp + ((long long)id * g.in_h + ih) * g.in_w + iw];
-            }
-            x_tile[kk][col] = v;
+            long long k = k0 + kk;
+            b_tile[kk][col] = (column.valid && k < K) ? ops.b(column, k) : 0.0f;
         }
         __syncthreads();
 #pragma unroll
@@ -176,8 +151,8 @@ conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
             float a[4], b[4];
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                a[i] = w_tile[kk][ty * 4 + i];
-                b[i] = x_tile[kk][tx * 4 + i];
+                a[i] = a_tile[kk][ty * 4 + i];
+                b[i] = b_tile[kk][tx * 4 + i];
             }
 #pragma unroll
             for (int i = 0; i < 4; ++i)
@@ -189,13 +164,146 @@ conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         int m = m0 + ty * 4 + i;
-        if (m >= g.c_out) continue;
+        if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             long long n = n0 + tx * 4 + j;
-            if (n >= N) continue;
-            long long img = n / out_sp, sp = n % out_sp;
-            y[(img * g.c_out + m) * out_sp + sp] = acc[i][j];
+            if (n < N) ops.store(m, n, acc[i][j]);
         }
     }
+}
+
+// A spatial position (d, h, w) of a volume of size (sd, sh, sw) from its flat index.
+struct Position {
+    int d, h, w;
+};
+__device__ __forceinline__ Position position(long long flat, int sh, int sw) {
+    return {(int)(flat / ((long long)sw * sh)), (int)((flat / sw) % sh), (int)(flat % sw)};
+}
+
+// Kernel tap (kd, kh, kw) of a flat index into k_d * k_h * k_w.
+__device__ __forceinline__ Position tap(int r, const ConvParams& g) {
+    return {r / (g.k_w * g.k_h), (r / g.k_w) % g.k_h, r % g.k_w};
+}
+
+// The B column a thread gathers: an image or channel index and a position or kernel tap.
+struct GemmColumn {
+    bool valid;
+    long long index;
+    Position pos;
+};
+
+// Offset of channel m of column n = (image, position) in an N, C, spatial tensor.
+__device__ __forceinline__ long long column_offset(long long n, long long spatial, int channels, int m) {
+    return (n / spatial * channels + m) * spatial + n % spatial;
+}
+
+// What every tiled primitive needs of the geometry.
+struct ConvShape {
+    ConvParams g;
+    long long in_sp, out_sp;
+    int kvol;
+    __device__ explicit ConvShape(const ConvParams& p)
+        : g(p),
+          in_sp((long long)p.in_d * p.in_h * p.in_w),
+          out_sp((long long)p.out_d * p.out_h * p.out_w),
+          kvol(p.k_d * p.k_h * p.k_w) {}
+    // The input value that output position o reads with tap t (0 in the zero padding).
+    __device__ float input_at(const float* plane, Position o, Position t) const {
+        int id = o.d * g.s_d + t.d - g.p_d, ih = o.h * g.s_h + t.h - g.p_h, iw = o.w * g.s_w + t.w - g.p_w;
+        bool inside = id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
+        return inside ? plane[((long long)id * g.in_h + ih) * g.in_w + iw] : 0.0f;
+    }
+};
+
+// fprop: A = W [c_out, c_in*kvol], B = im2col(X), one column per (image, output position).
+struct FpropOps : ConvShape {
+    const float* x;
+    const float* w;
+    float* y;
+    __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y_)
+        : ConvShape(p), x(x_), w(w_), y(y_) {}
+    using Column = GemmColumn;
+    __device__ Column column(long long n, bool valid) const {
+        if (!valid) return {false, 0, {0, 0, 0}};
+        return {true, n / out_sp, position(n % out_sp, g.out_h, g.out_w)};
+    }
+    __device__ float a(int m, long long k) const { return w[(long long)m * g.c_in * kvol + k]; }
+    __device__ float b(const Column& c, long long k) const {
+        const float* plane = x + (c.index * g.c_in + k / kvol) * in_sp;
+        return input_at(plane, c.pos, tap(k % kvol, g));
+    }
+    __device__ void store(int m, long long n, float v) const {
+        y[column_offset(n, out_sp, g.c_out, m)] = v;
+    }
+};
+
+// dgrad: A = W^T [c_in, c_out*kvol], B = the dY values each input position receives.
+struct DgradOps : ConvShape {
+    const float* dy;
+    const float* w;
+    float* dx;
+    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx_)
+        : ConvShape(p), dy(dy_), w(w_), dx(dx_) {}
+    using Column = GemmColumn;
+    __device__ Column column(long long n, bool valid) const {
+        if (!valid) return {false, 0, {0, 0, 0}};
+        return {true, n / in_sp, position(n % in_sp, g.in_h, g.in_w)};
+    }
+    // A[ci, (co, tap)] = w[co, ci, tap].
+    __device__ float a(int m, long long k) const {
+        return w[(k / kvol * g.c_in + m) * kvol + k % kvol];
+    }
+    __device__ float b(const Column& c, long long k) const {
+        Position t = tap(k % kvol, g);
+        int od = out_index(c.pos.d, t.d, g.s_d, g.p_d, g.out_d);
+        int oh = out_index(c.pos.h, t.h, g.s_h, g.p_h, g.out_h);
+        int ow = out_index(c.pos.w, t.w, g.s_w, g.p_w, g.out_w);
+        if (od < 0 || oh < 0 || ow < 0) return 0.0f;
+        return dy[(c.index * g.c_out + k / kvol) * out_sp + ((long long)od * g.out_h + oh) * g.out_w + ow];
+    }
+    __device__ void store(int m, long long n, float v) const {
+        dx[column_offset(n, in_sp, g.c_in, m)] = v;
+    }
+};
+
+// wgrad: A = dY [c_out, n*out_sp], B = im2col(X)^T, one column per (c_in, tap).
+struct WgradOps : ConvShape {
+    const float* x;
+    const float* dy;
+    float* dw;
+    __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw_)
+        : ConvShape(p), x(x_), dy(dy_), dw(dw_) {}
+    using Column = GemmColumn;
+    __device__ Column column(long long n, bool valid) const {
+        if (!valid) return {false, 0, {0, 0, 0}};
+        return {true, n / kvol, tap(n % kvol, g)};
+    }
+    // A[co, (img, sp)] = dy[img, co, sp].
+    __device__ float a(int m, long long k) const {
+        return dy[column_offset(k, out_sp, g.c_out, m)];
+    }
+    __device__ float b(const Column& c, long long k) const {
+        const float* plane = x + (k / out_sp * g.c_in + c.index) * in_sp;
+        return input_at(plane, position(k % out_sp, g.out_h, g.out_w), c.pos);
+    }
+    __device__ void store(int m, long long n, float v) const { dw[(long long)m * g.c_in * kvol + n] = v; }
+};
+
+extern "C" __global__ void __launch_bounds__(256)
+conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
+    FpropOps ops(g, x, w, y);
+    tiled_gemm(ops, g.c_out, g.n * ops.out_sp, (long long)g.c_in * ops.kvol);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv_dgrad_tiled_f32(ConvParams g, const float* dy, const float* w, float* dx) {
+    DgradOps ops(g, dy, w, dx);
+    tiled_gemm(ops, g.c_in, g.n * ops.in_sp, (long long)g.c_out * ops.kvol);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+conv_wgrad_tiled_f32(ConvParams g, const float* x, const float* dy, float* dw) {
+    WgradOps ops(g, x, dy, dw);
+    tiled_gemm(ops, g.c_out, (long long)g.c_in * ops.kvol, g.n * ops.out_sp);
 }

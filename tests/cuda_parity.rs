@@ -97,7 +97,7 @@ fn fused_adam_matches_the_cpu() {
     }
 }
 
-/// Conv primitives (direct and tiled fprop, dgrad, wgrad) on `common::conv_test_geometries`.
+/// Conv primitives (fprop, dgrad, wgrad, each direct and tiled) on `common::conv_test_geometries`.
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.
 #[test]
@@ -120,12 +120,12 @@ fn conv_primitives_match_the_cpu() {
                     conv::fprop(&x, &w, &g, &mut want);
                     (gpu.conv(kernel, &g, &x, &w), want)
                 }
-                ConvKernel::Dgrad => {
+                ConvKernel::Dgrad | ConvKernel::DgradTiled => {
                     let mut want = vec![0.0; x.len()];
                     conv::dgrad(&dy, &w, &g, &mut want);
                     (gpu.conv(kernel, &g, &dy, &w), want)
                 }
-                ConvKernel::Wgrad => {
+                ConvKernel::Wgrad | ConvKernel::WgradTiled => {
                     let mut want = vec![0.0; w.len()];
                     conv::wgrad(&x, &dy, &g, &mut want);
                     (gpu.conv(kernel, &g, &x, &dy), want)

@@ -1,5 +1,5 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
-//! the PatchGAN at 256 x 256, per conv kernel (direct and tiled fprop, dgrad, wgrad) and batch
+//! the PatchGAN at 256 x 256, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
 //! size, plus fused Adam, on the GPU.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and the fastest conv measured (compute, until the GEMM kernels exist).

@@ -2,10 +2,10 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam, batch/instance norm, loss, pad, direct conv
-//! fprop/dgrad/wgrad (2D and 3D) and a tiled implicit-GEMM fprop are here with parity tests
-//! against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`); tiled
-//! dgrad/wgrad, reduce and concat kernels and the
+//! Status: element-wise, fused Adam, batch/instance norm, loss, pad, and conv
+//! fprop/dgrad/wgrad (2D and 3D), each direct and as a tiled implicit GEMM, are here with
+//! parity tests against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`)
+//! and host emulation (`tests/kernel_emulation.rs`); reduce and concat kernels and the
 //! tensors' device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
@@ -93,7 +93,9 @@ struct Functions {
     conv_fprop: CudaFunction,
     conv_fprop_tiled: CudaFunction,
     conv_dgrad: CudaFunction,
+    conv_dgrad_tiled: CudaFunction,
     conv_wgrad: CudaFunction,
+    conv_wgrad_tiled: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
     dropout: CudaFunction,
@@ -117,25 +119,29 @@ fn launch_1d(n: usize) -> LaunchConfig {
     }
 }
 
-/// The conv kernels of `kernels/conv.cu`.
+/// The conv kernels of `kernels/conv.cu`: each primitive direct (one thread per result, the
+/// correctness baseline) and as an implicit GEMM with 64 x 64 shared-memory tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
-    /// Direct forward, one thread per output (the correctness baseline).
+    /// Forward: operands x, w.
     Fprop,
-    /// Implicit-GEMM forward with 64 x 64 shared-memory tiles.
     FpropTiled,
     /// Gradient wrt the input (also a transposed conv's forward): operands dy, w.
     Dgrad,
+    DgradTiled,
     /// Gradient wrt the weight: operands x, dy.
     Wgrad,
+    WgradTiled,
 }
 
 impl ConvKernel {
-    pub const ALL: [ConvKernel; 4] = [
+    pub const ALL: [ConvKernel; 6] = [
         ConvKernel::Fprop,
         ConvKernel::FpropTiled,
         ConvKernel::Dgrad,
+        ConvKernel::DgradTiled,
         ConvKernel::Wgrad,
+        ConvKernel::WgradTiled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,7 +149,9 @@ impl ConvKernel {
             ConvKernel::Fprop => "fprop",
             ConvKernel::FpropTiled => "fprop-tiled",
             ConvKernel::Dgrad => "dgrad",
+            ConvKernel::DgradTiled => "dgrad-tiled",
             ConvKernel::Wgrad => "wgrad",
+            ConvKernel::WgradTiled => "wgrad-tiled",
         }
     }
 
@@ -157,24 +165,24 @@ impl ConvKernel {
         );
         match self {
             ConvKernel::Fprop | ConvKernel::FpropTiled => (x, w, y),
-            ConvKernel::Dgrad => (y, w, x),
-            ConvKernel::Wgrad => (x, y, w),
+            ConvKernel::Dgrad | ConvKernel::DgradTiled => (y, w, x),
+            ConvKernel::Wgrad | ConvKernel::WgradTiled => (x, y, w),
         }
     }
 
     fn launch_config(self, g: &ConvGeometry) -> LaunchConfig {
-        match self {
-            // One 64 x 64 tile of [c_out, n * out_spatial] per block (kernels/conv.cu).
-            ConvKernel::FpropTiled => {
-                let c_out = g.output_shape().dims()[1];
-                let columns = g.output_shape().numel() / c_out;
-                LaunchConfig {
-                    grid_dim: (columns.div_ceil(64) as u32, c_out.div_ceil(64) as u32, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                }
-            }
-            _ => launch_1d(self.operand_lens(g).2),
+        let kernel_volume: usize = g.kernel.iter().product();
+        // The tiled kernels' GEMM rows and columns (kernels/conv.cu): one 64 x 64 tile each.
+        let (rows, columns) = match self {
+            ConvKernel::FpropTiled => (g.c_out, g.output_shape().numel() / g.c_out),
+            ConvKernel::DgradTiled => (g.c_in, g.input_shape().numel() / g.c_in),
+            ConvKernel::WgradTiled => (g.c_out, g.c_in * kernel_volume),
+            _ => return launch_1d(self.operand_lens(g).2),
+        };
+        LaunchConfig {
+            grid_dim: (columns.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
         }
     }
 }
@@ -269,7 +277,9 @@ impl CudaBackend {
             conv_fprop: f(&conv, "conv_fprop_f32")?,
             conv_fprop_tiled: f(&conv, "conv_fprop_tiled_f32")?,
             conv_dgrad: f(&conv, "conv_dgrad_f32")?,
+            conv_dgrad_tiled: f(&conv, "conv_dgrad_tiled_f32")?,
             conv_wgrad: f(&conv, "conv_wgrad_f32")?,
+            conv_wgrad_tiled: f(&conv, "conv_wgrad_tiled_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
             dropout: f(&elementwise, "dropout_f32")?,
@@ -297,7 +307,9 @@ impl CudaBackend {
             ConvKernel::Fprop => &self.functions.conv_fprop,
             ConvKernel::FpropTiled => &self.functions.conv_fprop_tiled,
             ConvKernel::Dgrad => &self.functions.conv_dgrad,
+            ConvKernel::DgradTiled => &self.functions.conv_dgrad_tiled,
             ConvKernel::Wgrad => &self.functions.conv_wgrad,
+            ConvKernel::WgradTiled => &self.functions.conv_wgrad_tiled,
         }
     }
 
