@@ -217,53 +217,28 @@ impl CudaBackend {
         let (major, _) = ctx
             .compute_capability()
             .map_err(err("compute capability"))?;
-        let image = |ptx: &'static str, sm80: &'static [u8], sm90: &'static [u8]| match major {
-            9 => Ptx::from_binary(sm90.to_vec()),
-            8 => Ptx::from_binary(sm80.to_vec()),
-            _ => Ptx::from_src(ptx),
+        // The device's own cubin when there is one, else the PTX for the driver to compile.
+        let load = |what: &str, ptx: &'static str, sm80: &'static [u8], sm90: &'static [u8]| {
+            let image = match major {
+                9 => Ptx::from_binary(sm90.to_vec()),
+                8 => Ptx::from_binary(sm80.to_vec()),
+                _ => Ptx::from_src(ptx),
+            };
+            ctx.load_module(image)
+                .map_err(err(&format!("loading {what} kernels")))
         };
-        let elementwise = ctx
-            .load_module(image(
-                kernels::ELEMENTWISE_PTX,
-                kernels::ELEMENTWISE_SM80,
-                kernels::ELEMENTWISE_SM90,
-            ))
-            .map_err(err("loading elementwise kernels"))?;
-        let adam = ctx
-            .load_module(image(
-                kernels::ADAM_PTX,
-                kernels::ADAM_SM80,
-                kernels::ADAM_SM90,
-            ))
-            .map_err(err("loading adam kernels"))?;
-        let conv = ctx
-            .load_module(image(
-                kernels::CONV_PTX,
-                kernels::CONV_SM80,
-                kernels::CONV_SM90,
-            ))
-            .map_err(err("loading conv kernels"))?;
-        let norm = ctx
-            .load_module(image(
-                kernels::NORM_PTX,
-                kernels::NORM_SM80,
-                kernels::NORM_SM90,
-            ))
-            .map_err(err("loading norm kernels"))?;
-        let loss = ctx
-            .load_module(image(
-                kernels::LOSS_PTX,
-                kernels::LOSS_SM80,
-                kernels::LOSS_SM90,
-            ))
-            .map_err(err("loading loss kernels"))?;
-        let pad = ctx
-            .load_module(image(
-                kernels::PAD_PTX,
-                kernels::PAD_SM80,
-                kernels::PAD_SM90,
-            ))
-            .map_err(err("loading pad kernels"))?;
+        use kernels::*;
+        let elementwise = load(
+            "elementwise",
+            ELEMENTWISE_PTX,
+            ELEMENTWISE_SM80,
+            ELEMENTWISE_SM90,
+        )?;
+        let adam = load("adam", ADAM_PTX, ADAM_SM80, ADAM_SM90)?;
+        let conv = load("conv", CONV_PTX, CONV_SM80, CONV_SM90)?;
+        let norm = load("norm", NORM_PTX, NORM_SM80, NORM_SM90)?;
+        let loss = load("loss", LOSS_PTX, LOSS_SM80, LOSS_SM90)?;
+        let pad = load("pad", PAD_PTX, PAD_SM80, PAD_SM90)?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
             pad_fwd: f(&pad, "pad_fwd_f32")?,
