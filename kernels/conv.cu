@@ -1,9 +1,8 @@
 // Convolution primitives for 2D and 3D (2D is 3D with depth 1): fprop, dgrad, wgrad.
-// Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; zero padding. Direct form:
-// one thread per output element (fprop), per input element (dgrad, a gather, so no atomics)
-// or per weight (wgrad); accumulation in float32. Outputs are overwritten.
-// The direct kernels are the correctness baseline; the implicit-GEMM kernels at the end
-// (shared-memory tiles) are timed against them by `bench kernels`.
+// Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; zero padding; accumulation in
+// float32; outputs are overwritten. Each primitive is one implicit GEMM (operand structs
+// below) run two ways: direct (one thread per result, the correctness baseline) and tiled
+// (shared-memory tiles), timed against each other by `bench kernels`.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/conv/cpu.rs.
 
 struct ConvParams {
@@ -16,34 +15,6 @@ struct ConvParams {
 };
 static_assert(sizeof(ConvParams) == 72, "ConvParams must match the Rust struct");
 
-extern "C" __global__ void conv_fprop_f32(ConvParams g, const float* x, const float* w, float* y) {
-    long long total = (long long)g.n * g.c_out * g.out_d * g.out_h * g.out_w;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        int ow = i % g.out_w, oh = (i / g.out_w) % g.out_h, od = (i / ((long long)g.out_w * g.out_h)) % g.out_d;
-        long long nc = i / ((long long)g.out_w * g.out_h * g.out_d);
-        int co = nc % g.c_out, n = nc / g.c_out;
-        float acc = 0.0f;
-        for (int ci = 0; ci < g.c_in; ++ci) {
-            const float* xp = x + ((long long)n * g.c_in + ci) * g.in_d * g.in_h * g.in_w;
-            const float* wp = w + ((long long)co * g.c_in + ci) * g.k_d * g.k_h * g.k_w;
-            for (int kd = 0; kd < g.k_d; ++kd) {
-                int id = od * g.s_d + kd - g.p_d;
-                if (id < 0 || id >= g.in_d) continue;
-                for (int kh = 0; kh < g.k_h; ++kh) {
-                    int ih = oh * g.s_h + kh - g.p_h;
-                    if (ih < 0 || ih >= g.in_h) continue;
-                    for (int kw = 0; kw < g.k_w; ++kw) {
-                        int iw = ow * g.s_w + kw - g.p_w;
-                        if (iw < 0 || iw >= g.in_w) continue;
-                        acc += xp[((long long)id * g.in_h + ih) * g.in_w + iw] * wp[(kd * g.k_h + kh) * g.k_w + kw];
-                    }
-                }
-            }
-        }
-        y[i] = acc;
-    }
-}
-
 // Output index o on an axis that input index i reads with tap k, or -1.
 __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
     int t = i + p - k;
@@ -52,75 +23,22 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
     return t < out ? t : -1;
 }
 
-extern "C" __global__ void conv_dgrad_f32(ConvParams g, const float* dy, const float* w, float* dx) {
-    long long total = (long long)g.n * g.c_in * g.in_d * g.in_h * g.in_w;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        int iw = i % g.in_w, ih = (i / g.in_w) % g.in_h, id = (i / ((long long)g.in_w * g.in_h)) % g.in_d;
-        long long nc = i / ((long long)g.in_w * g.in_h * g.in_d);
-        int ci = nc % g.c_in, n = nc / g.c_in;
-        float acc = 0.0f;
-        for (int co = 0; co < g.c_out; ++co) {
-            const float* dyp = dy + ((long long)n * g.c_out + co) * g.out_d * g.out_h * g.out_w;
-            const float* wp = w + ((long long)co * g.c_in + ci) * g.k_d * g.k_h * g.k_w;
-            for (int kd = 0; kd < g.k_d; ++kd) {
-                int od = out_index(id, kd, g.s_d, g.p_d, g.out_d);
-                if (od < 0) continue;
-                for (int kh = 0; kh < g.k_h; ++kh) {
-                    int oh = out_index(ih, kh, g.s_h, g.p_h, g.out_h);
-                    if (oh < 0) continue;
-                    for (int kw = 0; kw < g.k_w; ++kw) {
-                        int ow = out_index(iw, kw, g.s_w, g.p_w, g.out_w);
-                        if (ow < 0) continue;
-                        acc += dyp[((long long)od * g.out_h + oh) * g.out_w + ow] * wp[(kd * g.k_h + kh) * g.k_w + kw];
-                    }
-                }
-            }
-        }
-        dx[i] = acc;
-    }
-}
-
-extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const float* dy, float* dw) {
-    long long total = (long long)g.c_out * g.c_in * g.k_d * g.k_h * g.k_w;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        int kw = i % g.k_w, kh = (i / g.k_w) % g.k_h, kd = (i / ((long long)g.k_w * g.k_h)) % g.k_d;
-        long long cc = i / ((long long)g.k_w * g.k_h * g.k_d);
-        int ci = cc % g.c_in, co = cc / g.c_in;
-        float acc = 0.0f;
-        for (int n = 0; n < g.n; ++n) {
-            const float* xp = x + ((long long)n * g.c_in + ci) * g.in_d * g.in_h * g.in_w;
-            const float* dyp = dy + ((long long)n * g.c_out + co) * g.out_d * g.out_h * g.out_w;
-            for (int od = 0; od < g.out_d; ++od) {
-                int id = od * g.s_d + kd - g.p_d;
-                if (id < 0 || id >= g.in_d) continue;
-                for (int oh = 0; oh < g.out_h; ++oh) {
-                    int ih = oh * g.s_h + kh - g.p_h;
-                    if (ih < 0 || ih >= g.in_h) continue;
-                    for (int ow = 0; ow < g.out_w; ++ow) {
-                        int iw = ow * g.s_w + kw - g.p_w;
-                        if (iw < 0 || iw >= g.in_w) continue;
-                        acc += xp[((long long)id * g.in_h + ih) * g.in_w + iw] * dyp[((long long)od * g.out_h + oh) * g.out_w + ow];
-                    }
-                }
-            }
-        }
-        dw[i] = acc;
-    }
-}
-
-// Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through an
-// operand struct (never materialised): fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad
-// dX[c_in, n*in_sp] = W^T * gather(dY), wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T.
-// A 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register sub-tile,
-// stepping K by 16 through shared memory. Each thread gathers B for one fixed column, so the
-// column's decomposition is done once (`Ops::column`). Launch: grid (ceil(N / 64),
-// ceil(M / 64)), 256 threads (src/device/cuda.rs). Sums run in K order per thread.
+// Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through
+// an operand struct (never materialised; M, N, K are its rows, columns and depth):
+// fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad dX[c_in, n*in_sp] = W^T * gather(dY),
+// wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T.
+// Tiled: a 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register
+// sub-tile, stepping K by 16 through shared memory. Each thread gathers B for one fixed
+// column, so the column's decomposition is done once (`Ops::column`). Launch: grid
+// (ceil(N / 64), ceil(M / 64)), 256 threads (src/device/cuda.rs). Sums run in K order.
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 16
 
 template <class Ops>
-__device__ __forceinline__ void tiled_gemm(const Ops& ops, int M, long long N, long long K) {
+__device__ __forceinline__ void tiled_gemm(const Ops& ops) {
+    const int M = ops.rows();
+    const long long N = ops.columns(), K = ops.depth();
     __shared__ float a_tile[TILE_K][TILE_M];
     __shared__ float b_tile[TILE_K][TILE_N];
     const int m0 = blockIdx.y * TILE_M;
@@ -198,7 +116,7 @@ __device__ __forceinline__ long long column_offset(long long n, long long spatia
     return (n / spatial * channels + m) * spatial + n % spatial;
 }
 
-// What every tiled primitive needs of the geometry.
+// What every primitive needs of the geometry.
 struct ConvShape {
     ConvParams g;
     long long in_sp, out_sp;
@@ -223,6 +141,9 @@ struct FpropOps : ConvShape {
     float* y;
     __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y_)
         : ConvShape(p), x(x_), w(w_), y(y_) {}
+    __device__ int rows() const { return g.c_out; }
+    __device__ long long columns() const { return g.n * out_sp; }
+    __device__ long long depth() const { return (long long)g.c_in * kvol; }
     using Column = GemmColumn;
     __device__ Column column(long long n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
@@ -245,6 +166,9 @@ struct DgradOps : ConvShape {
     float* dx;
     __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx_)
         : ConvShape(p), dy(dy_), w(w_), dx(dx_) {}
+    __device__ int rows() const { return g.c_in; }
+    __device__ long long columns() const { return g.n * in_sp; }
+    __device__ long long depth() const { return (long long)g.c_out * kvol; }
     using Column = GemmColumn;
     __device__ Column column(long long n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
@@ -274,6 +198,9 @@ struct WgradOps : ConvShape {
     float* dw;
     __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw_)
         : ConvShape(p), x(x_), dy(dy_), dw(dw_) {}
+    __device__ int rows() const { return g.c_out; }
+    __device__ long long columns() const { return (long long)g.c_in * kvol; }
+    __device__ long long depth() const { return g.n * out_sp; }
     using Column = GemmColumn;
     __device__ Column column(long long n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
@@ -290,20 +217,44 @@ struct WgradOps : ConvShape {
     __device__ void store(int m, long long n, float v) const { dw[(long long)m * g.c_in * kvol + n] = v; }
 };
 
+// Direct: one thread per result (grid-stride, any 1D launch), summing over K in order.
+template <class Ops>
+__device__ __forceinline__ void direct_gemm(const Ops& ops) {
+    const int M = ops.rows();
+    const long long N = ops.columns(), K = ops.depth();
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < M * N; i += (long long)gridDim.x * blockDim.x) {
+        const long long n = i % N;
+        const int m = i / N;
+        const typename Ops::Column column = ops.column(n, true);
+        float acc = 0.0f;
+        for (long long k = 0; k < K; ++k) acc += ops.a(m, k) * ops.b(column, k);
+        ops.store(m, n, acc);
+    }
+}
+
+extern "C" __global__ void conv_fprop_f32(ConvParams g, const float* x, const float* w, float* y) {
+    direct_gemm(FpropOps(g, x, w, y));
+}
+
+extern "C" __global__ void conv_dgrad_f32(ConvParams g, const float* dy, const float* w, float* dx) {
+    direct_gemm(DgradOps(g, dy, w, dx));
+}
+
+extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const float* dy, float* dw) {
+    direct_gemm(WgradOps(g, x, dy, dw));
+}
+
 extern "C" __global__ void __launch_bounds__(256)
 conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
-    FpropOps ops(g, x, w, y);
-    tiled_gemm(ops, g.c_out, g.n * ops.out_sp, (long long)g.c_in * ops.kvol);
+    tiled_gemm(FpropOps(g, x, w, y));
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 conv_dgrad_tiled_f32(ConvParams g, const float* dy, const float* w, float* dx) {
-    DgradOps ops(g, dy, w, dx);
-    tiled_gemm(ops, g.c_in, g.n * ops.in_sp, (long long)g.c_out * ops.kvol);
+    tiled_gemm(DgradOps(g, dy, w, dx));
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 conv_wgrad_tiled_f32(ConvParams g, const float* x, const float* dy, float* dw) {
-    WgradOps ops(g, x, dy, dw);
-    tiled_gemm(ops, g.c_out, (long long)g.c_in * ops.kvol, g.n * ops.out_sp);
+    tiled_gemm(WgradOps(g, x, dy, dw));
 }
