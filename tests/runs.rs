@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+use common::mrgan;
+
 use mrgan::data::dataset::paired_subjects;
 use mrgan::data::nifti::{ReadOptions, read};
 use mrgan::data::phantom::{PhantomSpec, generate};
@@ -165,20 +168,6 @@ fn resuming_is_bitwise_exact() {
         let csv = std::fs::read_to_string(run_dir.join("loss_log.csv")).unwrap();
         assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
     }
-}
-
-fn mrgan(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mrgan"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "mrgan {args:?}:\n{text}");
-    text
 }
 
 #[test]

@@ -7,28 +7,15 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::mrgan_status as mrgan;
 
 use mrgan::checkpoint::torch_pth::{self, read_bytes};
 use mrgan::data::nifti::{OrientationMode, ReadOptions, read};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth")
-}
-
-fn mrgan(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mrgan"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn raw(path: &Path) -> Vec<f32> {

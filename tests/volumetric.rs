@@ -2,7 +2,9 @@
 //! and train -> predict -> eval on phantom volumes through the binary.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
+use common::mrgan;
 
 use mrgan::Tensor;
 use mrgan::autograd::Tape;
@@ -117,20 +119,6 @@ fn sliding_window_reassembly_is_exact() {
             }
         }
     }
-}
-
-fn mrgan(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mrgan"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "mrgan {args:?}:\n{text}");
-    text
 }
 
 #[test]

@@ -218,3 +218,24 @@ pub fn cpu_adam_trajectory(n: usize, steps: usize) -> AdamTrajectory {
         steps: trajectory,
     }
 }
+
+/// Runs the built `mrgan` binary: whether it succeeded, and its stdout + stderr.
+pub fn mrgan_status(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mrgan"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs the built `mrgan` binary, which must succeed; returns its stdout + stderr.
+pub fn mrgan(args: &[&str]) -> String {
+    let (ok, text) = mrgan_status(args);
+    assert!(ok, "mrgan {args:?}:\n{text}");
+    text
+}
