@@ -195,50 +195,7 @@ fn cyclegan_step_matches_pytorch() {
         ndf: 4,
         norm: NormKind::Instance,
     };
-    let mut nets = CycleNets {
-        g_a: loaded(&f, "cyc.GA0", "G_A", build_generator(&g_cfg)),
-        g_b: loaded(&f, "cyc.GB0", "G_B", build_generator(&g_cfg)),
-        d_a: loaded(&f, "cyc.DA0", "D_A", build_discriminator(&d_cfg)),
-        d_b: loaded(&f, "cyc.DB0", "D_B", build_discriminator(&d_cfg)),
-        pool_a: ImagePool::new(0),
-        pool_b: ImagePool::new(0),
-    };
-    let (a, b) = (f.tensor("cyc.real_a"), f.tensor("cyc.real_b"));
-    let mut tape = mrgan::autograd::Tape::no_grad();
-    let x = tape.constant(a.clone());
-    let y = nets
-        .g_a
-        .net
-        .forward(&mut tape, x, &mrgan::nn::layers::Mode::train(0))
-        .unwrap();
-    assert_close(
-        "CycleGAN fake_B",
-        tape.value(y).as_slice(),
-        f.f64("cyc.fake_b"),
-        1e-5,
-        1e-4,
-    );
-    let (cols, traj) = trajectory(&f, "cyc");
-    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
-    for step in 0..10 {
-        let losses =
-            cyclegan::train_step(&mut nets, &CycleLoss::default(), &a, &b, 2e-4, 0, &mut rng)
-                .unwrap();
-        println!("step {step}: {losses:?}");
-        check_losses(
-            "CycleGAN",
-            step,
-            &losses,
-            &traj[step * cols..(step + 1) * cols],
-            if step == 0 { 1e-5 } else { 5e-2 },
-        );
-        if step == 0 {
-            check_grads(&f, "cyc.GA", &nets.g_a);
-            check_grads(&f, "cyc.GB", &nets.g_b);
-            check_grads(&f, "cyc.DA", &nets.d_a);
-            check_grads(&f, "cyc.DB", &nets.d_b);
-        }
-    }
+    cyclegan_matches_pytorch(&f, "cyc", "CycleGAN", &g_cfg, &d_cfg);
 }
 
 /// The volumetric CycleGAN (resnet3d_6blocks, ngf 4, replication padding, 3D PatchGAN with
@@ -263,15 +220,33 @@ fn cyclegan3d_step_matches_pytorch() {
         ndf: 4,
         norm: NormKind::Instance,
     };
+    cyclegan_matches_pytorch(&f, "cyc3d", "3D CycleGAN", &g_cfg, &d_cfg);
+}
+
+/// One CycleGAN configuration against its PyTorch fixtures under `prefix`: G_A's output,
+/// the loss trajectory (1e-5 at step 0, then 5e-2: chaotic at round-off) and every
+/// gradient of the four networks at step 0.
+fn cyclegan_matches_pytorch(
+    f: &Fixtures,
+    prefix: &str,
+    label: &str,
+    g_cfg: &GeneratorConfig,
+    d_cfg: &DiscriminatorConfig,
+) {
+    let net =
+        |key: &str, name: &'static str, model| loaded(f, &format!("{prefix}.{key}0"), name, model);
     let mut nets = CycleNets {
-        g_a: loaded(&f, "cyc3d.GA0", "G_A", build_generator(&g_cfg)),
-        g_b: loaded(&f, "cyc3d.GB0", "G_B", build_generator(&g_cfg)),
-        d_a: loaded(&f, "cyc3d.DA0", "D_A", build_discriminator(&d_cfg)),
-        d_b: loaded(&f, "cyc3d.DB0", "D_B", build_discriminator(&d_cfg)),
+        g_a: net("GA", "G_A", build_generator(g_cfg)),
+        g_b: net("GB", "G_B", build_generator(g_cfg)),
+        d_a: net("DA", "D_A", build_discriminator(d_cfg)),
+        d_b: net("DB", "D_B", build_discriminator(d_cfg)),
         pool_a: ImagePool::new(0),
         pool_b: ImagePool::new(0),
     };
-    let (a, b) = (f.tensor("cyc3d.real_a"), f.tensor("cyc3d.real_b"));
+    let (a, b) = (
+        f.tensor(&format!("{prefix}.real_a")),
+        f.tensor(&format!("{prefix}.real_b")),
+    );
     let mut tape = mrgan::autograd::Tape::no_grad();
     let x = tape.constant(a.clone());
     let y = nets
@@ -280,33 +255,34 @@ fn cyclegan3d_step_matches_pytorch() {
         .forward(&mut tape, x, &mrgan::nn::layers::Mode::train(0))
         .unwrap();
     assert_close(
-        "3D CycleGAN fake_B",
+        &format!("{label} fake_B"),
         tape.value(y).as_slice(),
-        f.f64("cyc3d.fake_b"),
+        f.f64(&format!("{prefix}.fake_b")),
         1e-5,
         1e-4,
     );
-    let (cols, traj) = trajectory(&f, "cyc3d");
+    let (cols, traj) = trajectory(f, prefix);
     let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
     for step in 0..traj.len() / cols {
         let losses =
             cyclegan::train_step(&mut nets, &CycleLoss::default(), &a, &b, 2e-4, 0, &mut rng)
                 .unwrap();
+        println!("{label} step {step}: {losses:?}");
         check_losses(
-            "3D CycleGAN",
+            label,
             step,
             &losses,
             &traj[step * cols..(step + 1) * cols],
             if step == 0 { 1e-5 } else { 5e-2 },
         );
         if step == 0 {
-            for (prefix, t) in [
-                ("cyc3d.GA", &nets.g_a),
-                ("cyc3d.GB", &nets.g_b),
-                ("cyc3d.DA", &nets.d_a),
-                ("cyc3d.DB", &nets.d_b),
+            for (key, t) in [
+                ("GA", &nets.g_a),
+                ("GB", &nets.g_b),
+                ("DA", &nets.d_a),
+                ("DB", &nets.d_b),
             ] {
-                check_grads(&f, prefix, t);
+                check_grads(f, &format!("{prefix}.{key}"), t);
             }
         }
     }
