@@ -2,7 +2,8 @@
 // Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; zero padding; accumulation in
 // float32; outputs are overwritten. Each primitive is one implicit GEMM (operand structs
 // below) run two ways: direct (one thread per result, the correctness baseline) and tiled
-// (shared-memory tiles), timed against each other by `bench kernels`.
+// (shared-memory tiles, K split across blocks where outputs are few), timed against each
+// other by `bench kernels`.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/conv/cpu.rs.
 
 struct ConvParams {
@@ -26,42 +27,80 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through
 // an operand struct (never materialised; M, N, K are its rows, columns and depth):
 // fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad dX[c_in, n*in_sp] = W^T * gather(dY),
-// wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T.
-// Tiled: a 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register
-// sub-tile, stepping K by 16 through shared memory. Each thread gathers B for one fixed
-// column, so the column's decomposition is done once (`Ops::column`). Launch: grid
-// (ceil(N / 64), ceil(M / 64)), 256 threads (src/device/cuda.rs). Sums run in K order.
+// wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T. Indices are 32-bit (the backend refuses
+// tensors of 2^31 elements or more): 64-bit division is several times slower.
+//
+// K order: fprop and dgrad run K tap-major, k = tap * C + channel (C = c_in, resp. c_out);
+// wgrad runs it image-major, k = image * out_sp + output position. A `Slice` is what a run of
+// TILE_K consecutive k from k0 share: one tap and consecutive channels when C is a multiple
+// of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes k once
+// per tile and reads its operands as `Strided` runs; otherwise (and in the direct kernels)
+// every k gets its own slice.
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 16
 
+// Values at base[kk * stride] for kk in [lo, hi), zero elsewhere (padding, invalid taps).
+struct Strided {
+    const float* base;
+    int stride, lo, hi;
+    __device__ float operator()(int kk) const { return kk >= lo && kk < hi ? base[kk * stride] : 0.0f; }
+};
+__device__ __forceinline__ Strided strided(const float* base, int stride, bool valid) {
+    return {base, stride, 0, valid ? TILE_K : 0};
+}
+
+// Tiled: a 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register
+// sub-tile, stepping K by TILE_K through shared memory. Each thread gathers B for one fixed
+// column, so the column's decomposition is done once (`Ops::column`).
+// Split K: block z sums k in [z * k_chunk, (z + 1) * k_chunk) (k_chunk a multiple of
+// TILE_K). With one split it writes the result; with several, its partial sums go to
+// `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
+// so results do not depend on scheduling.
+// Launch: grid (ceil(N / 64), ceil(M / 64), splits), 256 threads (src/device/tiled_conv.rs).
 template <class Ops>
-__device__ __forceinline__ void tiled_gemm(const Ops& ops) {
-    const int M = ops.rows();
-    const long long N = ops.columns(), K = ops.depth();
+__device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
+    const int M = ops.rows(), N = ops.columns(), K = ops.depth();
+    if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
+    const int k_begin = blockIdx.z * k_chunk;
+    const int k_end = min(K, k_begin + k_chunk);
     __shared__ float a_tile[TILE_K][TILE_M];
     __shared__ float b_tile[TILE_K][TILE_N];
     const int m0 = blockIdx.y * TILE_M;
-    const long long n0 = (long long)blockIdx.x * TILE_N;
+    const int n0 = blockIdx.x * TILE_N;
     const int tid = threadIdx.x;
     const int tx = tid % 16, ty = tid / 16;
     const int col = tid % TILE_N;
     const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
+    // The depth within a tile at which this thread loads A, and the first at which it loads B.
+    const int a_kk = tid % TILE_K, b_kk = tid / TILE_N;
 
     float acc[4][4] = {};
-    for (long long k0 = 0; k0 < K; k0 += TILE_K) {
+    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        const typename Ops::Slice slice = ops.slice(k0);
+        if (slice.uniform) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            int kk = tid % TILE_K, mm = tid / TILE_K + 16 * j;
-            int m = m0 + mm;
-            long long k = k0 + kk;
-            a_tile[kk][mm] = (m < M && k < K) ? ops.a(m, k) : 0.0f;
-        }
+            for (int j = 0; j < 4; ++j) {
+                int m = m0 + tid / TILE_K + 16 * j;
+                a_tile[a_kk][m - m0] = (m < M && k0 + a_kk < k_end) ? ops.a(m, slice)(a_kk) : 0.0f;
+            }
+            const Strided b = ops.b(column, slice);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            int kk = tid / TILE_N + 4 * j;
-            long long k = k0 + kk;
-            b_tile[kk][col] = (column.valid && k < K) ? ops.b(column, k) : 0.0f;
+            for (int j = 0; j < 4; ++j) {
+                int kk = b_kk + 4 * j;
+                b_tile[kk][col] = (column.valid && k0 + kk < k_end) ? b(kk) : 0.0f;
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                int m = m0 + tid / TILE_K + 16 * j, k = k0 + a_kk;
+                a_tile[a_kk][m - m0] = (m < M && k < k_end) ? ops.a(m, ops.slice(k))(0) : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                int kk = b_kk + 4 * j, k = k0 + kk;
+                b_tile[kk][col] = (column.valid && k < k_end) ? ops.b(column, ops.slice(k))(0) : 0.0f;
+            }
         }
         __syncthreads();
 #pragma unroll
@@ -85,7 +124,7 @@ __device__ __forceinline__ void tiled_gemm(const Ops& ops) {
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            long long n = n0 + tx * 4 + j;
+            int n = n0 + tx * 4 + j;
             if (n < N) ops.store(m, n, acc[i][j]);
         }
     }
@@ -95,8 +134,8 @@ __device__ __forceinline__ void tiled_gemm(const Ops& ops) {
 struct Position {
     int d, h, w;
 };
-__device__ __forceinline__ Position position(long long flat, int sh, int sw) {
-    return {(int)(flat / ((long long)sw * sh)), (int)((flat / sw) % sh), (int)(flat % sw)};
+__device__ __forceinline__ Position position(int flat, int sh, int sw) {
+    return {flat / (sw * sh), (flat / sw) % sh, flat % sw};
 }
 
 // Kernel tap (kd, kh, kw) of a flat index into k_d * k_h * k_w.
@@ -107,127 +146,164 @@ __device__ __forceinline__ Position tap(int r, const ConvParams& g) {
 // The B column a thread gathers: an image or channel index and a position or kernel tap.
 struct GemmColumn {
     bool valid;
-    long long index;
+    int index;
     Position pos;
 };
 
+// fprop's and dgrad's K slice: one tap, channels from c0.
+struct TapSlice {
+    bool uniform;
+    int tap;
+    Position t;
+    int c0;
+};
+
 // Offset of channel m of column n = (image, position) in an N, C, spatial tensor.
-__device__ __forceinline__ long long column_offset(long long n, long long spatial, int channels, int m) {
-    return (n / spatial * channels + m) * spatial + n % spatial;
+__device__ __forceinline__ long long column_offset(int n, int spatial, int channels, int m) {
+    return ((long long)(n / spatial) * channels + m) * spatial + n % spatial;
 }
 
-// What every primitive needs of the geometry.
+// What every primitive needs of the geometry, and where the result goes.
 struct ConvShape {
     ConvParams g;
-    long long in_sp, out_sp;
-    int kvol;
-    __device__ explicit ConvShape(const ConvParams& p)
+    int in_sp, out_sp, kvol;
+    float* out;
+    __device__ ConvShape(const ConvParams& p, float* out_)
         : g(p),
-          in_sp((long long)p.in_d * p.in_h * p.in_w),
-          out_sp((long long)p.out_d * p.out_h * p.out_w),
-          kvol(p.k_d * p.k_h * p.k_w) {}
-    // The input value that output position o reads with tap t (0 in the zero padding).
-    __device__ float input_at(const float* plane, Position o, Position t) const {
+          in_sp(p.in_d * p.in_h * p.in_w),
+          out_sp(p.out_d * p.out_h * p.out_w),
+          kvol(p.k_d * p.k_h * p.k_w),
+          out(out_) {}
+    __device__ TapSlice tap_slice(int k0, int channels) const {
+        int t = k0 / channels;
+        return {channels % TILE_K == 0, t, tap(t, g), k0 % channels};
+    }
+    // Flat offset of the input position that output position o reads with tap t, or -1 in
+    // the zero padding.
+    __device__ int input_offset(Position o, Position t) const {
         int id = o.d * g.s_d + t.d - g.p_d, ih = o.h * g.s_h + t.h - g.p_h, iw = o.w * g.s_w + t.w - g.p_w;
         bool inside = id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
-        return inside ? plane[((long long)id * g.in_h + ih) * g.in_w + iw] : 0.0f;
+        return inside ? (id * g.in_h + ih) * g.in_w + iw : -1;
     }
 };
 
-// fprop: A = W [c_out, c_in*kvol], B = im2col(X), one column per (image, output position).
+// fprop: A = W [c_out, (tap, c_in)], B = im2col(X), one column per (image, output position).
 struct FpropOps : ConvShape {
     const float* x;
     const float* w;
-    float* y;
-    __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y_)
-        : ConvShape(p), x(x_), w(w_), y(y_) {}
+    __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y)
+        : ConvShape(p, y), x(x_), w(w_) {}
     __device__ int rows() const { return g.c_out; }
-    __device__ long long columns() const { return g.n * out_sp; }
-    __device__ long long depth() const { return (long long)g.c_in * kvol; }
+    __device__ int columns() const { return g.n * out_sp; }
+    __device__ int depth() const { return g.c_in * kvol; }
     using Column = GemmColumn;
-    __device__ Column column(long long n, bool valid) const {
+    using Slice = TapSlice;
+    __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
         return {true, n / out_sp, position(n % out_sp, g.out_h, g.out_w)};
     }
-    __device__ float a(int m, long long k) const { return w[(long long)m * g.c_in * kvol + k]; }
-    __device__ float b(const Column& c, long long k) const {
-        const float* plane = x + (c.index * g.c_in + k / kvol) * in_sp;
-        return input_at(plane, c.pos, tap(k % kvol, g));
+    __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
+    // A[co, (tap, ci)] = w[co, ci, tap].
+    __device__ Strided a(int m, const Slice& s) const {
+        return strided(w + ((long long)m * g.c_in + s.c0) * kvol + s.tap, kvol, true);
     }
-    __device__ void store(int m, long long n, float v) const {
-        y[column_offset(n, out_sp, g.c_out, m)] = v;
+    __device__ Strided b(const Column& c, const Slice& s) const {
+        int offset = input_offset(c.pos, s.t);
+        return strided(x + ((long long)c.index * g.c_in + s.c0) * in_sp + offset, in_sp, offset >= 0);
     }
+    __device__ void store(int m, int n, float v) const { out[column_offset(n, out_sp, g.c_out, m)] = v; }
 };
 
-// dgrad: A = W^T [c_in, c_out*kvol], B = the dY values each input position receives.
+// dgrad: A = W^T [c_in, (tap, c_out)], B = the dY values each input position receives.
 struct DgradOps : ConvShape {
     const float* dy;
     const float* w;
-    float* dx;
-    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx_)
-        : ConvShape(p), dy(dy_), w(w_), dx(dx_) {}
+    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
+        : ConvShape(p, dx), dy(dy_), w(w_) {}
     __device__ int rows() const { return g.c_in; }
-    __device__ long long columns() const { return g.n * in_sp; }
-    __device__ long long depth() const { return (long long)g.c_out * kvol; }
+    __device__ int columns() const { return g.n * in_sp; }
+    __device__ int depth() const { return g.c_out * kvol; }
     using Column = GemmColumn;
-    __device__ Column column(long long n, bool valid) const {
+    using Slice = TapSlice;
+    __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
         return {true, n / in_sp, position(n % in_sp, g.in_h, g.in_w)};
     }
-    // A[ci, (co, tap)] = w[co, ci, tap].
-    __device__ float a(int m, long long k) const {
-        return w[(k / kvol * g.c_in + m) * kvol + k % kvol];
+    __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
+    // A[ci, (tap, co)] = w[co, ci, tap].
+    __device__ Strided a(int m, const Slice& s) const {
+        return strided(w + ((long long)s.c0 * g.c_in + m) * kvol + s.tap, g.c_in * kvol, true);
     }
-    __device__ float b(const Column& c, long long k) const {
-        Position t = tap(k % kvol, g);
-        int od = out_index(c.pos.d, t.d, g.s_d, g.p_d, g.out_d);
-        int oh = out_index(c.pos.h, t.h, g.s_h, g.p_h, g.out_h);
-        int ow = out_index(c.pos.w, t.w, g.s_w, g.p_w, g.out_w);
-        if (od < 0 || oh < 0 || ow < 0) return 0.0f;
-        return dy[(c.index * g.c_out + k / kvol) * out_sp + ((long long)od * g.out_h + oh) * g.out_w + ow];
+    __device__ Strided b(const Column& c, const Slice& s) const {
+        int od = out_index(c.pos.d, s.t.d, g.s_d, g.p_d, g.out_d);
+        int oh = out_index(c.pos.h, s.t.h, g.s_h, g.p_h, g.out_h);
+        int ow = out_index(c.pos.w, s.t.w, g.s_w, g.p_w, g.out_w);
+        bool valid = od >= 0 && oh >= 0 && ow >= 0;
+        int offset = valid ? (od * g.out_h + oh) * g.out_w + ow : 0;
+        return strided(dy + ((long long)c.index * g.c_out + s.c0) * out_sp + offset, out_sp, valid);
     }
-    __device__ void store(int m, long long n, float v) const {
-        dx[column_offset(n, in_sp, g.c_in, m)] = v;
-    }
+    __device__ void store(int m, int n, float v) const { out[column_offset(n, in_sp, g.c_in, m)] = v; }
 };
 
-// wgrad: A = dY [c_out, n*out_sp], B = im2col(X)^T, one column per (c_in, tap).
+// wgrad's K slice: one image, output positions from o along a row.
+struct RowSlice {
+    bool uniform;
+    int image;
+    Position o;
+    int flat;
+};
+
+// wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
 struct WgradOps : ConvShape {
     const float* x;
     const float* dy;
-    float* dw;
-    __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw_)
-        : ConvShape(p), x(x_), dy(dy_), dw(dw_) {}
+    __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw)
+        : ConvShape(p, dw), x(x_), dy(dy_) {}
     __device__ int rows() const { return g.c_out; }
-    __device__ long long columns() const { return (long long)g.c_in * kvol; }
-    __device__ long long depth() const { return g.n * out_sp; }
+    __device__ int columns() const { return g.c_in * kvol; }
+    __device__ int depth() const { return g.n * out_sp; }
     using Column = GemmColumn;
-    __device__ Column column(long long n, bool valid) const {
+    using Slice = RowSlice;
+    __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
         return {true, n / kvol, tap(n % kvol, g)};
     }
-    // A[co, (img, sp)] = dy[img, co, sp].
-    __device__ float a(int m, long long k) const {
-        return dy[column_offset(k, out_sp, g.c_out, m)];
+    __device__ Slice slice(int k0) const {
+        int flat = k0 % out_sp;
+        return {g.out_w % TILE_K == 0, k0 / out_sp, position(flat, g.out_h, g.out_w), flat};
     }
-    __device__ float b(const Column& c, long long k) const {
-        const float* plane = x + (k / out_sp * g.c_in + c.index) * in_sp;
-        return input_at(plane, position(k % out_sp, g.out_h, g.out_w), c.pos);
+    // A[co, (img, o)] = dy[img, co, o].
+    __device__ Strided a(int m, const Slice& s) const {
+        return strided(dy + ((long long)s.image * g.c_out + m) * out_sp + s.flat, 1, true);
     }
-    __device__ void store(int m, long long n, float v) const { dw[(long long)m * g.c_in * kvol + n] = v; }
+    // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the valid
+    // run of output columns is the one whose input column lands inside.
+    __device__ Strided b(const Column& c, const Slice& s) const {
+        int id = s.o.d * g.s_d + c.pos.d - g.p_d, ih = s.o.h * g.s_h + c.pos.h - g.p_h;
+        int iw0 = s.o.w * g.s_w + c.pos.w - g.p_w;
+        bool row_inside = id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
+        // kk with 0 <= iw0 + kk * s_w < in_w.
+        int lo = iw0 >= 0 ? 0 : (-iw0 + g.s_w - 1) / g.s_w;
+        int hi = iw0 >= g.in_w ? 0 : (g.in_w - iw0 + g.s_w - 1) / g.s_w;
+        const float* row = x + ((long long)s.image * g.c_in + c.index) * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
+        return {row, g.s_w, lo, row_inside ? hi : 0};
+    }
+    __device__ void store(int m, int n, float v) const { out[(long long)m * g.c_in * kvol + n] = v; }
 };
 
 // Direct: one thread per result (grid-stride, any 1D launch), summing over K in order.
 template <class Ops>
 __device__ __forceinline__ void direct_gemm(const Ops& ops) {
-    const int M = ops.rows();
-    const long long N = ops.columns(), K = ops.depth();
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < M * N; i += (long long)gridDim.x * blockDim.x) {
-        const long long n = i % N;
+    const int M = ops.rows(), N = ops.columns(), K = ops.depth();
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (long long)M * N; i += (long long)gridDim.x * blockDim.x) {
+        const int n = i % N;
         const int m = i / N;
         const typename Ops::Column column = ops.column(n, true);
         float acc = 0.0f;
-        for (long long k = 0; k < K; ++k) acc += ops.a(m, k) * ops.b(column, k);
+        for (int k = 0; k < K; ++k) {
+            const typename Ops::Slice s = ops.slice(k);
+            acc += ops.a(m, s)(0) * ops.b(column, s)(0);
+        }
         ops.store(m, n, acc);
     }
 }
@@ -245,16 +321,25 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y) {
-    tiled_gemm(FpropOps(g, x, w, y));
+conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y, float* partial, int k_chunk) {
+    tiled_gemm(FpropOps(g, x, w, y), partial, k_chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-conv_dgrad_tiled_f32(ConvParams g, const float* dy, const float* w, float* dx) {
-    tiled_gemm(DgradOps(g, dy, w, dx));
+conv_dgrad_tiled_f32(ConvParams g, const float* dy, const float* w, float* dx, float* partial, int k_chunk) {
+    tiled_gemm(DgradOps(g, dy, w, dx), partial, k_chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-conv_wgrad_tiled_f32(ConvParams g, const float* x, const float* dy, float* dw) {
-    tiled_gemm(WgradOps(g, x, dy, dw));
+conv_wgrad_tiled_f32(ConvParams g, const float* x, const float* dy, float* dw, float* partial, int k_chunk) {
+    tiled_gemm(WgradOps(g, x, dy, dw), partial, k_chunk);
+}
+
+// out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
+extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+        float sum = 0.0f;
+        for (int z = 0; z < splits; ++z) sum += partial[(long long)z * len + i];
+        out[i] = sum;
+    }
 }

@@ -3,10 +3,11 @@
 #
 #   scripts/gpu-check.sh        builds the CUDA parity tests (--features cuda, needs nvcc)
 #                               into .gpu-bundle/ (ignored by git) with a runner script;
-#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test and
-#                               `mrgan bench kernels`, writes the full logs, the CSV and the
-#                               GPU's description under $OUT (default .gpu-bundle/results)
-#                               and prints a short table last. Every step runs under
+#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test,
+#                               `mrgan bench kernels` and its cuDNN baseline
+#                               (benches/torch_kernels.py, needs python3 with torch), writes
+#                               the full logs, the CSVs and the GPU's description under $OUT
+#                               (default .gpu-bundle/results) and prints short tables last. Every step runs under
 #                               `timeout` (see run.sh) so one device call always returns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ exe=$(grep -o 'target/release/deps/cuda_parity-[0-9a-f]*' "$log" | tail -1)
 cp "$exe" "$bundle/cuda_parity"
 cargo build --release --locked --features cuda --bin mrgan
 cp target/release/mrgan "$bundle/mrgan"
+cp benches/torch_kernels.py "$bundle/torch_kernels.py"
 cat > "$bundle/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs the bundled CUDA parity tests; see scripts/gpu-check.sh.
@@ -28,6 +30,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/results}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
+# Built on another machine: say so at once if the binaries cannot start here.
+"$here/mrgan" --version >> "$out/gpu.txt" 2>&1 || ldd "$here/mrgan" >> "$out/gpu.txt" 2>&1
 # Each step is bounded so that one call on a 15-minute device lease always returns a
 # table: MRGAN_PARITY_TIMEOUT / MRGAN_BENCH_TIMEOUT seconds (exit 124 marks a step cut off).
 timeout "${MRGAN_PARITY_TIMEOUT:-240}" "$here/cuda_parity" --nocapture --test-threads 1 \
@@ -55,6 +59,14 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
   echo "== kernels (full table: $out/kernels.txt)"
   head -3 "$out/kernels.txt"
   grep -E "block \(x18\)|adam" "$out/kernels.txt"
+  # The same primitives on cuDNN, same GPU, same run (MRGAN_TORCH_TIMEOUT seconds).
+  if [ -s "$out/kernels.csv" ]; then
+    timeout "${MRGAN_TORCH_TIMEOUT:-150}" python3 "$here/torch_kernels.py" "$out/kernels.csv" \
+      --csv "$out/torch_kernels.csv" > "$out/torch_kernels.txt" 2>&1
+    echo "== mrgan vs cuDNN (exit $?; full table: $out/torch_kernels.txt)"
+    head -1 "$out/torch_kernels.txt"
+    sed -n '/^Whole network/,$p' "$out/torch_kernels.txt"
+  fi
 fi
 exit $rc
 RUN

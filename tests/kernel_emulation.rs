@@ -124,15 +124,34 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
     );
 }
 
+/// Tiled launches per pass: as planned for a GPU asking for one block (never split) and for
+/// 64 blocks (splits K wherever the test shapes have fewer tiles and enough K).
+const PLAN_TARGETS: [usize; 2] = [1, 64];
+
 #[test]
 fn emulated_conv_kernels_match_the_cpu() {
+    use mrgan::device::tiled_conv::{ConvPass, TiledLaunch};
     let emulation = Emulation::new("conv");
     let driver = driver_or_skip!(emulation, "conv_driver");
+    let passes = [ConvPass::Fprop, ConvPass::Dgrad, ConvPass::Wgrad];
+    let mut split_launches = 0;
     for (k, g) in common::conv_test_geometries().iter().enumerate() {
         let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
-        let mut input: Vec<u8> = bytemuck::cast_slice(&params(g)).to_vec();
+        let mut header = params(g);
+        header.push(PLAN_TARGETS.len() as i32);
+        let mut plans = Vec::new();
+        for pass in passes {
+            for target in PLAN_TARGETS {
+                let plan = TiledLaunch::plan(pass.gemm(g), target);
+                let (gx, gy, gz) = plan.grid;
+                header.extend([gx as i32, gy as i32, gz as i32, plan.k_chunk as i32]);
+                split_launches += usize::from(plan.splits > 1);
+                plans.push(plan);
+            }
+        }
+        let mut input: Vec<u8> = bytemuck::cast_slice(&header).to_vec();
         for v in [&x, &w, &dy] {
             input.extend_from_slice(bytemuck::cast_slice(v));
         }
@@ -143,17 +162,27 @@ fn emulated_conv_kernels_match_the_cpu() {
         conv::dgrad(&dy, &w, g, &mut want_dx);
         let mut want_dw = vec![0.0; w.len()];
         conv::wgrad(&x, &dy, g, &mut want_dw);
-        // The driver writes each primitive's direct then tiled result.
+        // The driver writes each primitive's direct result, then each planned tiled one.
         let mut rest = &out[..];
+        let mut plans = plans.iter();
         for (name, want) in [("fprop", &want), ("dgrad", &want_dx), ("wgrad", &want_dw)] {
-            for variant in ["", "-tiled"] {
+            let (got, tail) = rest.split_at(want.len());
+            check(&format!("case {k} {name}"), got, want);
+            rest = tail;
+            for _ in PLAN_TARGETS {
+                let plan = plans.next().unwrap();
                 let (got, tail) = rest.split_at(want.len());
-                check(&format!("case {k} {name}{variant}"), got, want);
+                let what = format!("case {k} {name}-tiled, {} K split(s)", plan.splits);
+                check(&what, got, want);
                 rest = tail;
             }
         }
         assert!(rest.is_empty(), "case {k}: driver wrote extra values");
     }
+    assert!(
+        split_launches >= 3,
+        "the test shapes must exercise split K (only {split_launches} split launches)"
+    );
 }
 
 /// Batch and instance norm: statistics, apply, gradient sums and backward (batch and fixed

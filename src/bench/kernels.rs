@@ -8,6 +8,7 @@ use std::io::Write;
 
 use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
+use crate::ops::conv::ConvGeometry;
 
 /// One measured kernel.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub struct KernelRow {
     /// GFLOP/s for convs, GB/s for memory-bound kernels.
     pub rate: f64,
     pub unit: &'static str,
+    /// The conv's shape, for convs: lets a baseline (benches/torch_kernels.py) time the same.
+    pub geometry: Option<ConvGeometry>,
 }
 
 /// Runs the table; `progress` is told each finished measurement.
@@ -38,14 +41,15 @@ pub fn run(
     for &batch in batches {
         for layer in &all {
             let g = layer.geometry(batch);
-            for kernel in ConvKernel::ALL {
-                let ms = gpu.time_conv(&g, kernel, reps)?;
+            let times = gpu.time_conv(&g, &ConvKernel::ALL, reps)?;
+            for (kernel, ms) in ConvKernel::ALL.into_iter().zip(times) {
                 let row = KernelRow {
                     kernel: format!("{} {} {}", layer.net, layer.name, kernel.name()),
                     batch,
                     ms,
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
                     unit: "GFLOP/s",
+                    geometry: Some(g),
                 };
                 progress(&row);
                 rows.push(row);
@@ -61,6 +65,7 @@ pub fn run(
         ms,
         rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,
         unit: "GB/s",
+        geometry: None,
     };
     progress(&row);
     rows.push(row);
@@ -108,13 +113,24 @@ pub fn write_table(
     Ok(())
 }
 
-/// CSV for machines.
+/// CSV for machines; conv rows carry their forward conv's shape (2D: height, width, square
+/// kernel, stride and padding), empty for the others.
 pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
-    writeln!(out, "kernel,batch,ms,rate,unit")?;
+    writeln!(
+        out,
+        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad"
+    )?;
     for r in rows {
+        let shape = match &r.geometry {
+            Some(g) => format!(
+                "{},{},{},{},{},{},{}",
+                g.c_in, g.c_out, g.input[1], g.input[2], g.kernel[2], g.stride[2], g.pad[2]
+            ),
+            None => ",,,,,,".into(),
+        };
         writeln!(
             out,
-            "{},{},{:.4},{:.2},{}",
+            "{},{},{:.4},{:.2},{},{shape}",
             r.kernel, r.batch, r.ms, r.rate, r.unit
         )?;
     }

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
+use super::tiled_conv::{ConvPass, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
 use crate::ops::loss::LossKind;
@@ -51,9 +52,21 @@ const _: () = assert!(std::mem::size_of::<ConvParams>() == 72);
 unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
 
 impl ConvParams {
-    fn of(g: &ConvGeometry) -> ConvParams {
+    /// The kernels index with 32-bit ints (64-bit division is several times slower), so
+    /// every tensor of the conv must have fewer than 2^31 elements.
+    fn of(g: &ConvGeometry) -> CudaResult<ConvParams> {
+        let largest = [g.input_shape(), g.output_shape(), g.weight_shape()]
+            .iter()
+            .map(|s| s.numel())
+            .max()
+            .unwrap_or(0);
+        if largest > i32::MAX as usize {
+            return Err(format!(
+                "conv tensors of {largest} elements are beyond the CUDA kernels' 32-bit indexing (2^31 - 1); use a smaller batch or patch"
+            ));
+        }
         let i = |v: [usize; 3]| v.map(|x| x as i32);
-        ConvParams {
+        Ok(ConvParams {
             n: g.batch as i32,
             c_in: g.c_in as i32,
             c_out: g.c_out as i32,
@@ -62,7 +75,7 @@ impl ConvParams {
             stride: i(g.stride),
             pad: i(g.pad),
             output: i(g.output),
-        }
+        })
     }
 }
 
@@ -96,6 +109,7 @@ struct Functions {
     conv_dgrad_tiled: CudaFunction,
     conv_wgrad: CudaFunction,
     conv_wgrad_tiled: CudaFunction,
+    conv_split_sum: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
     dropout: CudaFunction,
@@ -106,6 +120,8 @@ struct Functions {
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Blocks the tiled convs aim for: two per multiprocessor (`TiledLaunch::plan`).
+    target_blocks: usize,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
@@ -155,6 +171,22 @@ impl ConvKernel {
         }
     }
 
+    /// The primitive this kernel computes.
+    pub fn pass(self) -> ConvPass {
+        match self {
+            ConvKernel::Fprop | ConvKernel::FpropTiled => ConvPass::Fprop,
+            ConvKernel::Dgrad | ConvKernel::DgradTiled => ConvPass::Dgrad,
+            ConvKernel::Wgrad | ConvKernel::WgradTiled => ConvPass::Wgrad,
+        }
+    }
+
+    fn tiled(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::FpropTiled | ConvKernel::DgradTiled | ConvKernel::WgradTiled
+        )
+    }
+
     /// Element counts of the two operands and the result: fprop (x, w) -> y,
     /// dgrad (dy, w) -> dx, wgrad (x, dy) -> dw.
     fn operand_lens(self, g: &ConvGeometry) -> (usize, usize, usize) {
@@ -163,26 +195,10 @@ impl ConvKernel {
             g.weight_shape().numel(),
             g.output_shape().numel(),
         );
-        match self {
-            ConvKernel::Fprop | ConvKernel::FpropTiled => (x, w, y),
-            ConvKernel::Dgrad | ConvKernel::DgradTiled => (y, w, x),
-            ConvKernel::Wgrad | ConvKernel::WgradTiled => (x, y, w),
-        }
-    }
-
-    fn launch_config(self, g: &ConvGeometry) -> LaunchConfig {
-        let kernel_volume: usize = g.kernel.iter().product();
-        // The tiled kernels' GEMM rows and columns (kernels/conv.cu): one 64 x 64 tile each.
-        let (rows, columns) = match self {
-            ConvKernel::FpropTiled => (g.c_out, g.output_shape().numel() / g.c_out),
-            ConvKernel::DgradTiled => (g.c_in, g.input_shape().numel() / g.c_in),
-            ConvKernel::WgradTiled => (g.c_out, g.c_in * kernel_volume),
-            _ => return launch_1d(self.operand_lens(g).2),
-        };
-        LaunchConfig {
-            grid_dim: (columns.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
+        match self.pass() {
+            ConvPass::Fprop => (x, w, y),
+            ConvPass::Dgrad => (y, w, x),
+            ConvPass::Wgrad => (x, y, w),
         }
     }
 }
@@ -255,15 +271,22 @@ impl CudaBackend {
             conv_dgrad_tiled: f(&conv, "conv_dgrad_tiled_f32")?,
             conv_wgrad: f(&conv, "conv_wgrad_f32")?,
             conv_wgrad_tiled: f(&conv, "conv_wgrad_tiled_f32")?,
+            conv_split_sum: f(&conv, "conv_split_sum_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
             dropout: f(&elementwise, "dropout_f32")?,
             adam: f(&adam, "adam_step_f32")?,
         };
         let stream = ctx.default_stream();
+        let multiprocessors = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(err("multiprocessor count"))?;
         Ok(CudaBackend {
             ctx,
             stream,
+            target_blocks: 2 * multiprocessors.max(1) as usize,
             functions,
             _modules: vec![elementwise, adam, conv, norm, loss, pad],
         })
@@ -288,8 +311,8 @@ impl CudaBackend {
         }
     }
 
-    /// One conv primitive on host data, as its CPU op (`ConvKernel::operands` says which):
-    /// `a`, `b` in, the result out (the output buffer is NaN-poisoned first).
+    /// One conv primitive on host data, as its CPU op (`ConvKernel::operand_lens` says
+    /// which): `a`, `b` in, the result out (the output buffer is NaN-poisoned first).
     pub fn conv(
         &self,
         kernel: ConvKernel,
@@ -306,13 +329,69 @@ impl CudaBackend {
         let mut out = s
             .clone_htod(&vec![f32::NAN; out_len])
             .map_err(err("alloc"))?;
-        let params = ConvParams::of(g);
-        let mut launch = s.launch_builder(self.conv_function(kernel));
-        launch.arg(&params).arg(&da).arg(&db).arg(&mut out);
-        // SAFETY: matches the conv kernels' (ConvParams, const float*, const float*, float*);
-        // the buffers have the sizes the geometry implies.
-        unsafe { launch.launch(kernel.launch_config(g)) }.map_err(err(kernel.name()))?;
+        let mut workspace = self.conv_workspace(kernel, g)?;
+        self.launch_conv(kernel, g, &da, &db, &mut out, &mut workspace)?;
         s.clone_dtoh(&out).map_err(err("copy out"))
+    }
+
+    /// The split-K partial sums `kernel` needs on `g` (a one-element stand-in when none).
+    fn conv_workspace(&self, kernel: ConvKernel, g: &ConvGeometry) -> CudaResult<CudaSlice<f32>> {
+        let len = if kernel.tiled() {
+            TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks).workspace
+        } else {
+            0
+        };
+        self.stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(err("alloc"))
+    }
+
+    /// Launches one conv primitive on device buffers of the sizes `g` implies; tiled kernels
+    /// with split K add their partial sums (in `workspace`, from `conv_workspace`) after.
+    fn launch_conv(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+        workspace: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let params = ConvParams::of(g)?;
+        let st = &self.stream;
+        let mut launch = st.launch_builder(self.conv_function(kernel));
+        launch.arg(&params).arg(a).arg(b).arg(&mut *out);
+        if !kernel.tiled() {
+            // SAFETY: matches the direct kernels' (ConvParams, const float*, const float*,
+            // float*); the buffers have the sizes the geometry implies.
+            unsafe { launch.launch(launch_1d(kernel.operand_lens(g).2)) }
+                .map_err(err(kernel.name()))?;
+            return Ok(());
+        }
+        let plan = TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks);
+        launch.arg(&mut *workspace).arg(&plan.k_chunk);
+        let config = LaunchConfig {
+            grid_dim: plan.grid,
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches the tiled kernels' (ConvParams, const float*, const float*, float*,
+        // float* partial, int k_chunk); with several splits `workspace` holds
+        // `plan.workspace` floats (`conv_workspace`), else the kernels do not touch it.
+        unsafe { launch.launch(config) }.map_err(err(kernel.name()))?;
+        if plan.splits > 1 {
+            let len = kernel.operand_lens(g).2;
+            let (len_arg, splits) = (len as i32, plan.splits as i32);
+            let mut sum = st.launch_builder(&self.functions.conv_split_sum);
+            sum.arg(&*workspace)
+                .arg(&mut *out)
+                .arg(&len_arg)
+                .arg(&splits);
+            // SAFETY: matches (const float* partial, float* out, int len, int splits);
+            // `workspace` holds splits * len floats, `out` len.
+            unsafe { sum.launch(launch_1d(len)) }.map_err(err("conv split sum"))?;
+        }
+        Ok(())
     }
 
     /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
@@ -589,29 +668,42 @@ impl CudaBackend {
         Ok(times[times.len() / 2])
     }
 
-    /// Median milliseconds of one conv primitive on device buffers filled with non-zero
-    /// values.
-    pub fn time_conv(&self, g: &ConvGeometry, kernel: ConvKernel, reps: usize) -> CudaResult<f64> {
+    /// Median milliseconds of each conv primitive in `kernels` on `g`, all on one set of
+    /// device buffers (x, w, y filled with values in [-0.5, 0.5), plus one output buffer), so
+    /// that a batch-16 layer is filled once rather than once per kernel.
+    pub fn time_conv(
+        &self,
+        g: &ConvGeometry,
+        kernels: &[ConvKernel],
+        reps: usize,
+    ) -> CudaResult<Vec<f64>> {
+        use rayon::prelude::*;
         let st = &self.stream;
-        let fill = |len: usize, seed: u64| -> Vec<f32> {
-            (0..len)
+        let filled = |len: usize, seed: u64| {
+            let host: Vec<f32> = (0..len)
+                .into_par_iter()
                 .map(|i| crate::ops::elementwise::cpu::uniform_at(seed, i as u64) - 0.5)
-                .collect()
+                .collect();
+            st.clone_htod(&host).map_err(err("copy in"))
         };
-        let (a_len, b_len, out_len) = kernel.operand_lens(g);
-        let a = st.clone_htod(&fill(a_len, 1)).map_err(err("copy in"))?;
-        let b = st.clone_htod(&fill(b_len, 2)).map_err(err("copy in"))?;
-        let mut out = st.alloc_zeros::<f32>(out_len).map_err(err("alloc"))?;
-        let params = ConvParams::of(g);
-        let f = self.conv_function(kernel);
-        self.time_ms(reps, || {
-            let mut l = st.launch_builder(f);
-            l.arg(&params).arg(&a).arg(&b).arg(&mut out);
-            // SAFETY: as in `conv`.
-            unsafe { l.launch(kernel.launch_config(g)) }
-                .map(|_| ())
-                .map_err(err(kernel.name()))
-        })
+        let (x_len, w_len, y_len) = ConvKernel::Fprop.operand_lens(g);
+        let (x, w, y) = (filled(x_len, 1)?, filled(w_len, 2)?, filled(y_len, 3)?);
+        let mut out = st
+            .alloc_zeros::<f32>(x_len.max(w_len).max(y_len))
+            .map_err(err("alloc"))?;
+        let mut times = Vec::with_capacity(kernels.len());
+        for &kernel in kernels {
+            let (a, b) = match kernel.pass() {
+                ConvPass::Fprop => (&x, &w),
+                ConvPass::Dgrad => (&y, &w),
+                ConvPass::Wgrad => (&x, &y),
+            };
+            let mut workspace = self.conv_workspace(kernel, g)?;
+            times.push(self.time_ms(reps, || {
+                self.launch_conv(kernel, g, a, b, &mut out, &mut workspace)
+            })?);
+        }
+        Ok(times)
     }
 
     /// Device-to-device copy bandwidth in GB/s (read + write bytes), the memory-bound peak.

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod tiled_conv;
 
 /// A compute device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

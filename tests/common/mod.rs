@@ -109,10 +109,13 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
     use mrgan::ops::conv::{ConvGeometry, ConvOptions};
     // input dims, weight dims, stride, padding, output padding, transposed
     type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
-    let cases: [Case; 7] = [
+    // Cases 2 and 3 have channel counts and output rows in multiples of 16: the CUDA tiled
+    // kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the general one.
+    let cases: [Case; 8] = [
         (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
         (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
         (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
+        (&[1, 16, 3, 4, 16], &[16, 16, 3, 3, 3], 1, 1, 0, false),
         (&[1, 3, 11, 13], &[70, 3, 1, 1], 1, 0, 0, false),
         (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
         (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),

@@ -1,45 +1,75 @@
-// Emulated kernels/conv.cu for tests/kernel_emulation.rs: reads ConvParams (18 int32) and
-// x, w, dy (float32) from argv[1], writes y, dx and dw, each from the direct and then the
-// tiled kernel, to argv[2].
-// Direct kernels run as one 256-thread block (their grid-stride loops cover any grid); the
-// tiled kernel runs with the grid src/device/cuda.rs launches.
+// Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (18 int32),
+// a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (grid x, y, z
+// and k_chunk: 4 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy
+// (float32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
+// and then each planned tiled launch's (with split K: the partial sums added by
+// conv_split_sum_f32, as the backend does).
+// Direct kernels run as one 256-thread block (their grid-stride loops cover any grid).
 #include <cmath>
 #include <cstdio>
 #include "cuda_host.hpp"
 #include "../../kernels/conv.cu"
 
+using Tiled = void (*)(ConvParams, const float*, const float*, float*, float*, int);
+using Direct = void (*)(ConvParams, const float*, const float*, float*);
+
+struct Plan {
+    int x, y, z, k_chunk;
+};
+
+// Outputs start as NaN, so an element a kernel does not write fails the test.
+static std::vector<float> run_direct(Direct kernel, const ConvParams& g, const std::vector<float>& a,
+                                     const std::vector<float>& b, size_t len) {
+    std::vector<float> out(len, NAN);
+    launch({1, 1, 1}, 256, [&] { kernel(g, a.data(), b.data(), out.data()); });
+    return out;
+}
+
+static std::vector<float> run_tiled(Tiled kernel, const ConvParams& g, const Plan& p, const std::vector<float>& a,
+                                    const std::vector<float>& b, size_t len) {
+    std::vector<float> out(len, NAN), partial(p.z > 1 ? p.z * len : 1, NAN);
+    launch({(unsigned)p.x, (unsigned)p.y, (unsigned)p.z}, 256,
+           [&] { kernel(g, a.data(), b.data(), out.data(), partial.data(), p.k_chunk); });
+    if (p.z > 1)
+        launch({4, 1, 1}, 256, [&] { conv_split_sum_f32(partial.data(), out.data(), (int)len, p.z); });
+    return out;
+}
+
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
     FILE* in = fopen(argv[1], "rb");
     ConvParams g;
-    if (!in || !io(in, &g, sizeof g, false)) return 3;
+    int plans = 0;
+    if (!in || !io(in, &g, sizeof g, false) || !io(in, &plans, 4, false) || plans < 0) return 3;
+    std::vector<Plan> plan(3 * plans);
+    if (!io(in, plan.data(), plan.size() * sizeof(Plan), false)) return 3;
     size_t nx = (size_t)g.n * g.c_in * g.in_d * g.in_h * g.in_w;
     size_t nw = (size_t)g.c_out * g.c_in * g.k_d * g.k_h * g.k_w;
     size_t ny = (size_t)g.n * g.c_out * g.out_d * g.out_h * g.out_w;
     std::vector<float> x(nx), w(nw), dy(ny);
-    // Outputs start as NaN, so an element a kernel does not write fails the test.
-    std::vector<float> y(ny, NAN), y_tiled(ny, NAN), dx(nx, NAN), dx_tiled(nx, NAN),
-        dw(nw, NAN), dw_tiled(nw, NAN);
     if (!io(in, x.data(), nx * 4, false) || !io(in, w.data(), nw * 4, false) ||
         !io(in, dy.data(), ny * 4, false))
         return 3;
     fclose(in);
-    // The tiled kernels' grid: ceil(columns / 64) x ceil(rows / 64), as the backend's.
-    auto tiles = [](size_t rows, size_t columns) {
-        return dim3{(unsigned)((columns + 63) / 64), (unsigned)((rows + 63) / 64), 1};
+    struct Pass {
+        Direct direct;
+        Tiled tiled;
+        const std::vector<float>&a, &b;
+        size_t len;
     };
-    size_t kvol = (size_t)g.k_d * g.k_h * g.k_w;
-    launch({1, 1, 1}, 256, [&] { conv_fprop_f32(g, x.data(), w.data(), y.data()); });
-    launch(tiles(g.c_out, ny / g.c_out), 256,
-           [&] { conv_fprop_tiled_f32(g, x.data(), w.data(), y_tiled.data()); });
-    launch({1, 1, 1}, 256, [&] { conv_dgrad_f32(g, dy.data(), w.data(), dx.data()); });
-    launch(tiles(g.c_in, nx / g.c_in), 256,
-           [&] { conv_dgrad_tiled_f32(g, dy.data(), w.data(), dx_tiled.data()); });
-    launch({1, 1, 1}, 256, [&] { conv_wgrad_f32(g, x.data(), dy.data(), dw.data()); });
-    launch(tiles(g.c_out, g.c_in * kvol), 256,
-           [&] { conv_wgrad_tiled_f32(g, x.data(), dy.data(), dw_tiled.data()); });
+    const Pass passes[3] = {{conv_fprop_f32, conv_fprop_tiled_f32, x, w, ny},
+                            {conv_dgrad_f32, conv_dgrad_tiled_f32, dy, w, nx},
+                            {conv_wgrad_f32, conv_wgrad_tiled_f32, x, dy, nw}};
     FILE* out = fopen(argv[2], "wb");
-    for (auto* v : {&y, &y_tiled, &dx, &dx_tiled, &dw, &dw_tiled})
-        if (!out || !io(out, v->data(), v->size() * 4, true)) return 4;
+    if (!out) return 4;
+    for (int p = 0; p < 3; ++p) {
+        const Pass& pass = passes[p];
+        std::vector<float> result = run_direct(pass.direct, g, pass.a, pass.b, pass.len);
+        if (!io(out, result.data(), result.size() * 4, true)) return 4;
+        for (int i = 0; i < plans; ++i) {
+            result = run_tiled(pass.tiled, g, plan[p * plans + i], pass.a, pass.b, pass.len);
+            if (!io(out, result.data(), result.size() * 4, true)) return 4;
+        }
+    }
     return fclose(out) == 0 ? 0 : 4;
 }

@@ -3,6 +3,7 @@
 // thread, a block's __shared__ arrays as statics (one block runs at a time), __syncthreads()
 // as a std::barrier. Not for kernels that use warp intrinsics or atomics.
 #pragma once
+#include <algorithm>
 #include <barrier>
 #include <cstdio>
 #include <functional>
@@ -23,23 +24,24 @@ inline std::barrier<>* block_barrier = nullptr;
 #define __launch_bounds__(threads)
 #define __shared__ static
 
-// Runs `kernel` for every thread of every block of a 1D-block launch, block after block.
+using std::min;
+
+// Runs `kernel` for every thread of every block of a launch with 1D blocks and a grid of up
+// to three dimensions, block after block.
 inline void launch(dim3 grid, unsigned threads, const std::function<void()>& kernel) {
     gridDim = grid;
     blockDim = {threads, 1, 1};
-    for (unsigned by = 0; by < grid.y; ++by) {
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-            blockIdx = {bx, by, 0};
-            std::barrier<> barrier(threads);
-            block_barrier = &barrier;
-            std::vector<std::thread> block;
-            for (unsigned t = 0; t < threads; ++t)
-                block.emplace_back([t, &kernel] {
-                    threadIdx = {t, 0, 0};
-                    kernel();
-                });
-            for (auto& thread : block) thread.join();
-        }
+    for (unsigned b = 0; b < grid.x * grid.y * grid.z; ++b) {
+        blockIdx = {b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
+        std::barrier<> barrier(threads);
+        block_barrier = &barrier;
+        std::vector<std::thread> block;
+        for (unsigned t = 0; t < threads; ++t)
+            block.emplace_back([t, &kernel] {
+                threadIdx = {t, 0, 0};
+                kernel();
+            });
+        for (auto& thread : block) thread.join();
     }
 }
 

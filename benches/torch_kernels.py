@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The PyTorch + cuDNN side of `mrgan bench kernels`: times the same conv primitives on the
+same shapes, on the same GPU, and prints mrgan's best kernel against cuDNN's.
+
+    python3 benches/torch_kernels.py KERNELS_CSV [--reps 20] [--csv OUT_CSV]
+
+KERNELS_CSV is the file `mrgan bench kernels --csv` wrote. Each conv row names a layer, a
+primitive (fprop, dgrad, wgrad; direct or `-tiled`) and its forward conv's shape. cuDNN runs
+each primitive through `aten.convolution_backward` / `conv2d` with `cudnn.benchmark` on (it
+picks its fastest algorithm), twice: strict fp32 (TF32 off: the same arithmetic as mrgan's
+fp32 FMA kernels) and PyTorch's default for convs (TF32 on). Times are the median of
+`--reps` CUDA-event-timed launches after warm-up.
+"""
+import argparse
+import csv
+import re
+import statistics
+
+import torch
+
+
+def time_ms(fn, reps):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def primitive(shape, batch, kind):
+    """A closure running one conv primitive of `shape` (a CSV row) at `batch` on cuDNN."""
+    c_in, c_out, h, w, k, s, p = (int(shape[key]) for key in
+                                  ("c_in", "c_out", "height", "width", "kernel_size", "stride", "pad"))
+    dev = torch.device("cuda")
+    x = torch.randn(batch, c_in, h, w, device=dev)
+    weight = torch.randn(c_out, c_in, k, k, device=dev)
+    y = torch.nn.functional.conv2d(x, weight, stride=s, padding=p)
+    dy = torch.randn_like(y)
+    if kind == "fprop":
+        return lambda: torch.nn.functional.conv2d(x, weight, stride=s, padding=p)
+    mask = [kind == "dgrad", kind == "wgrad", False]
+    return lambda: torch.ops.aten.convolution_backward(
+        dy, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kernels_csv")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--csv", help="write the comparison here too")
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = True
+
+    # mrgan's best kernel per (layer, primitive, batch).
+    best = {}
+    for row in csv.DictReader(open(args.kernels_csv)):
+        if row["unit"] != "GFLOP/s":
+            continue
+        *layer, kernel = row["kernel"].split(" ")
+        kind = kernel.removesuffix("-tiled")
+        key = (" ".join(layer), kind, int(row["batch"]))
+        ms = float(row["ms"])
+        if key not in best or ms < best[key][0]:
+            best[key] = (ms, kernel, row)
+
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
+    header = f"{'layer':<28} {'pass':<6} {'batch':>5} {'mrgan ms':>9} {'cuDNN fp32':>10} {'cuDNN tf32':>10} {'vs fp32':>8} {'vs tf32':>8}  mrgan kernel"
+    print(header)
+    results = []
+    totals = {}
+    for (layer, kind, batch), (ms, kernel, shape) in best.items():
+        fn = primitive(shape, batch, kind)
+        torch.backends.cudnn.allow_tf32 = False
+        fp32 = time_ms(fn, args.reps)
+        torch.backends.cudnn.allow_tf32 = True
+        tf32 = time_ms(fn, args.reps)
+        print(f"{layer:<28} {kind:<6} {batch:>5} {ms:>9.3f} {fp32:>10.3f} {tf32:>10.3f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x  {kernel}")
+        results.append((layer, kind, batch, ms, fp32, tf32, kernel))
+        net = layer.split(" ")[0]
+        repeats = re.search(r"\(x(\d+)\)", layer)  # "block (x18)": one row for 18 convs
+        times = int(repeats.group(1)) if repeats else 1
+        t = totals.setdefault((net, batch), [0.0, 0.0, 0.0])
+        t[0] += times * ms
+        t[1] += times * fp32
+        t[2] += times * tf32
+    print("\nWhole network, all three passes of every conv layer (rows above, repeated layers counted each time):")
+    print(f"{'net':<16} {'batch':>5} {'mrgan ms':>9} {'cuDNN fp32':>10} {'cuDNN tf32':>10} {'vs fp32':>8} {'vs tf32':>8}")
+    for (net, batch), (ms, fp32, tf32) in totals.items():
+        print(f"{net:<16} {batch:>5} {ms:>9.2f} {fp32:>10.2f} {tf32:>10.2f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["layer", "pass", "batch", "mrgan_ms", "cudnn_fp32_ms", "cudnn_tf32_ms", "mrgan_kernel"])
+            out.writerows(results)
+
+
+if __name__ == "__main__":
+    main()

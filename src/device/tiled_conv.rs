@@ -1,0 +1,148 @@
+//! How the CUDA backend launches `kernels/conv.cu`'s tiled implicit GEMMs: the GEMM each conv
+//! primitive is, the grid of 64 x 64 tiles, and how far K is split so that small-output,
+//! long-K layers (the U-Net's innermost convs, every weight gradient) still fill the GPU.
+//! Plain arithmetic with no CUDA in it, so the host emulation of the kernels
+//! (`tests/kernel_emulation.rs`) launches them exactly as the GPU does.
+
+use crate::ops::conv::ConvGeometry;
+
+/// The tile sizes of `kernels/conv.cu` (TILE_M, TILE_N, TILE_K).
+pub const TILE_M: usize = 64;
+pub const TILE_N: usize = 64;
+pub const TILE_K: usize = 16;
+
+/// A split keeps at least this many K tiles (128 multiply-adds per result): shorter ones
+/// spend more on writing and re-reading partial sums than they save.
+const MIN_K_TILES_PER_SPLIT: usize = 8;
+/// At most this many splits; the partial sums take `splits` times the result's memory.
+const MAX_SPLITS: usize = 256;
+
+/// The three conv primitives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    /// y = conv(x, w).
+    Fprop,
+    /// dx from dy and w (also a transposed conv's forward).
+    Dgrad,
+    /// dw from x and dy.
+    Wgrad,
+}
+
+/// C[rows, columns] = A[rows, depth] * B[depth, columns].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmSize {
+    pub rows: usize,
+    pub columns: usize,
+    pub depth: usize,
+}
+
+impl ConvPass {
+    /// The implicit GEMM of this pass over `g` (kernels/conv.cu's operand structs).
+    pub fn gemm(self, g: &ConvGeometry) -> GemmSize {
+        let kernel_volume: usize = g.kernel.iter().product();
+        let input_positions = g.batch * g.input.iter().product::<usize>();
+        let output_positions = g.batch * g.output_volume();
+        match self {
+            ConvPass::Fprop => GemmSize {
+                rows: g.c_out,
+                columns: output_positions,
+                depth: g.c_in * kernel_volume,
+            },
+            ConvPass::Dgrad => GemmSize {
+                rows: g.c_in,
+                columns: input_positions,
+                depth: g.c_out * kernel_volume,
+            },
+            ConvPass::Wgrad => GemmSize {
+                rows: g.c_out,
+                columns: g.c_in * kernel_volume,
+                depth: output_positions,
+            },
+        }
+    }
+}
+
+/// One tiled launch: grid (x: column tiles, y: row tiles, z: K splits) of 256 threads, each
+/// split summing `k_chunk` of K; with several splits, `workspace` floats of partial sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TiledLaunch {
+    pub grid: (u32, u32, u32),
+    pub k_chunk: u32,
+    pub splits: usize,
+    pub workspace: usize,
+}
+
+impl TiledLaunch {
+    /// Splits K until about `target_blocks` blocks run (the backend asks for two per
+    /// multiprocessor), never below `MIN_K_TILES_PER_SPLIT` K tiles a split.
+    pub fn plan(gemm: GemmSize, target_blocks: usize) -> TiledLaunch {
+        let tiles = gemm.columns.div_ceil(TILE_N) * gemm.rows.div_ceil(TILE_M);
+        let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
+        let wanted = target_blocks.div_ceil(tiles.max(1));
+        let splits = wanted
+            .min(k_tiles / MIN_K_TILES_PER_SPLIT)
+            .clamp(1, MAX_SPLITS);
+        // Equal chunks of whole K tiles; recount so that no split is empty.
+        let chunk_tiles = k_tiles.div_ceil(splits);
+        let splits = k_tiles.div_ceil(chunk_tiles);
+        TiledLaunch {
+            grid: (
+                gemm.columns.div_ceil(TILE_N) as u32,
+                gemm.rows.div_ceil(TILE_M) as u32,
+                splits as u32,
+            ),
+            k_chunk: (chunk_tiles * TILE_K) as u32,
+            splits,
+            workspace: if splits > 1 {
+                splits * gemm.rows * gemm.columns
+            } else {
+                0
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gemm(rows: usize, columns: usize, depth: usize) -> GemmSize {
+        GemmSize {
+            rows,
+            columns,
+            depth,
+        }
+    }
+
+    #[test]
+    fn large_outputs_are_not_split() {
+        // resnet block at batch 16: 256 x 65536 outputs = 4096 tiles.
+        let plan = TiledLaunch::plan(gemm(256, 65536, 2304), 264);
+        assert_eq!(plan.grid, (1024, 4, 1));
+        assert_eq!((plan.splits, plan.workspace), (1, 0));
+    }
+
+    #[test]
+    fn long_k_small_outputs_split_into_whole_tiles_covering_k() {
+        // unet down1 wgrad at batch 16: one 64 x 16 tile, K = 262144.
+        let plan = TiledLaunch::plan(gemm(64, 16, 262_144), 264);
+        assert_eq!(plan.splits, 256);
+        assert_eq!(plan.k_chunk as usize % TILE_K, 0);
+        assert!(plan.k_chunk as usize * plan.splits >= 262_144);
+        assert!(plan.k_chunk as usize * (plan.splits - 1) < 262_144);
+        assert_eq!(plan.workspace, 256 * 64 * 16);
+        // unet down6 fprop at batch 1: 8 tiles, K = 8192 (512 K tiles): 33 splits wanted,
+        // 32 chunks of 16 K tiles.
+        let plan = TiledLaunch::plan(gemm(512, 16, 8192), 264);
+        assert_eq!(plan.grid, (1, 8, 32));
+        assert_eq!(plan.k_chunk, 256);
+        assert!(plan.k_chunk as usize / TILE_K >= MIN_K_TILES_PER_SPLIT);
+    }
+
+    #[test]
+    fn short_k_is_never_split() {
+        let plan = TiledLaunch::plan(gemm(1, 65536, 16), 264);
+        assert_eq!(plan.splits, 1);
+        assert_eq!(plan.k_chunk, 16);
+    }
+}
