@@ -36,9 +36,8 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes k once
 // per tile and reads its operands as `Strided` runs; otherwise (and in the direct kernels)
 // every k gets its own slice.
-#define TILE_M 64
-#define TILE_N 64
 #define TILE_K 16
+#define THREADS 256
 
 // Values at base[kk * stride] for kk in [lo, hi), zero elsewhere (padding, invalid taps).
 struct Strided {
@@ -50,81 +49,112 @@ __device__ __forceinline__ Strided strided(const float* base, int stride, bool v
     return {base, stride, 0, valid ? TILE_K : 0};
 }
 
-// Tiled: a 256-thread block computes a 64 x 64 tile of C, each thread a 4 x 4 register
-// sub-tile, stepping K by TILE_K through shared memory. Each thread gathers B for one fixed
-// column, so the column's decomposition is done once (`Ops::column`).
+// Fills a TILE_K x T shared tile (rows padded by 4 floats: stores along k then fall in
+// different banks, rows stay 16-byte aligned) with value(i, kk) for i < rows, kk < depth_left
+// and zeros beyond. along_k: consecutive threads take consecutive kk, for operands that are
+// contiguous along K; else consecutive i.
+template <int T, bool along_k, class Value>
+__device__ __forceinline__ void fill_tile(float (*tile)[T + 4], int rows, int depth_left, Value value) {
+#pragma unroll
+    for (int e = threadIdx.x; e < TILE_K * T; e += THREADS) {
+        int kk = along_k ? e % TILE_K : e / T;
+        int i = along_k ? e / TILE_K : e % T;
+        tile[kk][i] = (i < rows && kk < depth_left) ? value(i, kk) : 0.0f;
+    }
+}
+
+// Tiled: a 256-thread block computes a TM x TN tile of C, each thread an RM x RN register
+// sub-tile, stepping K by TILE_K through shared memory. Three shapes are instantiated (entry
+// points at the end): square 64 x 64 tiles (4 x 4 per thread), large 128 x 128 ones (8 x 8)
+// and narrow 4 x 256 ones (4 x 1) for GEMMs of at most four rows (one-channel images in and
+// out), which would leave most of a square tile idle.
+// Loads: each operand is read along whichever index is contiguous in memory for it
+// (`Ops::a_along_k`, `b_along_k`): W along K for fprop (channels of one tap) but along rows
+// for dgrad (input channels), dY and X along K (output positions of a row) for wgrad, the
+// image columns along columns for fprop and dgrad, where each thread gathers one column for
+// the whole K loop.
+// Skipped taps: dgrad ORs its columns' valid taps into a block mask (`Ops::tap_mask`) and
+// skips the K tiles of taps no column of the block receives from: with its phase-major
+// columns, 3 of 4 taps of a 4 x 4 kernel at stride 2.
 // Split K: block z sums k in [z * k_chunk, (z + 1) * k_chunk) (k_chunk a multiple of
 // TILE_K). With one split it writes the result; with several, its partial sums go to
 // `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
 // so results do not depend on scheduling.
-// Launch: grid (ceil(N / 64), ceil(M / 64), splits), 256 threads (src/device/tiled_conv.rs).
-template <class Ops>
+// Launch: grid (ceil(N / TN), ceil(M / TM), splits), 256 threads (src/device/tiled_conv.rs).
+template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
+    static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
+    constexpr int TX = TN / RN;
     const int M = ops.rows(), N = ops.columns(), K = ops.depth();
     if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
     const int k_begin = blockIdx.z * k_chunk;
     const int k_end = min(K, k_begin + k_chunk);
-    __shared__ float a_tile[TILE_K][TILE_M];
-    __shared__ float b_tile[TILE_K][TILE_N];
-    const int m0 = blockIdx.y * TILE_M;
-    const int n0 = blockIdx.x * TILE_N;
+    __shared__ float a_tile[TILE_K][TM + 4];
+    __shared__ float b_tile[TILE_K][TN + 4];
+    __shared__ unsigned long long column_taps[TN];
+    // With B read along K, a thread loads several columns: the block's columns, decoded once.
+    __shared__ typename Ops::Column block_columns[TN];
+    const int m0 = blockIdx.y * TM;
+    const int n0 = blockIdx.x * TN;
     const int tid = threadIdx.x;
-    const int tx = tid % 16, ty = tid / 16;
-    const int col = tid % TILE_N;
-    const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
-    // The depth within a tile at which this thread loads A, and the first at which it loads B.
-    const int a_kk = tid % TILE_K, b_kk = tid / TILE_N;
+    const int tx = tid % TX, ty = tid / TX;
+    // With B read along columns, each thread gathers one column for the whole K loop.
+    const typename Ops::Column column = ops.column(n0 + tid % TN, n0 + tid % TN < N);
+    if (tid < TN) {
+        if (Ops::b_along_k) block_columns[tid] = column;
+        if (Ops::skips_taps) column_taps[tid] = column.valid ? ops.tap_mask(column) : 0ull;
+    }
+    __syncthreads();
+    unsigned long long block_taps = ~0ull;
+    if (Ops::skips_taps) {
+        block_taps = 0;
+        for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
+    }
 
-    float acc[4][4] = {};
+    float acc[RM][RN] = {};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         const typename Ops::Slice slice = ops.slice(k0);
+        const int rows = M - m0, columns = N - n0, depth_left = k_end - k0;
         if (slice.uniform) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                int m = m0 + tid / TILE_K + 16 * j;
-                a_tile[a_kk][m - m0] = (m < M && k0 + a_kk < k_end) ? ops.a(m, slice)(a_kk) : 0.0f;
-            }
-            const Strided b = ops.b(column, slice);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                int kk = b_kk + 4 * j;
-                b_tile[kk][col] = (column.valid && k0 + kk < k_end) ? b(kk) : 0.0f;
+            if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
+            fill_tile<TM, Ops::a_along_k>(a_tile, rows, depth_left,
+                                          [&](int i, int kk) { return ops.a(m0 + i, slice)(kk); });
+            if (Ops::b_along_k) {
+                fill_tile<TN, true>(b_tile, columns, depth_left,
+                                    [&](int i, int kk) { return ops.b(block_columns[i], slice)(kk); });
+            } else {
+                const Strided b = ops.b(column, slice);
+                fill_tile<TN, false>(b_tile, columns, depth_left, [&](int, int kk) { return b(kk); });
             }
         } else {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                int m = m0 + tid / TILE_K + 16 * j, k = k0 + a_kk;
-                a_tile[a_kk][m - m0] = (m < M && k < k_end) ? ops.a(m, ops.slice(k))(0) : 0.0f;
-            }
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                int kk = b_kk + 4 * j, k = k0 + kk;
-                b_tile[kk][col] = (column.valid && k < k_end) ? ops.b(column, ops.slice(k))(0) : 0.0f;
-            }
+            fill_tile<TM, Ops::a_along_k>(a_tile, rows, depth_left,
+                                          [&](int i, int kk) { return ops.a(m0 + i, ops.slice(k0 + kk))(0); });
+            fill_tile<TN, Ops::b_along_k>(b_tile, columns, depth_left, [&](int i, int kk) {
+                return ops.b(Ops::b_along_k ? block_columns[i] : column, ops.slice(k0 + kk))(0);
+            });
         }
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TILE_K; ++kk) {
-            float a[4], b[4];
+            float a[RM], b[RN];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                a[i] = a_tile[kk][ty * 4 + i];
-                b[i] = b_tile[kk][tx * 4 + i];
-            }
+            for (int i = 0; i < RM; ++i) a[i] = a_tile[kk][ty * RM + i];
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < RN; ++j) b[j] = b_tile[kk][tx * RN + j];
 #pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+            for (int i = 0; i < RM; ++i)
+#pragma unroll
+                for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        int m = m0 + ty * 4 + i;
+    for (int i = 0; i < RM; ++i) {
+        int m = m0 + ty * RM + i;
         if (m >= M) continue;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            int n = n0 + tx * 4 + j;
+        for (int j = 0; j < RN; ++j) {
+            int n = n0 + tx * RN + j;
             if (n < N) ops.store(m, n, acc[i][j]);
         }
     }
@@ -178,6 +208,10 @@ struct ConvShape {
         int t = k0 / channels;
         return {channels % TILE_K == 0, t, tap(t, g), k0 % channels};
     }
+    // Every K tile is needed unless the Ops skips taps (dgrad).
+    template <class Slice>
+    __device__ bool needed(const Slice&, unsigned long long) const { return true; }
+    __device__ unsigned long long tap_mask(const GemmColumn&) const { return ~0ull; }
     // Flat offset of the input position that output position o reads with tap t, or -1 in
     // the zero padding.
     __device__ int input_offset(Position o, Position t) const {
@@ -189,6 +223,7 @@ struct ConvShape {
 
 // fprop: A = W [c_out, (tap, c_in)], B = im2col(X), one column per (image, output position).
 struct FpropOps : ConvShape {
+    static constexpr bool skips_taps = false, a_along_k = true, b_along_k = false;
     const float* x;
     const float* w;
     __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y)
@@ -215,11 +250,23 @@ struct FpropOps : ConvShape {
 };
 
 // dgrad: A = W^T [c_in, (tap, c_out)], B = the dY values each input position receives.
+// Columns are phase-major where the strides divide the input: column n is (phase, image,
+// position q on the phase's sub-grid), input position = phase + stride * q, so that a tile's
+// columns share a phase and so the taps they receive from (`tap_mask`, `needed`).
 struct DgradOps : ConvShape {
+    static constexpr bool skips_taps = true, a_along_k = false, b_along_k = false;
     const float* dy;
     const float* w;
+    Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
+    int sub_sp;
+    __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
     __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
-        : ConvShape(p, dx), dy(dy_), w(w_) {}
+        : ConvShape(p, dx),
+          dy(dy_),
+          w(w_),
+          step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
+          sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
+          sub_sp(sub.d * sub.h * sub.w) {}
     __device__ int rows() const { return g.c_in; }
     __device__ int columns() const { return g.n * in_sp; }
     __device__ int depth() const { return g.c_out * kvol; }
@@ -227,22 +274,45 @@ struct DgradOps : ConvShape {
     using Slice = TapSlice;
     __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
-        return {true, n / in_sp, position(n % in_sp, g.in_h, g.in_w)};
+        int per_phase = g.n * sub_sp;
+        Position phase = position(n / per_phase, step.h, step.w);
+        Position q = position(n % per_phase % sub_sp, sub.h, sub.w);
+        return {true, n % per_phase / sub_sp,
+                {phase.d + step.d * q.d, phase.h + step.h * q.h, phase.w + step.w * q.w}};
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
+    // The output position input position i receives from with tap t, or a negative axis.
+    __device__ Position source(Position i, Position t) const {
+        return {out_index(i.d, t.d, g.s_d, g.p_d, g.out_d), out_index(i.h, t.h, g.s_h, g.p_h, g.out_h),
+                out_index(i.w, t.w, g.s_w, g.p_w, g.out_w)};
+    }
+    // Bit t: tap t reaches this column (kernels of more than 64 taps: all bits).
+    __device__ unsigned long long tap_mask(const Column& c) const {
+        if (kvol > 64) return ~0ull;
+        unsigned long long mask = 0;
+        for (int t = 0; t < kvol; ++t) {
+            Position o = source(c.pos, tap(t, g));
+            if (o.d >= 0 && o.h >= 0 && o.w >= 0) mask |= 1ull << t;
+        }
+        return mask;
+    }
+    __device__ bool needed(const Slice& s, unsigned long long block_taps) const {
+        return s.tap >= 64 || (block_taps >> s.tap & 1);
+    }
     // A[ci, (tap, co)] = w[co, ci, tap].
     __device__ Strided a(int m, const Slice& s) const {
         return strided(w + ((long long)s.c0 * g.c_in + m) * kvol + s.tap, g.c_in * kvol, true);
     }
     __device__ Strided b(const Column& c, const Slice& s) const {
-        int od = out_index(c.pos.d, s.t.d, g.s_d, g.p_d, g.out_d);
-        int oh = out_index(c.pos.h, s.t.h, g.s_h, g.p_h, g.out_h);
-        int ow = out_index(c.pos.w, s.t.w, g.s_w, g.p_w, g.out_w);
-        bool valid = od >= 0 && oh >= 0 && ow >= 0;
-        int offset = valid ? (od * g.out_h + oh) * g.out_w + ow : 0;
+        Position o = source(c.pos, s.t);
+        bool valid = o.d >= 0 && o.h >= 0 && o.w >= 0;
+        int offset = valid ? (o.d * g.out_h + o.h) * g.out_w + o.w : 0;
         return strided(dy + ((long long)c.index * g.c_out + s.c0) * out_sp + offset, out_sp, valid);
     }
-    __device__ void store(int m, int n, float v) const { out[column_offset(n, in_sp, g.c_in, m)] = v; }
+    __device__ void store(int m, int n, float v) const {
+        Column c = column(n, true);
+        out[((long long)c.index * g.c_in + m) * in_sp + (c.pos.d * g.in_h + c.pos.h) * g.in_w + c.pos.w] = v;
+    }
 };
 
 // wgrad's K slice: one image, output positions from o along a row.
@@ -255,6 +325,7 @@ struct RowSlice {
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
 struct WgradOps : ConvShape {
+    static constexpr bool skips_taps = false, a_along_k = true, b_along_k = true;
     const float* x;
     const float* dy;
     __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw)
@@ -320,20 +391,23 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
     direct_gemm(WgradOps(g, x, dy, dw));
 }
 
-extern "C" __global__ void __launch_bounds__(256)
-conv_fprop_tiled_f32(ConvParams g, const float* x, const float* w, float* y, float* partial, int k_chunk) {
-    tiled_gemm(FpropOps(g, x, w, y), partial, k_chunk);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-conv_dgrad_tiled_f32(ConvParams g, const float* dy, const float* w, float* dx, float* partial, int k_chunk) {
-    tiled_gemm(DgradOps(g, dy, w, dx), partial, k_chunk);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-conv_wgrad_tiled_f32(ConvParams g, const float* x, const float* dy, float* dw, float* partial, int k_chunk) {
-    tiled_gemm(WgradOps(g, x, dy, dw), partial, k_chunk);
-}
+// The tiled entry points per primitive: square (64 x 64), large (128 x 128, 8 x 8 per thread:
+// twice the multiply-adds per shared-memory read, for GEMMs with tiles enough to fill the
+// GPU) and narrow (4 x 256) tiles. The second launch bound keeps the large tile's 64
+// accumulators in registers at two blocks per multiprocessor.
+#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                             \
+    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                  \
+        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
+        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
+    }
+#define TILED_KERNELS(pass, Ops)                                            \
+    TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)             \
+    TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, Ops)           \
+    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)
+// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy).
+TILED_KERNELS(fprop, FpropOps)
+TILED_KERNELS(dgrad, DgradOps)
+TILED_KERNELS(wgrad, WgradOps)
 
 // out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
 extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {

@@ -5,7 +5,8 @@
 //! indexing, tiling and reduction bugs on every machine; the device's own behaviour (memory
 //! model, speed) is still for `tests/cuda_parity.rs` on a GPU, and a missing
 //! `__syncthreads` may go unnoticed here (host threads race differently from warps).
-//! Skips, saying why, when no C++20 compiler is found.
+//! Skips, saying why, when there is no C++ compiler; a kernel or driver that does not compile
+//! as C++20 fails.
 //!
 //! Tolerance: the host evaluates the same f32 sums in the kernels' order, the CPU op in its
 //! GEMM's order: 1e-4 of the output's largest magnitude (conv sums of up to 576 terms of
@@ -34,7 +35,8 @@ impl Emulation {
         Emulation { dir }
     }
 
-    /// Builds `tests/emulation/<driver>.cpp`, or says why it cannot.
+    /// Builds `tests/emulation/<driver>.cpp`; Err (skip) only when there is no C++ compiler:
+    /// a driver or kernel that does not compile fails the test.
     fn build(&self, driver: &str) -> Result<PathBuf, String> {
         let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,13 +50,12 @@ impl Emulation {
             .arg(&exe)
             .output()
             .map_err(|e| format!("no C++ compiler `{compiler}`: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`{compiler}` could not build {}:\n{}",
-                source.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        assert!(
+            out.status.success(),
+            "`{compiler}` could not build {}:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(exe)
     }
 
@@ -124,17 +125,18 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
     );
 }
 
-/// Tiled launches per pass: as planned for a GPU asking for one block (never split) and for
-/// 64 blocks (splits K wherever the test shapes have fewer tiles and enough K).
+/// Tiled launches per pass: as planned for a GPU asking for one block (large tiles wherever
+/// more than four rows, never split) and for 64 blocks (square tiles, K split wherever the
+/// test shapes have fewer tiles and enough K).
 const PLAN_TARGETS: [usize; 2] = [1, 64];
 
 #[test]
 fn emulated_conv_kernels_match_the_cpu() {
-    use mrgan::device::tiled_conv::{ConvPass, TiledLaunch};
+    use mrgan::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
     let emulation = Emulation::new("conv");
     let driver = driver_or_skip!(emulation, "conv_driver");
     let passes = [ConvPass::Fprop, ConvPass::Dgrad, ConvPass::Wgrad];
-    let mut split_launches = 0;
+    let mut launches = std::collections::HashMap::new();
     for (k, g) in common::conv_test_geometries().iter().enumerate() {
         let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
@@ -146,8 +148,14 @@ fn emulated_conv_kernels_match_the_cpu() {
             for target in PLAN_TARGETS {
                 let plan = TiledLaunch::plan(pass.gemm(g), target);
                 let (gx, gy, gz) = plan.grid;
-                header.extend([gx as i32, gy as i32, gz as i32, plan.k_chunk as i32]);
-                split_launches += usize::from(plan.splits > 1);
+                let shape = match plan.shape {
+                    TileShape::Square => 0,
+                    TileShape::Large => 1,
+                    TileShape::Narrow => 2,
+                };
+                header.extend([shape, gx as i32, gy as i32, gz as i32]);
+                header.push(plan.k_chunk as i32);
+                *launches.entry((plan.shape, plan.splits > 1)).or_insert(0) += 1;
                 plans.push(plan);
             }
         }
@@ -172,17 +180,29 @@ fn emulated_conv_kernels_match_the_cpu() {
             for _ in PLAN_TARGETS {
                 let plan = plans.next().unwrap();
                 let (got, tail) = rest.split_at(want.len());
-                let what = format!("case {k} {name}-tiled, {} K split(s)", plan.splits);
+                let what = format!(
+                    "case {k} {name}-tiled, {:?} tiles, {} K split(s)",
+                    plan.shape, plan.splits
+                );
                 check(&what, got, want);
                 rest = tail;
             }
         }
         assert!(rest.is_empty(), "case {k}: driver wrote extra values");
     }
-    assert!(
-        split_launches >= 3,
-        "the test shapes must exercise split K (only {split_launches} split launches)"
-    );
+    // Every tile shape, and split K with square and narrow tiles.
+    for kind in [
+        (TileShape::Square, false),
+        (TileShape::Square, true),
+        (TileShape::Large, false),
+        (TileShape::Narrow, false),
+        (TileShape::Narrow, true),
+    ] {
+        assert!(
+            launches.get(&kind).is_some_and(|&n| n >= 1),
+            "the test shapes must exercise {kind:?} (launches: {launches:?})"
+        );
+    }
 }
 
 /// Batch and instance norm: statistics, apply, gradient sums and backward (batch and fixed

@@ -15,7 +15,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::tiled_conv::{ConvPass, TiledLaunch};
+use super::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
 use crate::ops::loss::LossKind;
@@ -109,6 +109,12 @@ struct Functions {
     conv_dgrad_tiled: CudaFunction,
     conv_wgrad: CudaFunction,
     conv_wgrad_tiled: CudaFunction,
+    conv_fprop_large: CudaFunction,
+    conv_dgrad_large: CudaFunction,
+    conv_wgrad_large: CudaFunction,
+    conv_fprop_narrow: CudaFunction,
+    conv_dgrad_narrow: CudaFunction,
+    conv_wgrad_narrow: CudaFunction,
     conv_split_sum: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
@@ -271,6 +277,12 @@ impl CudaBackend {
             conv_dgrad_tiled: f(&conv, "conv_dgrad_tiled_f32")?,
             conv_wgrad: f(&conv, "conv_wgrad_f32")?,
             conv_wgrad_tiled: f(&conv, "conv_wgrad_tiled_f32")?,
+            conv_fprop_large: f(&conv, "conv_fprop_large_f32")?,
+            conv_dgrad_large: f(&conv, "conv_dgrad_large_f32")?,
+            conv_wgrad_large: f(&conv, "conv_wgrad_large_f32")?,
+            conv_fprop_narrow: f(&conv, "conv_fprop_narrow_f32")?,
+            conv_dgrad_narrow: f(&conv, "conv_dgrad_narrow_f32")?,
+            conv_wgrad_narrow: f(&conv, "conv_wgrad_narrow_f32")?,
             conv_split_sum: f(&conv, "conv_split_sum_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
@@ -299,15 +311,22 @@ impl CudaBackend {
             .unwrap_or_else(|_| "unknown CUDA device".into())
     }
 
-    /// The kernel behind a conv primitive.
-    fn conv_function(&self, kernel: ConvKernel) -> &CudaFunction {
-        match kernel {
-            ConvKernel::Fprop => &self.functions.conv_fprop,
-            ConvKernel::FpropTiled => &self.functions.conv_fprop_tiled,
-            ConvKernel::Dgrad => &self.functions.conv_dgrad,
-            ConvKernel::DgradTiled => &self.functions.conv_dgrad_tiled,
-            ConvKernel::Wgrad => &self.functions.conv_wgrad,
-            ConvKernel::WgradTiled => &self.functions.conv_wgrad_tiled,
+    /// The kernel behind a conv primitive; tiled ones come in the planned tile shape.
+    fn conv_function(&self, kernel: ConvKernel, shape: TileShape) -> &CudaFunction {
+        let f = &self.functions;
+        match (kernel, shape) {
+            (ConvKernel::Fprop, _) => &f.conv_fprop,
+            (ConvKernel::Dgrad, _) => &f.conv_dgrad,
+            (ConvKernel::Wgrad, _) => &f.conv_wgrad,
+            (ConvKernel::FpropTiled, TileShape::Square) => &f.conv_fprop_tiled,
+            (ConvKernel::DgradTiled, TileShape::Square) => &f.conv_dgrad_tiled,
+            (ConvKernel::WgradTiled, TileShape::Square) => &f.conv_wgrad_tiled,
+            (ConvKernel::FpropTiled, TileShape::Large) => &f.conv_fprop_large,
+            (ConvKernel::DgradTiled, TileShape::Large) => &f.conv_dgrad_large,
+            (ConvKernel::WgradTiled, TileShape::Large) => &f.conv_wgrad_large,
+            (ConvKernel::FpropTiled, TileShape::Narrow) => &f.conv_fprop_narrow,
+            (ConvKernel::DgradTiled, TileShape::Narrow) => &f.conv_dgrad_narrow,
+            (ConvKernel::WgradTiled, TileShape::Narrow) => &f.conv_wgrad_narrow,
         }
     }
 
@@ -359,7 +378,8 @@ impl CudaBackend {
     ) -> CudaResult<()> {
         let params = ConvParams::of(g)?;
         let st = &self.stream;
-        let mut launch = st.launch_builder(self.conv_function(kernel));
+        let plan = TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks);
+        let mut launch = st.launch_builder(self.conv_function(kernel, plan.shape));
         launch.arg(&params).arg(a).arg(b).arg(&mut *out);
         if !kernel.tiled() {
             // SAFETY: matches the direct kernels' (ConvParams, const float*, const float*,
@@ -368,7 +388,6 @@ impl CudaBackend {
                 .map_err(err(kernel.name()))?;
             return Ok(());
         }
-        let plan = TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks);
         launch.arg(&mut *workspace).arg(&plan.k_chunk);
         let config = LaunchConfig {
             grid_dim: plan.grid,

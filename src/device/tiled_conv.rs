@@ -1,15 +1,53 @@
 //! How the CUDA backend launches `kernels/conv.cu`'s tiled implicit GEMMs: the GEMM each conv
-//! primitive is, the grid of 64 x 64 tiles, and how far K is split so that small-output,
-//! long-K layers (the U-Net's innermost convs, every weight gradient) still fill the GPU.
+//! primitive is, the tile shape (square, or narrow for GEMMs of at most four rows: the
+//! one-channel image layers), the grid of tiles, and how far K is split so that
+//! small-output, long-K layers (the U-Net's innermost convs, weight gradients) still fill
+//! the GPU.
 //! Plain arithmetic with no CUDA in it, so the host emulation of the kernels
 //! (`tests/kernel_emulation.rs`) launches them exactly as the GPU does.
 
 use crate::ops::conv::ConvGeometry;
 
-/// The tile sizes of `kernels/conv.cu` (TILE_M, TILE_N, TILE_K).
-pub const TILE_M: usize = 64;
-pub const TILE_N: usize = 64;
+/// The K step of `kernels/conv.cu`'s tiles (TILE_K).
 pub const TILE_K: usize = 16;
+
+/// The tile shapes `kernels/conv.cu` instantiates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TileShape {
+    /// 64 x 64 (`conv_*_tiled_f32`).
+    Square,
+    /// 128 x 128 (`conv_*_large_f32`): twice the arithmetic per shared-memory read, for
+    /// GEMMs with enough such tiles to fill the GPU without splitting K.
+    Large,
+    /// 4 x 256 (`conv_*_narrow_f32`): GEMMs of at most four rows.
+    Narrow,
+}
+
+impl TileShape {
+    /// The shape for a GEMM, given the blocks that fill the GPU.
+    pub fn for_gemm(gemm: GemmSize, target_blocks: usize) -> TileShape {
+        if gemm.rows <= 4 {
+            TileShape::Narrow
+        } else if TileShape::Large.tiles(gemm) >= target_blocks {
+            TileShape::Large
+        } else {
+            TileShape::Square
+        }
+    }
+    /// (rows, columns) of one tile.
+    pub fn size(self) -> (usize, usize) {
+        match self {
+            TileShape::Square => (64, 64),
+            TileShape::Large => (128, 128),
+            TileShape::Narrow => (4, 256),
+        }
+    }
+    /// Tiles covering the GEMM's result.
+    fn tiles(self, gemm: GemmSize) -> usize {
+        let (rows, columns) = self.size();
+        gemm.rows.div_ceil(rows) * gemm.columns.div_ceil(columns)
+    }
+}
 
 /// A split keeps at least this many K tiles (128 multiply-adds per result): shorter ones
 /// spend more on writing and re-reading partial sums than they save.
@@ -66,6 +104,7 @@ impl ConvPass {
 /// split summing `k_chunk` of K; with several splits, `workspace` floats of partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TiledLaunch {
+    pub shape: TileShape,
     pub grid: (u32, u32, u32),
     pub k_chunk: u32,
     pub splits: usize,
@@ -76,7 +115,9 @@ impl TiledLaunch {
     /// Splits K until about `target_blocks` blocks run (the backend asks for two per
     /// multiprocessor), never below `MIN_K_TILES_PER_SPLIT` K tiles a split.
     pub fn plan(gemm: GemmSize, target_blocks: usize) -> TiledLaunch {
-        let tiles = gemm.columns.div_ceil(TILE_N) * gemm.rows.div_ceil(TILE_M);
+        let shape = TileShape::for_gemm(gemm, target_blocks);
+        let (tile_rows, tile_columns) = shape.size();
+        let tiles = shape.tiles(gemm);
         let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
         let wanted = target_blocks.div_ceil(tiles.max(1));
         let splits = wanted
@@ -86,9 +127,10 @@ impl TiledLaunch {
         let chunk_tiles = k_tiles.div_ceil(splits);
         let splits = k_tiles.div_ceil(chunk_tiles);
         TiledLaunch {
+            shape,
             grid: (
-                gemm.columns.div_ceil(TILE_N) as u32,
-                gemm.rows.div_ceil(TILE_M) as u32,
+                gemm.columns.div_ceil(tile_columns) as u32,
+                gemm.rows.div_ceil(tile_rows) as u32,
                 splits as u32,
             ),
             k_chunk: (chunk_tiles * TILE_K) as u32,
@@ -116,9 +158,10 @@ mod tests {
 
     #[test]
     fn large_outputs_are_not_split() {
-        // resnet block at batch 16: 256 x 65536 outputs = 4096 tiles.
+        // resnet block at batch 16: 256 x 65536 outputs = 1024 large tiles.
         let plan = TiledLaunch::plan(gemm(256, 65536, 2304), 264);
-        assert_eq!(plan.grid, (1024, 4, 1));
+        assert_eq!(plan.shape, TileShape::Large);
+        assert_eq!(plan.grid, (512, 2, 1));
         assert_eq!((plan.splits, plan.workspace), (1, 0));
     }
 
@@ -134,6 +177,7 @@ mod tests {
         // unet down6 fprop at batch 1: 8 tiles, K = 8192 (512 K tiles): 33 splits wanted,
         // 32 chunks of 16 K tiles.
         let plan = TiledLaunch::plan(gemm(512, 16, 8192), 264);
+        assert_eq!(plan.shape, TileShape::Square);
         assert_eq!(plan.grid, (1, 8, 32));
         assert_eq!(plan.k_chunk, 256);
         assert!(plan.k_chunk as usize / TILE_K >= MIN_K_TILES_PER_SPLIT);
@@ -141,8 +185,20 @@ mod tests {
 
     #[test]
     fn short_k_is_never_split() {
-        let plan = TiledLaunch::plan(gemm(1, 65536, 16), 264);
+        let plan = TiledLaunch::plan(gemm(64, 65536, 16), 264);
         assert_eq!(plan.splits, 1);
         assert_eq!(plan.k_chunk, 16);
+    }
+
+    #[test]
+    fn one_channel_sides_get_narrow_tiles() {
+        // resnet head fprop at batch 1: 64 -> 1 channel, 7 x 7, 256 x 256 outputs.
+        let plan = TiledLaunch::plan(gemm(1, 65536, 3136), 264);
+        assert_eq!(plan.shape, TileShape::Narrow);
+        assert_eq!((plan.grid.0, plan.grid.1), (256, 1));
+        assert_ne!(
+            TiledLaunch::plan(gemm(5, 65536, 16), 264).shape,
+            TileShape::Narrow
+        );
     }
 }

@@ -109,9 +109,10 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
     use mrgan::ops::conv::{ConvGeometry, ConvOptions};
     // input dims, weight dims, stride, padding, output padding, transposed
     type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
-    // Cases 2 and 3 have channel counts and output rows in multiples of 16: the CUDA tiled
+    // Cases 2, 3 and 8 have channel counts and output rows in multiples of 16: the CUDA tiled
     // kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the general one.
-    let cases: [Case; 8] = [
+    // Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride 2).
+    let cases: [Case; 9] = [
         (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
         (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
         (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
@@ -120,6 +121,7 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
         (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
         (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
         (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
+        (&[2, 1, 16, 32], &[16, 1, 4, 4], 2, 1, 0, false),
     ];
     cases
         .into_iter()

@@ -1,6 +1,7 @@
 // Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (18 int32),
-// a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (grid x, y, z
-// and k_chunk: 4 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy
+// a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (tile shape
+// 0 square / 1 large / 2 narrow, grid x, y, z and k_chunk: 5 int32 each, as src/device/tiled_conv.rs
+// plans them), then x, w, dy
 // (float32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
 // and then each planned tiled launch's (with split K: the partial sums added by
 // conv_split_sum_f32, as the backend does).
@@ -14,7 +15,7 @@ using Tiled = void (*)(ConvParams, const float*, const float*, float*, float*, i
 using Direct = void (*)(ConvParams, const float*, const float*, float*);
 
 struct Plan {
-    int x, y, z, k_chunk;
+    int shape, x, y, z, k_chunk;
 };
 
 // Outputs start as NaN, so an element a kernel does not write fails the test.
@@ -53,13 +54,14 @@ int main(int argc, char** argv) {
     fclose(in);
     struct Pass {
         Direct direct;
-        Tiled tiled;
+        Tiled tiled[3];  // square, large, narrow
         const std::vector<float>&a, &b;
         size_t len;
     };
-    const Pass passes[3] = {{conv_fprop_f32, conv_fprop_tiled_f32, x, w, ny},
-                            {conv_dgrad_f32, conv_dgrad_tiled_f32, dy, w, nx},
-                            {conv_wgrad_f32, conv_wgrad_tiled_f32, x, dy, nw}};
+    const Pass passes[3] = {
+        {conv_fprop_f32, {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32}, x, w, ny},
+        {conv_dgrad_f32, {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32}, dy, w, nx},
+        {conv_wgrad_f32, {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32}, x, dy, nw}};
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 4;
     for (int p = 0; p < 3; ++p) {
@@ -67,7 +69,8 @@ int main(int argc, char** argv) {
         std::vector<float> result = run_direct(pass.direct, g, pass.a, pass.b, pass.len);
         if (!io(out, result.data(), result.size() * 4, true)) return 4;
         for (int i = 0; i < plans; ++i) {
-            result = run_tiled(pass.tiled, g, plan[p * plans + i], pass.a, pass.b, pass.len);
+            const Plan& launch = plan[p * plans + i];
+            result = run_tiled(pass.tiled[launch.shape], g, launch, pass.a, pass.b, pass.len);
             if (!io(out, result.data(), result.size() * 4, true)) return 4;
         }
     }

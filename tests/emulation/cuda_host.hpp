@@ -21,7 +21,7 @@ inline std::barrier<>* block_barrier = nullptr;
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(threads)
+#define __launch_bounds__(...)
 #define __shared__ static
 
 using std::min;
