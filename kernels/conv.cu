@@ -49,30 +49,13 @@ __device__ __forceinline__ Strided strided(const float* base, int stride, bool v
     return {base, stride, 0, valid ? TILE_K : 0};
 }
 
-// Fills a TILE_K x T shared tile (rows padded by 4 floats: stores along k then fall in
-// different banks, rows stay 16-byte aligned) with value(i, kk) for i < rows, kk < depth_left
-// and zeros beyond. along_k: consecutive threads take consecutive kk, for operands that are
-// contiguous along K; else consecutive i.
-template <int T, bool along_k, class Value>
-__device__ __forceinline__ void fill_tile(float (*tile)[T + 4], int rows, int depth_left, Value value) {
-#pragma unroll
-    for (int e = threadIdx.x; e < TILE_K * T; e += THREADS) {
-        int kk = along_k ? e % TILE_K : e / T;
-        int i = along_k ? e / TILE_K : e % T;
-        tile[kk][i] = (i < rows && kk < depth_left) ? value(i, kk) : 0.0f;
-    }
-}
-
 // Tiled: a 256-thread block computes a TM x TN tile of C, each thread an RM x RN register
 // sub-tile, stepping K by TILE_K through shared memory. Three shapes are instantiated (entry
 // points at the end): square 64 x 64 tiles (4 x 4 per thread), large 128 x 128 ones (8 x 8)
 // and narrow 4 x 256 ones (4 x 1) for GEMMs of at most four rows (one-channel images in and
 // out), which would leave most of a square tile idle.
-// Loads: each operand is read along whichever index is contiguous in memory for it
-// (`Ops::a_along_k`, `b_along_k`): W along K for fprop (channels of one tap) but along rows
-// for dgrad (input channels), dY and X along K (output positions of a row) for wgrad, the
-// image columns along columns for fprop and dgrad, where each thread gathers one column for
-// the whole K loop.
+// Each thread gathers B for one fixed column, so the column's decomposition is done once
+// (`Ops::column`).
 // Skipped taps: dgrad ORs its columns' valid taps into a block mask (`Ops::tap_mask`) and
 // skips the K tiles of taps no column of the block receives from: with its phase-major
 // columns, 3 of 4 taps of a 4 x 4 kernel at stride 2.
@@ -89,24 +72,19 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
     const int k_begin = blockIdx.z * k_chunk;
     const int k_end = min(K, k_begin + k_chunk);
-    __shared__ float a_tile[TILE_K][TM + 4];
-    __shared__ float b_tile[TILE_K][TN + 4];
+    __shared__ float a_tile[TILE_K][TM];
+    __shared__ float b_tile[TILE_K][TN];
     __shared__ unsigned long long column_taps[TN];
-    // With B read along K, a thread loads several columns: the block's columns, decoded once.
-    __shared__ typename Ops::Column block_columns[TN];
     const int m0 = blockIdx.y * TM;
     const int n0 = blockIdx.x * TN;
     const int tid = threadIdx.x;
     const int tx = tid % TX, ty = tid / TX;
-    // With B read along columns, each thread gathers one column for the whole K loop.
-    const typename Ops::Column column = ops.column(n0 + tid % TN, n0 + tid % TN < N);
-    if (tid < TN) {
-        if (Ops::b_along_k) block_columns[tid] = column;
-        if (Ops::skips_taps) column_taps[tid] = column.valid ? ops.tap_mask(column) : 0ull;
-    }
-    __syncthreads();
+    const int col = tid % TN;
+    const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
     unsigned long long block_taps = ~0ull;
     if (Ops::skips_taps) {
+        if (tid < TN) column_taps[tid] = column.valid ? ops.tap_mask(column) : 0ull;
+        __syncthreads();
         block_taps = 0;
         for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
     }
@@ -114,24 +92,28 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     float acc[RM][RN] = {};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         const typename Ops::Slice slice = ops.slice(k0);
-        const int rows = M - m0, columns = N - n0, depth_left = k_end - k0;
         if (slice.uniform) {
             if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
-            fill_tile<TM, Ops::a_along_k>(a_tile, rows, depth_left,
-                                          [&](int i, int kk) { return ops.a(m0 + i, slice)(kk); });
-            if (Ops::b_along_k) {
-                fill_tile<TN, true>(b_tile, columns, depth_left,
-                                    [&](int i, int kk) { return ops.b(block_columns[i], slice)(kk); });
-            } else {
-                const Strided b = ops.b(column, slice);
-                fill_tile<TN, false>(b_tile, columns, depth_left, [&](int, int kk) { return b(kk); });
+#pragma unroll
+            for (int e = tid; e < TILE_K * TM; e += THREADS) {
+                int kk = e % TILE_K, m = m0 + e / TILE_K;
+                a_tile[kk][m - m0] = (m < M && k0 + kk < k_end) ? ops.a(m, slice)(kk) : 0.0f;
             }
+            const Strided b = ops.b(column, slice);
+#pragma unroll
+            for (int kk = tid / TN; kk < TILE_K; kk += THREADS / TN)
+                b_tile[kk][col] = (column.valid && k0 + kk < k_end) ? b(kk) : 0.0f;
         } else {
-            fill_tile<TM, Ops::a_along_k>(a_tile, rows, depth_left,
-                                          [&](int i, int kk) { return ops.a(m0 + i, ops.slice(k0 + kk))(0); });
-            fill_tile<TN, Ops::b_along_k>(b_tile, columns, depth_left, [&](int i, int kk) {
-                return ops.b(Ops::b_along_k ? block_columns[i] : column, ops.slice(k0 + kk))(0);
-            });
+#pragma unroll
+            for (int e = tid; e < TILE_K * TM; e += THREADS) {
+                int kk = e % TILE_K, m = m0 + e / TILE_K, k = k0 + kk;
+                a_tile[kk][m - m0] = (m < M && k < k_end) ? ops.a(m, ops.slice(k))(0) : 0.0f;
+            }
+#pragma unroll
+            for (int kk = tid / TN; kk < TILE_K; kk += THREADS / TN) {
+                int k = k0 + kk;
+                b_tile[kk][col] = (column.valid && k < k_end) ? ops.b(column, ops.slice(k))(0) : 0.0f;
+            }
         }
         __syncthreads();
 #pragma unroll
@@ -223,7 +205,7 @@ struct ConvShape {
 
 // fprop: A = W [c_out, (tap, c_in)], B = im2col(X), one column per (image, output position).
 struct FpropOps : ConvShape {
-    static constexpr bool skips_taps = false, a_along_k = true, b_along_k = false;
+    static constexpr bool skips_taps = false;
     const float* x;
     const float* w;
     __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y)
@@ -254,7 +236,7 @@ struct FpropOps : ConvShape {
 // position q on the phase's sub-grid), input position = phase + stride * q, so that a tile's
 // columns share a phase and so the taps they receive from (`tap_mask`, `needed`).
 struct DgradOps : ConvShape {
-    static constexpr bool skips_taps = true, a_along_k = false, b_along_k = false;
+    static constexpr bool skips_taps = true;
     const float* dy;
     const float* w;
     Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
@@ -325,7 +307,7 @@ struct RowSlice {
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
 struct WgradOps : ConvShape {
-    static constexpr bool skips_taps = false, a_along_k = true, b_along_k = true;
+    static constexpr bool skips_taps = false;
     const float* x;
     const float* dy;
     __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw)
