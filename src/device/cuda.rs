@@ -3,10 +3,11 @@
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
 //! Status: element-wise, fused Adam, batch/instance norm, loss, pad, and conv
-//! fprop/dgrad/wgrad (2D and 3D), each direct and as a tiled implicit GEMM, are here with
-//! parity tests against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`)
-//! and host emulation (`tests/kernel_emulation.rs`); reduce and concat kernels and the
-//! tensors' device storage are still to come, so the engine itself runs on the CPU.
+//! fprop/dgrad/wgrad (2D and 3D), each direct and as a tiled implicit GEMM (launch plan:
+//! `super::tiled_conv`), are here with parity tests against the CPU ops
+//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all pass on an H200) and host
+//! emulation (`tests/kernel_emulation.rs`); reduce and concat kernels and the tensors'
+//! device storage are still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
 
@@ -142,7 +143,8 @@ fn launch_1d(n: usize) -> LaunchConfig {
 }
 
 /// The conv kernels of `kernels/conv.cu`: each primitive direct (one thread per result, the
-/// correctness baseline) and as an implicit GEMM with 64 x 64 shared-memory tiles.
+/// correctness baseline) and as a tiled implicit GEMM (shape and K split per
+/// `TiledLaunch::plan`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
