@@ -5,7 +5,8 @@ same shapes, on the same GPU, and prints mrgan's best kernel against cuDNN's.
     python3 benches/torch_kernels.py KERNELS_CSV [--reps 20] [--csv OUT_CSV]
 
 KERNELS_CSV is the file `mrgan bench kernels --csv` wrote. Each conv row names a layer, a
-primitive (fprop, dgrad, wgrad; direct or `-tiled`) and its forward conv's shape. cuDNN runs
+primitive (fprop, dgrad, wgrad; direct or `-tiled`) and its forward conv's shape; rows of
+tile shapes the backend does not pick (`-tiled@128x128`) are left out. cuDNN runs
 each primitive through `aten.convolution_backward` / `conv2d` with `cudnn.benchmark` on (it
 picks its fastest algorithm), twice: strict fp32 (TF32 off: the same arithmetic as mrgan's
 fp32 FMA kernels) and PyTorch's default for convs (TF32 on). Times are the median of
@@ -64,11 +65,14 @@ def main():
         if row["unit"] != "GFLOP/s":
             continue
         *layer, kernel = row["kernel"].split(" ")
+        if "@" in kernel:
+            continue
         kind = kernel.removesuffix("-tiled")
         key = (" ".join(layer), kind, int(row["batch"]))
         ms = float(row["ms"])
+        label = f"{kernel} {row['tiles']}" if row.get("tiles") else kernel
         if key not in best or ms < best[key][0]:
-            best[key] = (ms, kernel, row)
+            best[key] = (ms, label, row)
 
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
     header = f"{'layer':<28} {'pass':<6} {'batch':>5} {'mrgan ms':>9} {'cuDNN fp32':>10} {'cuDNN tf32':>10} {'vs fp32':>8} {'vs tf32':>8}  mrgan kernel"

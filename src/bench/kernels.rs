@@ -1,6 +1,7 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
 //! the PatchGAN at 256 x 256, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
-//! size, plus fused Adam, on the GPU.
+//! size, plus fused Adam, on the GPU. Tiled kernels run as the backend plans them and, in
+//! rows marked `@shape`, in each other tile shape: the data for tuning `TiledLaunch::plan`.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and the fastest conv measured (compute, until the GEMM kernels exist).
 
@@ -8,6 +9,7 @@ use std::io::Write;
 
 use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
+use crate::device::tiled_conv::TileShape;
 use crate::ops::conv::ConvGeometry;
 
 /// One measured kernel.
@@ -21,6 +23,8 @@ pub struct KernelRow {
     pub unit: &'static str,
     /// The conv's shape, for convs: lets a baseline (benches/torch_kernels.py) time the same.
     pub geometry: Option<ConvGeometry>,
+    /// Tiled convs: tile shape and K splits (`TiledLaunch::label`); empty otherwise.
+    pub tiles: String,
 }
 
 /// Runs the table; `progress` is told each finished measurement.
@@ -41,15 +45,40 @@ pub fn run(
     for &batch in batches {
         for layer in &all {
             let g = layer.geometry(batch);
-            let times = gpu.time_conv(&g, &ConvKernel::ALL, reps)?;
-            for (kernel, ms) in ConvKernel::ALL.into_iter().zip(times) {
+            // Every kernel as planned, then each tiled one in the tile shapes not planned.
+            let mut variants: Vec<(ConvKernel, Option<TileShape>)> =
+                ConvKernel::ALL.iter().map(|&k| (k, None)).collect();
+            for kernel in ConvKernel::ALL.into_iter().filter(|k| k.tiled()) {
+                let planned = gpu.tiled_launch(kernel, &g, None).shape;
+                variants.extend(
+                    TileShape::ALL
+                        .into_iter()
+                        .filter(|&s| s != planned)
+                        .map(|s| (kernel, Some(s))),
+                );
+            }
+            let times = gpu.time_conv(&g, &variants, reps)?;
+            for (&(kernel, shape), ms) in variants.iter().zip(times) {
+                let name = match shape {
+                    None => kernel.name().to_string(),
+                    Some(s) => {
+                        let (r, c) = s.size();
+                        format!("{}@{r}x{c}", kernel.name())
+                    }
+                };
+                let tiles = if kernel.tiled() {
+                    gpu.tiled_launch(kernel, &g, shape).label()
+                } else {
+                    String::new()
+                };
                 let row = KernelRow {
-                    kernel: format!("{} {} {}", layer.net, layer.name, kernel.name()),
+                    kernel: format!("{} {} {name}", layer.net, layer.name),
                     batch,
                     ms,
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
                     unit: "GFLOP/s",
                     geometry: Some(g),
+                    tiles,
                 };
                 progress(&row);
                 rows.push(row);
@@ -66,6 +95,7 @@ pub fn run(
         rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,
         unit: "GB/s",
         geometry: None,
+        tiles: String::new(),
     };
     progress(&row);
     rows.push(row);
@@ -90,7 +120,7 @@ pub fn write_table(
     )?;
     writeln!(
         out,
-        "{:<40} {:>5} {:>10} {:>12} {:>8}",
+        "{:<48} {:>5} {:>10} {:>12} {:>8}  tiles/splits",
         "kernel", "batch", "ms", "rate", "% peak"
     )?;
     for r in rows {
@@ -101,13 +131,14 @@ pub fn write_table(
         };
         writeln!(
             out,
-            "{:<40} {:>5} {:>10.3} {:>7.0} {:<7} {:>5.1}%",
+            "{:<48} {:>5} {:>10.3} {:>7.0} {:<7} {:>5.1}%  {}",
             r.kernel,
             r.batch,
             r.ms,
             r.rate,
             r.unit,
-            100.0 * r.rate / peak
+            100.0 * r.rate / peak,
+            r.tiles
         )?;
     }
     Ok(())
@@ -118,7 +149,7 @@ pub fn write_table(
 pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
     writeln!(
         out,
-        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad"
+        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,tiles"
     )?;
     for r in rows {
         let shape = match &r.geometry {
@@ -130,8 +161,8 @@ pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io
         };
         writeln!(
             out,
-            "{},{},{:.4},{:.2},{},{shape}",
-            r.kernel, r.batch, r.ms, r.rate, r.unit
+            "{},{},{:.4},{:.2},{},{shape},{}",
+            r.kernel, r.batch, r.ms, r.rate, r.unit, r.tiles
         )?;
     }
     Ok(())

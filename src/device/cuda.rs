@@ -188,7 +188,7 @@ impl ConvKernel {
         }
     }
 
-    fn tiled(self) -> bool {
+    pub fn tiled(self) -> bool {
         matches!(
             self,
             ConvKernel::FpropTiled | ConvKernel::DgradTiled | ConvKernel::WgradTiled
@@ -350,15 +350,35 @@ impl CudaBackend {
         let mut out = s
             .clone_htod(&vec![f32::NAN; out_len])
             .map_err(err("alloc"))?;
-        let mut workspace = self.conv_workspace(kernel, g)?;
-        self.launch_conv(kernel, g, &da, &db, &mut out, &mut workspace)?;
+        let mut workspace = self.conv_workspace(kernel, g, None)?;
+        self.launch_conv(kernel, g, None, &da, &db, &mut out, &mut workspace)?;
         s.clone_dtoh(&out).map_err(err("copy out"))
     }
 
+    /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
+    /// `TiledLaunch::plan` picks for this GPU.
+    pub fn tiled_launch(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+    ) -> TiledLaunch {
+        let gemm = kernel.pass().gemm(g);
+        match shape {
+            Some(shape) => TiledLaunch::with_shape(gemm, shape, self.target_blocks),
+            None => TiledLaunch::plan(gemm, self.target_blocks),
+        }
+    }
+
     /// The split-K partial sums `kernel` needs on `g` (a one-element stand-in when none).
-    fn conv_workspace(&self, kernel: ConvKernel, g: &ConvGeometry) -> CudaResult<CudaSlice<f32>> {
+    fn conv_workspace(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+    ) -> CudaResult<CudaSlice<f32>> {
         let len = if kernel.tiled() {
-            TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks).workspace
+            self.tiled_launch(kernel, g, shape).workspace
         } else {
             0
         };
@@ -368,11 +388,14 @@ impl CudaBackend {
     }
 
     /// Launches one conv primitive on device buffers of the sizes `g` implies; tiled kernels
-    /// with split K add their partial sums (in `workspace`, from `conv_workspace`) after.
+    /// (in tiles of `shape`, see `tiled_launch`) with split K add their partial sums (in
+    /// `workspace`, from `conv_workspace` with the same shape) after.
+    #[allow(clippy::too_many_arguments)]
     fn launch_conv(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
+        shape: Option<TileShape>,
         a: &CudaSlice<f32>,
         b: &CudaSlice<f32>,
         out: &mut CudaSlice<f32>,
@@ -380,7 +403,7 @@ impl CudaBackend {
     ) -> CudaResult<()> {
         let params = ConvParams::of(g)?;
         let st = &self.stream;
-        let plan = TiledLaunch::plan(kernel.pass().gemm(g), self.target_blocks);
+        let plan = self.tiled_launch(kernel, g, shape);
         let mut launch = st.launch_builder(self.conv_function(kernel, plan.shape));
         launch.arg(&params).arg(a).arg(b).arg(&mut *out);
         if !kernel.tiled() {
@@ -689,13 +712,14 @@ impl CudaBackend {
         Ok(times[times.len() / 2])
     }
 
-    /// Median milliseconds of each conv primitive in `kernels` on `g`, all on one set of
-    /// device buffers (x, w, y filled with values in [-0.5, 0.5), plus one output buffer), so
-    /// that a batch-16 layer is filled once rather than once per kernel.
+    /// Median milliseconds of each conv primitive in `variants` (a kernel, and for tiled ones
+    /// a tile shape or None for the planned one) on `g`, all on one set of device buffers (x,
+    /// w, y filled with values in [-0.5, 0.5), plus one output buffer), so that a batch-16
+    /// layer is filled once rather than once per variant.
     pub fn time_conv(
         &self,
         g: &ConvGeometry,
-        kernels: &[ConvKernel],
+        variants: &[(ConvKernel, Option<TileShape>)],
         reps: usize,
     ) -> CudaResult<Vec<f64>> {
         use rayon::prelude::*;
@@ -712,16 +736,16 @@ impl CudaBackend {
         let mut out = st
             .alloc_zeros::<f32>(x_len.max(w_len).max(y_len))
             .map_err(err("alloc"))?;
-        let mut times = Vec::with_capacity(kernels.len());
-        for &kernel in kernels {
+        let mut times = Vec::with_capacity(variants.len());
+        for &(kernel, shape) in variants {
             let (a, b) = match kernel.pass() {
                 ConvPass::Fprop => (&x, &w),
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
-            let mut workspace = self.conv_workspace(kernel, g)?;
+            let mut workspace = self.conv_workspace(kernel, g, shape)?;
             times.push(self.time_ms(reps, || {
-                self.launch_conv(kernel, g, a, b, &mut out, &mut workspace)
+                self.launch_conv(kernel, g, shape, a, b, &mut out, &mut workspace)
             })?);
         }
         Ok(times)

@@ -16,14 +16,16 @@ pub const TILE_K: usize = 16;
 pub enum TileShape {
     /// 64 x 64 (`conv_*_tiled_f32`).
     Square,
-    /// 128 x 128 (`conv_*_large_f32`): twice the arithmetic per shared-memory read, for
-    /// GEMMs with enough such tiles to fill the GPU without splitting K.
+    /// 128 x 128 (`conv_*_large_f32`): twice the arithmetic per shared-memory read, picked
+    /// for GEMMs with enough such tiles to fill the GPU without splitting K.
     Large,
     /// 4 x 256 (`conv_*_narrow_f32`): GEMMs of at most four rows.
     Narrow,
 }
 
 impl TileShape {
+    pub const ALL: [TileShape; 3] = [TileShape::Square, TileShape::Large, TileShape::Narrow];
+
     /// The shape for a GEMM, given the blocks that fill the GPU.
     pub fn for_gemm(gemm: GemmSize, target_blocks: usize) -> TileShape {
         if gemm.rows <= 4 {
@@ -112,10 +114,20 @@ pub struct TiledLaunch {
 }
 
 impl TiledLaunch {
-    /// Splits K until about `target_blocks` blocks run (the backend asks for two per
-    /// multiprocessor), never below `MIN_K_TILES_PER_SPLIT` K tiles a split.
+    /// The backend's launch: the tile shape `TileShape::for_gemm` picks, K split as
+    /// `with_shape` does.
     pub fn plan(gemm: GemmSize, target_blocks: usize) -> TiledLaunch {
-        let shape = TileShape::for_gemm(gemm, target_blocks);
+        TiledLaunch::with_shape(
+            gemm,
+            TileShape::for_gemm(gemm, target_blocks),
+            target_blocks,
+        )
+    }
+
+    /// A launch in tiles of `shape` (`mrgan bench kernels` times every shape): K split until
+    /// about `target_blocks` blocks run (the backend asks for two per multiprocessor), never
+    /// below `MIN_K_TILES_PER_SPLIT` K tiles a split.
+    pub fn with_shape(gemm: GemmSize, shape: TileShape, target_blocks: usize) -> TiledLaunch {
         let (tile_rows, tile_columns) = shape.size();
         let tiles = shape.tiles(gemm);
         let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
@@ -141,6 +153,12 @@ impl TiledLaunch {
                 0
             },
         }
+    }
+
+    /// Short description for tables: tile shape and K splits, e.g. "128x128/5".
+    pub fn label(&self) -> String {
+        let (rows, columns) = self.shape.size();
+        format!("{rows}x{columns}/{}", self.splits)
     }
 }
 
@@ -181,6 +199,15 @@ mod tests {
         assert_eq!(plan.grid, (1, 8, 32));
         assert_eq!(plan.k_chunk, 256);
         assert!(plan.k_chunk as usize / TILE_K >= MIN_K_TILES_PER_SPLIT);
+    }
+
+    #[test]
+    fn any_shape_can_be_planned_and_labelled() {
+        let g = gemm(256, 4096, 2304);
+        let plan = TiledLaunch::with_shape(g, TileShape::Large, 264);
+        assert_eq!(plan.grid, (32, 2, 5));
+        assert_eq!(plan.label(), "128x128/5");
+        assert_eq!(TiledLaunch::plan(g, 264).label(), "64x64/2");
     }
 
     #[test]
