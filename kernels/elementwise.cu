@@ -1,4 +1,4 @@
-// Element-wise kernels: activations (forward and backward) and dropout.
+// Element-wise kernels: activations (forward and backward), dropout, add / mul / scale.
 // Layout: flat float32 arrays of n elements. Launch: 1D grid of 256-thread blocks with a
 // grid-stride loop, so any grid size is correct. Outputs are overwritten.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/elementwise/cpu.rs.
@@ -58,4 +58,18 @@ extern "C" __global__ void dropout_f32(const float* x, float* y, unsigned int n,
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         y[i] = ((double)uniform_at(seed, i) < p) ? 0.0f : x[i] * scale;
     }
+}
+
+// y = a + b (kind 0) or a * b (1), same length. Add's backward passes the gradient on
+// unchanged; mul's is two muls.
+#define BINARY_ADD 0
+#define BINARY_MUL 1
+extern "C" __global__ void binary_f32(const float* a, const float* b, float* y, unsigned int n, int kind) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = kind == BINARY_ADD ? a[i] + b[i] : a[i] * b[i];
+}
+
+// y = s * x (also scale's backward).
+extern "C" __global__ void scale_f32(const float* x, float* y, unsigned int n, float s) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = s * x[i];
 }

@@ -4,6 +4,8 @@
 // atomics' order. Backward: element-wise, outputs overwritten.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/loss/cpu.rs.
 
+#include "block_sum.cuh"
+
 #define LOSS_L1 0
 #define LOSS_MSE 1
 #define LOSS_BCE 2
@@ -30,13 +32,8 @@ extern "C" __global__ void loss_partial_sums_f32(int kind, const float* pred, co
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         acc += element_loss(kind, pred[i], target_at(target, has_target, constant, i));
     }
-    shared[threadIdx.x] = acc;
-    __syncthreads();
-    for (int stride = LOSS_THREADS / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
+    double total = block_sum_double(acc, shared);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 // dpred = scale * dloss/dpred and, when has_target, dtarget = scale * dloss/dtarget, with

@@ -97,6 +97,67 @@ fn fused_adam_matches_the_cpu() {
     }
 }
 
+/// Add, mul, scale (the same f32 operation: exact), the whole-tensor sum (f64 partial sums,
+/// within 1e-6 relative of the CPU's f64 sum rounded to f32), its fill backward (exact), and
+/// channel concat / split of three parts (copies: exact).
+#[test]
+fn tensor_plumbing_matches_the_cpu() {
+    use mrgan::ops::concat::{concat_channels, split_channels};
+    let Some(gpu) = gpu() else { return };
+    for n in [1usize, 1000, (1 << 20) + 3] {
+        let (a, b) = (
+            common::kernel_test_values(n, 5),
+            common::kernel_test_values(n, 6),
+        );
+        let zip = |f: fn(f32, f32) -> f32| -> Vec<f32> {
+            a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect()
+        };
+        assert_eq!(
+            gpu.binary(&a, &b, false).unwrap(),
+            zip(|x, y| x + y),
+            "add n={n}"
+        );
+        assert_eq!(
+            gpu.binary(&a, &b, true).unwrap(),
+            zip(|x, y| x * y),
+            "mul n={n}"
+        );
+        let scaled: Vec<f32> = a.iter().map(|v| -0.75 * v).collect();
+        assert_eq!(gpu.scale(&a, -0.75).unwrap(), scaled, "scale n={n}");
+        let want = mrgan::ops::reduce::sum(
+            &mrgan::Tensor::from_vec(mrgan::Shape::new(&[n]), a.clone()).unwrap(),
+        );
+        let got = gpu.sum(&a).unwrap() as f32;
+        println!("sum n={n}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "sum n={n}"
+        );
+        assert_eq!(gpu.fill(n, 0.125).unwrap(), vec![0.125; n], "fill n={n}");
+    }
+    let (images, spatial, channels) = (3usize, 1001usize, [64usize, 1, 63]);
+    let parts = common::concat_test_parts(images, spatial, &channels);
+    let refs: Vec<(&[f32], usize)> = parts
+        .iter()
+        .zip(channels)
+        .map(|(p, c)| (&p[..], c))
+        .collect();
+    let mut want = vec![0.0; images * 128 * spatial];
+    concat_channels(&refs, images, spatial, &mut want);
+    let whole = gpu.concat_channels(&refs, images, spatial).unwrap();
+    assert_eq!(whole, want, "concat");
+    for index in 0..channels.len() {
+        let got = gpu
+            .split_channels(&whole, &channels, index, images, spatial)
+            .unwrap();
+        assert_eq!(
+            got,
+            split_channels(&want, &channels, index, images, spatial),
+            "split {index}"
+        );
+    }
+}
+
 /// Conv primitives (fprop, dgrad, wgrad, each direct and tiled) on `common::conv_test_geometries`.
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.

@@ -1,5 +1,5 @@
 //! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles every
-//! `kernels/*.cu` (conv, norm, loss, pad, elementwise, adam) as C++20 for the host (one
+//! `kernels/*.cu` (conv, norm, loss, pad, elementwise, reduce, concat, adam) as C++20 for the host (one
 //! thread per CUDA thread, `__syncthreads` as a barrier) and runs each kernel with the launch
 //! shape the CUDA backend uses; the results are compared with the CPU ops. This catches
 //! indexing, tiling and reduction bugs on every machine; the device's own behaviour (memory
@@ -430,6 +430,73 @@ fn emulated_elementwise_kernels_match_the_cpu() {
 
 /// Fused Adam (weight decay, bias corrections) for 5 steps against the CPU optimizer:
 /// the same f32 formula, 1e-7 absolute + 1e-6 relative as in the GPU parity test.
+/// Add, mul and scale, the whole-tensor sum and its fill backward, and channel concat / split
+/// with three parts (the U-Net's skips are two; pix2pix's D input is two).
+#[test]
+fn emulated_plumbing_kernels_match_the_cpu() {
+    use mrgan::ops::concat::{concat_channels, split_channels};
+    let emulation = Emulation::new("plumbing");
+    let driver = driver_or_skip!(emulation, "plumbing_driver");
+    let (images, spatial, channels) = (2usize, 37usize, [3usize, 5, 1]);
+    for n in [1usize, 1000, 3001] {
+        let (a, b) = (
+            common::kernel_test_values(n, 5),
+            common::kernel_test_values(n, 6),
+        );
+        let parts = common::concat_test_parts(images, spatial, &channels);
+        let (factor, value) = (-0.75f32, 0.125f32);
+        let mut input: Vec<u8> = bytemuck::bytes_of(&(n as u32)).to_vec();
+        input.extend_from_slice(bytemuck::cast_slice(&[factor, value]));
+        input.extend_from_slice(bytemuck::cast_slice(&a));
+        input.extend_from_slice(bytemuck::cast_slice(&b));
+        let header = [images, spatial, channels.len()].map(|v| v as i32);
+        input.extend_from_slice(bytemuck::cast_slice(&header));
+        input.extend_from_slice(bytemuck::cast_slice(&channels.map(|c| c as i32)));
+        for part in &parts {
+            input.extend_from_slice(bytemuck::cast_slice(part));
+        }
+        let out = emulation.run(&driver, &input, &format!("plumbing n={n}"));
+        let (add, rest) = out.split_at(n);
+        let (mul, rest) = rest.split_at(n);
+        let (scaled, rest) = rest.split_at(n);
+        let (sum, rest) = rest.split_at(2);
+        let (filled, mut rest) = rest.split_at(n);
+        let zip = |f: fn(f32, f32) -> f32| -> Vec<f32> {
+            a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect()
+        };
+        check(&format!("add n={n}"), add, &zip(|x, y| x + y));
+        check(&format!("mul n={n}"), mul, &zip(|x, y| x * y));
+        let want_scaled: Vec<f32> = a.iter().map(|v| factor * v).collect();
+        check(&format!("scale n={n}"), scaled, &want_scaled);
+        let sum: f64 = bytemuck::cast([sum[0], sum[1]]);
+        let want_sum = mrgan::ops::reduce::sum(
+            &mrgan::Tensor::from_vec(mrgan::Shape::new(&[n]), a.clone()).unwrap(),
+        );
+        assert!(
+            (sum as f32 - want_sum).abs() <= 1e-6 * want_sum.abs().max(1.0),
+            "sum n={n}: {sum} vs {want_sum}"
+        );
+        check(&format!("fill n={n}"), filled, &vec![value; n]);
+        let refs: Vec<(&[f32], usize)> = parts
+            .iter()
+            .zip(channels)
+            .map(|(p, c)| (&p[..], c))
+            .collect();
+        let mut want_whole = vec![0.0; images * 9 * spatial];
+        concat_channels(&refs, images, spatial, &mut want_whole);
+        let (whole, tail) = rest.split_at(want_whole.len());
+        assert_eq!(whole, &want_whole[..], "concat n={n}");
+        rest = tail;
+        for index in 0..channels.len() {
+            let want = split_channels(&want_whole, &channels, index, images, spatial);
+            let (got, tail) = rest.split_at(want.len());
+            assert_eq!(got, &want[..], "split part {index}");
+            rest = tail;
+        }
+        assert!(rest.is_empty(), "plumbing n={n}: driver wrote extra values");
+    }
+}
+
 #[test]
 fn emulated_adam_kernel_matches_the_cpu() {
     let emulation = Emulation::new("adam");

@@ -2,12 +2,14 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
-//! Status: element-wise, fused Adam, batch/instance norm, loss, pad, and conv
+//! Status: element-wise (activations, dropout, add, mul, scale), reductions (sum, fill),
+//! channel concat / split, fused Adam, batch/instance norm, loss, pad, and conv
 //! fprop/dgrad/wgrad (2D and 3D), each direct and as a tiled implicit GEMM (launch plan:
 //! `super::tiled_conv`), are here with parity tests against the CPU ops
-//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all pass on an H200) and host
-//! emulation (`tests/kernel_emulation.rs`); reduce and concat kernels and the tensors'
-//! device storage are still to come, so the engine itself runs on the CPU.
+//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all passed on an H200 except
+//! add/mul/scale, sum/fill and concat, written after that run) and host emulation
+//! (`tests/kernel_emulation.rs`); the tensors' device storage is still to come, so the
+//! engine itself runs on the CPU.
 
 use std::sync::Arc;
 
@@ -120,6 +122,11 @@ struct Functions {
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
     dropout: CudaFunction,
+    binary: CudaFunction,
+    scale: CudaFunction,
+    sum_partial: CudaFunction,
+    fill: CudaFunction,
+    channel_slice_copy: CudaFunction,
     adam: CudaFunction,
 }
 
@@ -263,6 +270,8 @@ impl CudaBackend {
         let norm = load("norm", NORM_PTX, NORM_SM80, NORM_SM90)?;
         let loss = load("loss", LOSS_PTX, LOSS_SM80, LOSS_SM90)?;
         let pad = load("pad", PAD_PTX, PAD_SM80, PAD_SM90)?;
+        let reduce = load("reduce", REDUCE_PTX, REDUCE_SM80, REDUCE_SM90)?;
+        let concat = load("concat", CONCAT_PTX, CONCAT_SM80, CONCAT_SM90)?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
             pad_fwd: f(&pad, "pad_fwd_f32")?,
@@ -289,6 +298,11 @@ impl CudaBackend {
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
             dropout: f(&elementwise, "dropout_f32")?,
+            binary: f(&elementwise, "binary_f32")?,
+            scale: f(&elementwise, "scale_f32")?,
+            sum_partial: f(&reduce, "sum_partial_f32")?,
+            fill: f(&reduce, "fill_f32")?,
+            channel_slice_copy: f(&concat, "channel_slice_copy_f32")?,
             adam: f(&adam, "adam_step_f32")?,
         };
         let stream = ctx.default_stream();
@@ -302,7 +316,7 @@ impl CudaBackend {
             stream,
             target_blocks: 2 * multiprocessors.max(1) as usize,
             functions,
-            _modules: vec![elementwise, adam, conv, norm, loss, pad],
+            _modules: vec![elementwise, adam, conv, norm, loss, pad, reduce, concat],
         })
     }
 
@@ -866,6 +880,148 @@ impl CudaBackend {
         // SAFETY: matches dropout_f32; both buffers hold n floats.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("dropout_f32"))?;
         s.clone_dtoh(&dy).map_err(err("copy out"))
+    }
+
+    /// `a + b` or (`multiply`) `a * b`, element by element (same lengths).
+    pub fn binary(&self, a: &[f32], b: &[f32], multiply: bool) -> CudaResult<Vec<f32>> {
+        if a.len() != b.len() {
+            return Err(format!(
+                "binary op: lengths {} and {} differ",
+                a.len(),
+                b.len()
+            ));
+        }
+        let s = &self.stream;
+        let (da, db) = (
+            s.clone_htod(a).map_err(err("copy in"))?,
+            s.clone_htod(b).map_err(err("copy in"))?,
+        );
+        let mut y = s
+            .clone_htod(&vec![f32::NAN; a.len()])
+            .map_err(err("alloc"))?;
+        let (n, kind) = (a.len() as u32, multiply as i32);
+        let mut l = s.launch_builder(&self.functions.binary);
+        l.arg(&da).arg(&db).arg(&mut y).arg(&n).arg(&kind);
+        // SAFETY: matches binary_f32; all three buffers hold n floats.
+        unsafe { l.launch(launch_1d(a.len())) }.map_err(err("binary_f32"))?;
+        s.clone_dtoh(&y).map_err(err("copy out"))
+    }
+
+    /// `factor * x`.
+    pub fn scale(&self, x: &[f32], factor: f32) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let dx = s.clone_htod(x).map_err(err("copy in"))?;
+        let mut y = s
+            .clone_htod(&vec![f32::NAN; x.len()])
+            .map_err(err("alloc"))?;
+        let n = x.len() as u32;
+        let mut l = s.launch_builder(&self.functions.scale);
+        l.arg(&dx).arg(&mut y).arg(&n).arg(&factor);
+        // SAFETY: matches scale_f32; both buffers hold n floats.
+        unsafe { l.launch(launch_1d(x.len())) }.map_err(err("scale_f32"))?;
+        s.clone_dtoh(&y).map_err(err("copy out"))
+    }
+
+    /// Sum of all elements (per-block double partial sums, added here in f64).
+    pub fn sum(&self, x: &[f32]) -> CudaResult<f64> {
+        let s = &self.stream;
+        let dx = s.clone_htod(x).map_err(err("copy in"))?;
+        let cfg = launch_1d(x.len());
+        let mut partial = s
+            .clone_htod(&vec![f64::NAN; cfg.grid_dim.0 as usize])
+            .map_err(err("alloc"))?;
+        let n = x.len() as i64;
+        let mut l = s.launch_builder(&self.functions.sum_partial);
+        l.arg(&dx).arg(&n).arg(&mut partial);
+        // SAFETY: matches sum_partial_f32; `partial` holds one double per block.
+        unsafe { l.launch(cfg) }.map_err(err("sum_partial_f32"))?;
+        Ok(s.clone_dtoh(&partial)
+            .map_err(err("copy out"))?
+            .iter()
+            .sum())
+    }
+
+    /// `n` copies of `value` (the backward of sum and mean).
+    pub fn fill(&self, n: usize, value: f32) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let mut y = s.clone_htod(&vec![f32::NAN; n]).map_err(err("alloc"))?;
+        let len = n as i64;
+        let mut l = s.launch_builder(&self.functions.fill);
+        l.arg(&mut y).arg(&len).arg(&value);
+        // SAFETY: matches fill_f32; `y` holds n floats.
+        unsafe { l.launch(launch_1d(n)) }.map_err(err("fill_f32"))?;
+        s.clone_dtoh(&y).map_err(err("copy out"))
+    }
+
+    /// `parts` (data, channels; each N, C_i, spatial) concatenated along the channels, one
+    /// launch per part, as `ops::concat::concat_channels`.
+    pub fn concat_channels(
+        &self,
+        parts: &[(&[f32], usize)],
+        n: usize,
+        spatial: usize,
+    ) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        let mut whole = s
+            .clone_htod(&vec![f32::NAN; n * total * spatial])
+            .map_err(err("alloc"))?;
+        let mut c0 = 0;
+        for &(data, c) in parts {
+            let part = s.clone_htod(data).map_err(err("copy in"))?;
+            self.channel_slice_copy(&part, &mut whole, data.len(), [c, c0, total, spatial], 1)?;
+            c0 += c;
+        }
+        s.clone_dtoh(&whole).map_err(err("copy out"))
+    }
+
+    /// Part `index`'s slice of the gradient `dy` of a concat of parts with `channels`
+    /// (`ops::concat::split_channels`).
+    pub fn split_channels(
+        &self,
+        dy: &[f32],
+        channels: &[usize],
+        index: usize,
+        n: usize,
+        spatial: usize,
+    ) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let total: usize = channels.iter().sum();
+        let (c0, c) = (channels[..index].iter().sum::<usize>(), channels[index]);
+        let whole = s.clone_htod(dy).map_err(err("copy in"))?;
+        let len = n * c * spatial;
+        let mut part = s.clone_htod(&vec![f32::NAN; len]).map_err(err("alloc"))?;
+        self.channel_slice_copy(&whole, &mut part, len, [c, c0, total, spatial], 0)?;
+        s.clone_dtoh(&part).map_err(err("copy out"))
+    }
+
+    /// One `channel_slice_copy_f32` launch over a part of `part_len` elements; `layout` is
+    /// (part channels, first channel in the whole, whole channels, spatial).
+    fn channel_slice_copy(
+        &self,
+        src: &CudaSlice<f32>,
+        dst: &mut CudaSlice<f32>,
+        part_len: usize,
+        layout: [usize; 4],
+        into_whole: i32,
+    ) -> CudaResult<()> {
+        let [c, c0, total, spatial] = layout.map(|v| v as i32);
+        let len = part_len as i64;
+        let mut l = self
+            .stream
+            .launch_builder(&self.functions.channel_slice_copy);
+        l.arg(src)
+            .arg(dst)
+            .arg(&len)
+            .arg(&c)
+            .arg(&c0)
+            .arg(&total)
+            .arg(&spatial)
+            .arg(&into_whole);
+        // SAFETY: matches channel_slice_copy_f32; the part holds part_len floats and the
+        // whole N * total * spatial, as the layout says.
+        unsafe { l.launch(launch_1d(part_len)) }.map_err(err("channel_slice_copy_f32"))?;
+        Ok(())
     }
 
     /// One fused Adam step over a whole arena (parameters, gradients, moments), step `t`

@@ -144,6 +144,16 @@ pub fn kernel_test_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The parts of a channel concat for the kernel tests: one `images` x c x `spatial` tensor
+/// per channel count c.
+pub fn concat_test_parts(images: usize, spatial: usize, channels: &[usize]) -> Vec<Vec<f32>> {
+    channels
+        .iter()
+        .zip(10..)
+        .map(|(&c, seed)| kernel_test_values(images * c * spatial, seed))
+        .collect()
+}
+
 /// Inputs of norm case `k` with N, C, S = `n`, `c`, `s`, shared by the kernel tests:
 /// x (offset from zero so the mean matters), dy, gamma near 1, beta.
 pub fn norm_test_inputs(k: usize, n: usize, c: usize, s: usize) -> [Vec<f32>; 4] {
