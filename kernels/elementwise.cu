@@ -3,20 +3,7 @@
 // grid-stride loop, so any grid size is correct. Outputs are overwritten.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/elementwise/cpu.rs.
 
-// Activation kinds, as CudaBackend passes them.
-#define ACT_RELU 0
-#define ACT_LEAKY_RELU 1
-#define ACT_TANH 2
-#define ACT_SIGMOID 3
-
-__device__ __forceinline__ float activate(float v, int kind, float slope) {
-    switch (kind) {
-        case ACT_RELU: return v > 0.0f ? v : 0.0f;
-        case ACT_LEAKY_RELU: return v > 0.0f ? v : v * slope;
-        case ACT_TANH: return tanhf(v);
-        default: return 1.0f / (1.0f + expf(-v));
-    }
-}
+#include "activation.cuh"
 
 extern "C" __global__ void activation_fwd_f32(const float* x, float* y, unsigned int n, int kind, float slope) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -24,18 +11,11 @@ extern "C" __global__ void activation_fwd_f32(const float* x, float* y, unsigned
     }
 }
 
-// dx = dy * act'(x): from the input for the ReLU family (left derivative at 0), from the
-// output y for tanh (1 - y^2) and sigmoid (y (1 - y)), as PyTorch.
+// dx = dy * act'(x) (`activation_grad`: from x or y per activation, as PyTorch).
 extern "C" __global__ void activation_bwd_f32(const float* dy, const float* x, const float* y, float* dx,
                                               unsigned int n, int kind, float slope) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        float d = dy[i];
-        switch (kind) {
-            case ACT_RELU: dx[i] = x[i] > 0.0f ? d : 0.0f; break;
-            case ACT_LEAKY_RELU: dx[i] = x[i] > 0.0f ? d : d * slope; break;
-            case ACT_TANH: dx[i] = d * (1.0f - y[i] * y[i]); break;
-            default: dx[i] = d * y[i] * (1.0f - y[i]); break;
-        }
+        dx[i] = dy[i] * activation_grad(x[i], y[i], kind, slope);
     }
 }
 

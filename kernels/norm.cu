@@ -2,10 +2,19 @@
 // Statistics are per group: per channel over batch and space (batch norm, `per_sample` 0)
 // or per sample and channel over space (instance norm, `per_sample` 1). One 256-thread block
 // per group reduces in shared memory (two passes for the variance, as the CPU does); the
-// element-wise kernels use grid-stride loops. Outputs are overwritten.
+// element-wise kernels use grid-stride loops. Outputs are overwritten. The activation that
+// follows a norm in the networks is fused (`act`, ACT_NONE for none): apply writes act(norm),
+// and the backward kernels take that output y and fold act'(y) into dy.
 // Launched by src/device/cuda.rs; the CPU references are src/ops/norm/cpu.rs.
 
+#include "activation.cuh"
+
 #define NORM_THREADS 256
+
+// The gradient reaching the norm's output: dy through the fused activation (from its output).
+__device__ __forceinline__ float norm_output_grad(const float* dy, const float* y, long long e, int act, float slope) {
+    return act == ACT_NONE ? dy[e] : dy[e] * activation_grad(y[e], y[e], act, slope);
+}
 
 // Element `j` of group `g`: its offset in the N, C, S tensor.
 __device__ __forceinline__ long long group_elem(int g, long long j, int n, int c, int s, int per_sample) {
@@ -48,30 +57,34 @@ extern "C" __global__ void norm_stats_f32(const float* x, float* mean, float* va
     }
 }
 
-// y = (x - mean) * invstd * gamma + beta; gamma / beta may be null (1 and 0).
+// y = act((x - mean) * invstd * gamma + beta); gamma / beta may be null (1 and 0).
 extern "C" __global__ void norm_apply_f32(const float* x, const float* mean, const float* invstd, const float* gamma,
-                                          const float* beta, float* y, int n, int c, int s, int per_sample) {
+                                          const float* beta, float* y, int n, int c, int s, int per_sample, int act,
+                                          float slope) {
     long long total = (long long)n * c * s;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
         long long plane = i / s;
         int ch = plane % c;
         int g = per_sample ? (int)plane : ch;
         float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
-        y[i] = (x[i] - mean[g]) * scale + (beta ? beta[ch] : 0.0f);
+        y[i] = activate((x[i] - mean[g]) * scale + (beta ? beta[ch] : 0.0f), act, slope);
     }
 }
 
-// Per group: sums[2g] = sum(dy), sums[2g + 1] = sum(dy * xhat).
-extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* x, const float* mean, const float* invstd,
-                                              float* sums, int n, int c, int s, int per_sample) {
+// Per group: sums[2g] = sum(dz), sums[2g + 1] = sum(dz * xhat), dz the gradient at the norm's
+// output (`norm_output_grad`; y is only read with a fused activation).
+extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* y, const float* x, const float* mean,
+                                              const float* invstd, float* sums, int n, int c, int s, int per_sample,
+                                              int act, float slope) {
     __shared__ float shared[NORM_THREADS];
     int g = blockIdx.x;
     long long len = per_sample ? s : (long long)n * s;
     float a = 0.0f, b = 0.0f;
     for (long long j = threadIdx.x; j < len; j += NORM_THREADS) {
         long long e = group_elem(g, j, n, c, s, per_sample);
-        a += dy[e];
-        b += dy[e] * (x[e] - mean[g]) * invstd[g];
+        float dz = norm_output_grad(dy, y, e, act, slope);
+        a += dz;
+        b += dz * (x[e] - mean[g]) * invstd[g];
     }
     float sa = block_sum(a, shared);
     float sb = block_sum(b, shared);
@@ -81,11 +94,12 @@ extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* x, c
     }
 }
 
-// dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat)) with batch statistics, or scale * dy
-// with fixed (running) statistics; scale = invstd * gamma.
-extern "C" __global__ void norm_backward_f32(const float* dy, const float* x, const float* mean, const float* invstd,
-                                             const float* gamma, const float* sums, float* dx, int n, int c, int s,
-                                             int per_sample, int batch_stats) {
+// dx = scale * (dz - mean(dz) - xhat * mean(dz * xhat)) with batch statistics, or scale * dz
+// with fixed (running) statistics; scale = invstd * gamma, dz as in norm_grad_sums_f32.
+extern "C" __global__ void norm_backward_f32(const float* dy, const float* y, const float* x, const float* mean,
+                                             const float* invstd, const float* gamma, const float* sums, float* dx,
+                                             int n, int c, int s, int per_sample, int batch_stats, int act,
+                                             float slope) {
     long long total = (long long)n * c * s;
     float count = per_sample ? (float)s : (float)n * s;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
@@ -93,11 +107,12 @@ extern "C" __global__ void norm_backward_f32(const float* dy, const float* x, co
         int ch = plane % c;
         int g = per_sample ? (int)plane : ch;
         float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
+        float dz = norm_output_grad(dy, y, i, act, slope);
         if (batch_stats) {
             float xhat = (x[i] - mean[g]) * invstd[g];
-            dx[i] = scale * (dy[i] - sums[2 * g] / count - xhat * sums[2 * g + 1] / count);
+            dx[i] = scale * (dz - sums[2 * g] / count - xhat * sums[2 * g + 1] / count);
         } else {
-            dx[i] = scale * dy[i];
+            dx[i] = scale * dz;
         }
     }
 }

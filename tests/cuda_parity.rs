@@ -197,8 +197,10 @@ fn conv_primitives_match_the_cpu() {
     }
 }
 
-/// Batch and instance norm, forward (with statistics) and backward with batch or fixed
-/// statistics, on odd shapes. Reductions over up to ~20k terms: 1e-4 of the output's max.
+/// Batch and instance norm, alone and fused with the LeakyReLU or tanh that follows them,
+/// forward (with statistics) and backward with batch or fixed statistics, on odd shapes
+/// (the CPU reference is the norm then the activation). Reductions over up to ~20k terms:
+/// 1e-4 of the output's max.
 #[test]
 fn norms_match_the_cpu() {
     use mrgan::ops::norm::cpu::{
@@ -222,61 +224,70 @@ fn norms_match_the_cpu() {
                 mean: &mean,
                 invstd: &invstd,
             };
-            let mut want = vec![0.0; x.len()];
-            normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut want);
-            let (y, gmean, gvar) = gpu
-                .norm_forward(&x, (n, c, s), per_sample, &gamma, &beta)
-                .unwrap();
-            let what = format!("case {k} {over:?}");
-            close(&format!("{what} y"), &y, &want, 1e-4, 1e-4);
-            close(&format!("{what} mean"), &gmean, &mean, 1e-5, 1e-4);
-            close(&format!("{what} var"), &gvar, &var, 1e-5, 1e-4);
-            for batch_stats in [true, false] {
-                let mut want_dx = vec![0.0; x.len()];
-                let (want_dg, want_db) = normalize_backward(
-                    &dy,
-                    &x,
-                    l,
-                    over,
-                    stats,
-                    Some(&gamma),
-                    batch_stats,
-                    Some(&mut want_dx),
-                );
-                let (dx, dg, db) = gpu
-                    .norm_backward(
-                        &dy,
-                        &x,
-                        (n, c, s),
-                        per_sample,
-                        &mean,
-                        &invstd,
-                        &gamma,
-                        batch_stats,
-                    )
+            let mut z = vec![0.0; x.len()];
+            normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut z);
+            for act in [
+                None,
+                Some(Activation::LeakyRelu(0.2)),
+                Some(Activation::Tanh),
+            ] {
+                // The fused activation's output, and the gradient reaching the norm through it.
+                let (want, dz) = common::fused_activation(&z, &dy, act);
+                let (y, gmean, gvar) = gpu
+                    .norm_forward(&x, (n, c, s), per_sample, &gamma, &beta, act)
                     .unwrap();
-                let scale = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-                close(
-                    &format!("{what} batch_stats {batch_stats} dx"),
-                    &dx,
-                    &want_dx,
-                    1e-4 * scale(&want_dx),
-                    0.0,
-                );
-                close(
-                    &format!("{what} dgamma"),
-                    &dg,
-                    &want_dg,
-                    1e-4 * scale(&want_dg),
-                    0.0,
-                );
-                close(
-                    &format!("{what} dbeta"),
-                    &db,
-                    &want_db,
-                    1e-4 * scale(&want_db),
-                    0.0,
-                );
+                let what = format!("case {k} {over:?} {act:?}");
+                close(&format!("{what} y"), &y, &want, 1e-4, 1e-4);
+                close(&format!("{what} mean"), &gmean, &mean, 1e-5, 1e-4);
+                close(&format!("{what} var"), &gvar, &var, 1e-5, 1e-4);
+                for batch_stats in [true, false] {
+                    let mut want_dx = vec![0.0; x.len()];
+                    let (want_dg, want_db) = normalize_backward(
+                        &dz,
+                        &x,
+                        l,
+                        over,
+                        stats,
+                        Some(&gamma),
+                        batch_stats,
+                        Some(&mut want_dx),
+                    );
+                    let (dx, dg, db) = gpu
+                        .norm_backward(
+                            &dy,
+                            &x,
+                            (n, c, s),
+                            per_sample,
+                            &mean,
+                            &invstd,
+                            &gamma,
+                            batch_stats,
+                            act.map(|a| (&want[..], a)),
+                        )
+                        .unwrap();
+                    let scale = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                    close(
+                        &format!("{what} batch_stats {batch_stats} dx"),
+                        &dx,
+                        &want_dx,
+                        1e-4 * scale(&want_dx),
+                        0.0,
+                    );
+                    close(
+                        &format!("{what} dgamma"),
+                        &dg,
+                        &want_dg,
+                        1e-4 * scale(&want_dg),
+                        0.0,
+                    );
+                    close(
+                        &format!("{what} dbeta"),
+                        &db,
+                        &want_db,
+                        1e-4 * scale(&want_db),
+                        0.0,
+                    );
+                }
             }
         }
     }

@@ -209,6 +209,7 @@ fn emulated_conv_kernels_match_the_cpu() {
 /// statistics), on sizes below, at and far above the 256-thread block.
 #[test]
 fn emulated_norm_kernels_match_the_cpu() {
+    use mrgan::ops::elementwise::Activation;
     use mrgan::ops::norm::cpu::{
         GroupStats, NormLayout, StatsOver, moments, normalize, normalize_backward,
     };
@@ -222,12 +223,25 @@ fn emulated_norm_kernels_match_the_cpu() {
         let l = NormLayout { n, c, spatial: s };
         let [x, dy, gamma, beta] = common::norm_test_inputs(k, n, c, s);
         for (over, per_sample) in [(StatsOver::Batch, 0), (StatsOver::Instance, 1)] {
-            for batch_stats in [1, 0] {
-                let what = format!("norm case {k} {over:?} batch_stats {batch_stats}");
+            for (batch_stats, act) in [
+                (1, None),
+                (0, None),
+                (1, Some(Activation::LeakyRelu(0.2))),
+                (0, Some(Activation::Tanh)),
+            ] {
+                let what = format!("norm case {k} {over:?} batch_stats {batch_stats} {act:?}");
+                // kernels/activation.cuh's kind and slope (-1: none).
+                let (kind, slope) = match act {
+                    None => (-1i32, 0.0f32),
+                    Some(Activation::LeakyRelu(s)) => (1, s as f32),
+                    Some(_) => (2, 0.0),
+                };
                 let mut input: Vec<u8> =
                     bytemuck::cast_slice(&[n as i32, c as i32, s as i32, per_sample, batch_stats])
                         .to_vec();
                 input.extend_from_slice(bytemuck::bytes_of(&eps));
+                input.extend_from_slice(bytemuck::bytes_of(&kind));
+                input.extend_from_slice(bytemuck::bytes_of(&slope));
                 for v in [&x, &dy, &gamma, &beta] {
                     input.extend_from_slice(bytemuck::cast_slice(v));
                 }
@@ -247,12 +261,14 @@ fn emulated_norm_kernels_match_the_cpu() {
                 };
                 check(&format!("{what} mean"), mean, &want_mean);
                 check(&format!("{what} var"), var, &want_var);
-                let mut want_y = vec![0.0; x.len()];
-                normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut want_y);
+                let mut z = vec![0.0; x.len()];
+                normalize(&x, l, over, stats, Some(&gamma), Some(&beta), &mut z);
+                // The fused activation's output, and the gradient reaching the norm through it.
+                let (want_y, dz) = common::fused_activation(&z, &dy, act);
                 check(&format!("{what} y"), y, &want_y);
                 let mut want_dx = vec![0.0; x.len()];
                 let (want_dgamma, want_dbeta) = normalize_backward(
-                    &dy,
+                    &dz,
                     &x,
                     l,
                     over,

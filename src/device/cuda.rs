@@ -3,13 +3,13 @@
 //! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
 //!
 //! Status: element-wise (activations, dropout, add, mul, scale), reductions (sum, fill),
-//! channel concat / split, fused Adam, batch/instance norm, loss, pad, and conv
-//! fprop/dgrad/wgrad (2D and 3D), each direct and as a tiled implicit GEMM (launch plan:
-//! `super::tiled_conv`), are here with parity tests against the CPU ops
-//! (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all passed on an H200 except
-//! add/mul/scale, sum/fill and concat, written after that run) and host emulation
-//! (`tests/kernel_emulation.rs`); the tensors' device storage is still to come, so the
-//! engine itself runs on the CPU.
+//! channel concat / split, fused Adam, batch/instance norm (optionally fused with the
+//! activation that follows), loss, pad, and conv fprop/dgrad/wgrad (2D and 3D), each direct
+//! and as a tiled implicit GEMM (launch plan: `super::tiled_conv`), are here with parity
+//! tests against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all
+//! passed on an H200 except add/mul/scale, sum/fill, concat and the fused norm +
+//! activation, written after that run) and host emulation (`tests/kernel_emulation.rs`);
+//! the tensors' device storage is still to come, so the engine itself runs on the CPU.
 
 use std::sync::Arc;
 
@@ -224,6 +224,11 @@ fn loss_code(kind: LossKind) -> i32 {
         LossKind::Mse => 1,
         LossKind::BceWithLogits => 2,
     }
+}
+
+/// `kernels/activation.cuh`'s kind and slope; None is ACT_NONE (no fused activation).
+fn fused_activation_code(act: Option<Activation>) -> (i32, f32) {
+    act.map_or((-1, 0.0), activation_code)
 }
 
 fn activation_code(act: Activation) -> (i32, f32) {
@@ -453,8 +458,9 @@ impl CudaBackend {
     }
 
     /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
-    /// statistics: returns y, the group means and the biased group variances. Absent gamma /
-    /// beta are passed as ones / zeros.
+    /// statistics, followed by `act` when given (fused): returns y, the group means and the
+    /// biased group variances. Absent gamma / beta are passed as ones / zeros.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn norm_forward(
         &self,
         x: &[f32],
@@ -462,9 +468,11 @@ impl CudaBackend {
         per_sample: bool,
         gamma: &[f32],
         beta: &[f32],
+        act: Option<Activation>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let st = &self.stream;
         let groups = if per_sample { n * c } else { c };
+        let (act_kind, slope) = fused_activation_code(act);
         let dx = st.clone_htod(x).map_err(err("copy in"))?;
         let (dg, db) = (
             st.clone_htod(gamma).map_err(err("copy in"))?,
@@ -507,14 +515,17 @@ impl CudaBackend {
             .arg(&ni)
             .arg(&ci)
             .arg(&si)
-            .arg(&ps);
+            .arg(&ps)
+            .arg(&act_kind)
+            .arg(&slope);
         // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("norm_apply_f32"))?;
         let out = |d| st.clone_dtoh(d).map_err(err("copy out"));
         Ok((out(&y)?, out(&mean)?, out(&var)?))
     }
 
-    /// Gradients of [`norm_forward`] given its statistics: (dx, dgamma, dbeta).
+    /// Gradients of [`norm_forward`] given its statistics: (dx, dgamma, dbeta). With a fused
+    /// activation, `fused` holds its output y (act' is taken from y) and the activation.
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn norm_backward(
         &self,
@@ -526,11 +537,15 @@ impl CudaBackend {
         invstd: &[f32],
         gamma: &[f32],
         batch_stats: bool,
+        fused: Option<(&[f32], Activation)>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let st = &self.stream;
         let groups = mean.len();
         let up = |v: &[f32]| st.clone_htod(v).map_err(err("copy in"));
         let (ddy, dx_in, dmean, dinv, dg) = (up(dy)?, up(x)?, up(mean)?, up(invstd)?, up(gamma)?);
+        // The fused activation's output (read only with one).
+        let dy_out = up(fused.map_or(&[0.0][..], |f| f.0))?;
+        let (act_kind, slope) = fused_activation_code(fused.map(|f| f.1));
         let mut sums = up(&vec![f32::NAN; 2 * groups])?;
         let mut dx = up(&vec![f32::NAN; x.len()])?;
         let (ni, ci, si, ps, bs) = (
@@ -542,6 +557,7 @@ impl CudaBackend {
         );
         let mut b = st.launch_builder(&self.functions.norm_grad_sums);
         b.arg(&ddy)
+            .arg(&dy_out)
             .arg(&dx_in)
             .arg(&dmean)
             .arg(&dinv)
@@ -549,7 +565,9 @@ impl CudaBackend {
             .arg(&ni)
             .arg(&ci)
             .arg(&si)
-            .arg(&ps);
+            .arg(&ps)
+            .arg(&act_kind)
+            .arg(&slope);
         let per_group = LaunchConfig {
             grid_dim: (groups as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -559,6 +577,7 @@ impl CudaBackend {
         unsafe { b.launch(per_group) }.map_err(err("norm_grad_sums_f32"))?;
         let mut b = st.launch_builder(&self.functions.norm_backward);
         b.arg(&ddy)
+            .arg(&dy_out)
             .arg(&dx_in)
             .arg(&dmean)
             .arg(&dinv)
@@ -569,7 +588,9 @@ impl CudaBackend {
             .arg(&ci)
             .arg(&si)
             .arg(&ps)
-            .arg(&bs);
+            .arg(&bs)
+            .arg(&act_kind)
+            .arg(&slope);
         // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("norm_backward_f32"))?;
         let sums = st.clone_dtoh(&sums).map_err(err("copy out"))?;

@@ -154,6 +154,26 @@ pub fn concat_test_parts(images: usize, spatial: usize, channels: &[usize]) -> V
         .collect()
 }
 
+/// The output of `act` (None: the identity) applied to a norm's output `z`, and the gradient
+/// that reaches the norm through it from `dy`: the CPU reference of a norm fused with the
+/// activation that follows it.
+pub fn fused_activation(
+    z: &[f32],
+    dy: &[f32],
+    act: Option<mrgan::ops::elementwise::Activation>,
+) -> (Vec<f32>, Vec<f32>) {
+    use mrgan::ops::elementwise::cpu;
+    match act {
+        None => (z.to_vec(), dy.to_vec()),
+        Some(act) => {
+            let (mut y, mut dz) = (vec![0.0; z.len()], vec![0.0; z.len()]);
+            cpu::activate(z, act, &mut y);
+            cpu::activate_backward(dy, z, &y, act, &mut dz);
+            (y, dz)
+        }
+    }
+}
+
 /// Inputs of norm case `k` with N, C, S = `n`, `c`, `s`, shared by the kernel tests:
 /// x (offset from zero so the mean matters), dy, gamma near 1, beta.
 pub fn norm_test_inputs(k: usize, n: usize, c: usize, s: usize) -> [Vec<f32>; 4] {

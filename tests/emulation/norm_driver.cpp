@@ -1,7 +1,7 @@
 // Emulated kernels/norm.cu for tests/kernel_emulation.rs, in the order src/device/cuda.rs
-// launches them. argv[1]: int32 n, c, s, per_sample, batch_stats; float32 eps; then x and
-// dy (n*c*s each), gamma, beta (c each). argv[2] gets mean, var, invstd (one per group),
-// y, sums (two per group) and dx. Reductions run as one 256-thread block per group, as on
+// launches them. argv[1]: int32 n, c, s, per_sample, batch_stats; float32 eps; int32 fused
+// activation kind (-1: none) and float32 slope; then x and dy (n*c*s each), gamma, beta (c
+// each). argv[2] gets mean, var, invstd (one per group), y, sums (two per group) and dx. Reductions run as one 256-thread block per group, as on
 // the device; element-wise kernels as one block (grid-stride loops).
 #include <cmath>
 #include <cstdio>
@@ -14,9 +14,11 @@ inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
     FILE* in = fopen(argv[1], "rb");
-    int h[5];
-    float eps;
-    if (!in || !io(in, h, sizeof h, false) || !io(in, &eps, 4, false)) return 3;
+    int h[5], act;
+    float eps, slope;
+    if (!in || !io(in, h, sizeof h, false) || !io(in, &eps, 4, false) || !io(in, &act, 4, false) ||
+        !io(in, &slope, 4, false))
+        return 3;
     int n = h[0], c = h[1], s = h[2], per_sample = h[3], batch_stats = h[4];
     size_t len = (size_t)n * c * s, groups = per_sample ? (size_t)n * c : c;
     std::vector<float> x(len), dy(len), gamma(c), beta(c);
@@ -31,15 +33,15 @@ int main(int argc, char** argv) {
     });
     launch({1, 1, 1}, 256, [&] {
         norm_apply_f32(x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), y.data(),
-                       n, c, s, per_sample);
+                       n, c, s, per_sample, act, slope);
     });
     launch({(unsigned)groups, 1, 1}, NORM_THREADS, [&] {
-        norm_grad_sums_f32(dy.data(), x.data(), mean.data(), invstd.data(), sums.data(), n, c, s,
-                           per_sample);
+        norm_grad_sums_f32(dy.data(), y.data(), x.data(), mean.data(), invstd.data(), sums.data(), n,
+                           c, s, per_sample, act, slope);
     });
     launch({1, 1, 1}, 256, [&] {
-        norm_backward_f32(dy.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
-                          sums.data(), dx.data(), n, c, s, per_sample, batch_stats);
+        norm_backward_f32(dy.data(), y.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
+                          sums.data(), dx.data(), n, c, s, per_sample, batch_stats, act, slope);
     });
     FILE* out = fopen(argv[2], "wb");
     for (auto* v : {&mean, &var, &invstd, &y, &sums, &dx})
