@@ -399,3 +399,41 @@ extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, 
         out[i] = sum;
     }
 }
+
+// A dense GEMM through the same large tiles: C[M, N] = A[M, K] * B[K, N], all row-major.
+// `mrgan bench kernels` times it as the compute peak the convs are measured against: what
+// the tiles reach without the im2col gather and the tap decomposition. Every K slice is
+// uniform (no decomposition), and nothing is skipped.
+struct GemmOps {
+    static constexpr bool skips_taps = false;
+    int M, N, K;
+    const float* A;
+    const float* B;
+    float* out;
+    struct Column {
+        bool valid;
+        int n;
+    };
+    struct Slice {
+        bool uniform;
+        int k0;
+    };
+    __device__ int rows() const { return M; }
+    __device__ int columns() const { return N; }
+    __device__ int depth() const { return K; }
+    __device__ Column column(int n, bool valid) const { return {valid, n}; }
+    __device__ Slice slice(int k0) const { return {true, k0}; }
+    __device__ bool needed(const Slice&, unsigned long long) const { return true; }
+    __device__ unsigned long long tap_mask(const Column&) const { return ~0ull; }
+    __device__ Strided a(int m, const Slice& s) const { return strided(A + (long long)m * K + s.k0, 1, true); }
+    __device__ Strided b(const Column& c, const Slice& s) const {
+        return strided(B + (long long)s.k0 * N + c.n, N, true);
+    }
+    __device__ void store(int m, int n, float v) const { out[(long long)m * N + n] = v; }
+};
+
+// Grid (ceil(N / 128), ceil(M / 128)), 256 threads; no K split.
+extern "C" __global__ void __launch_bounds__(THREADS, 2)
+gemm_f32(int M, int N, int K, const float* A, const float* B, float* C) {
+    tiled_gemm<128, 128, 8, 8>(GemmOps{M, N, K, A, B, C}, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
+}

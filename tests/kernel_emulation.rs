@@ -1,5 +1,6 @@
 //! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles every
-//! `kernels/*.cu` (conv, norm, loss, pad, elementwise, reduce, concat, adam) as C++20 for the host (one
+//! `kernels/*.cu` (conv and the dense GEMM, norm, loss, pad, elementwise, reduce, concat,
+//! adam) as C++20 for the host (one
 //! thread per CUDA thread, `__syncthreads` as a barrier) and runs each kernel with the launch
 //! shape the CUDA backend uses; the results are compared with the CPU ops. This catches
 //! indexing, tiling and reduction bugs on every machine; the device's own behaviour (memory
@@ -446,6 +447,23 @@ fn emulated_elementwise_kernels_match_the_cpu() {
 
 /// Fused Adam (weight decay, bias corrections) for 5 steps against the CPU optimizer:
 /// the same f32 formula, 1e-7 absolute + 1e-6 relative as in the GPU parity test.
+/// The dense GEMM through the convs' large tiles (the compute peak of `bench kernels`).
+#[test]
+fn emulated_gemm_kernel_matches_a_reference() {
+    let emulation = Emulation::new("gemm");
+    let driver = driver_or_skip!(emulation, "gemm_driver");
+    for (k, (m, n, depth)) in common::GEMM_TEST_SIZES.into_iter().enumerate() {
+        let a = common::kernel_test_values(m * depth, 50 + k as u64);
+        let b = common::kernel_test_values(depth * n, 60 + k as u64);
+        let mut input: Vec<u8> = bytemuck::cast_slice(&[m as i32, n as i32, depth as i32]).to_vec();
+        input.extend_from_slice(bytemuck::cast_slice(&a));
+        input.extend_from_slice(bytemuck::cast_slice(&b));
+        let got = emulation.run(&driver, &input, &format!("gemm {m}x{n}x{depth}"));
+        let want = common::reference_gemm((m, n, depth), &a, &b);
+        check(&format!("gemm {m}x{n}x{depth}"), &got, &want);
+    }
+}
+
 /// Add, mul and scale, the whole-tensor sum and its fill backward, and channel concat / split
 /// with three parts (the U-Net's skips are two; pix2pix's D input is two).
 #[test]

@@ -3,7 +3,8 @@
 //! size, plus fused Adam, on the GPU. Tiled kernels run as the backend plans them and, in
 //! rows marked `@shape`, in each other tile shape: the data for tuning `TiledLaunch::plan`.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
-//! and the fastest conv measured (compute, until the GEMM kernels exist).
+//! and a dense 4096^3 GEMM through the convs' own large tiles (compute: what the tiles reach
+//! without the im2col gather, so a conv's `% peak` is what its gather and shape cost).
 
 use std::io::Write;
 
@@ -27,15 +28,43 @@ pub struct KernelRow {
     pub tiles: String,
 }
 
+/// The peaks the rates are measured against, from the same run.
+#[derive(Clone, Copy, Debug)]
+pub struct Peaks {
+    /// Device-to-device copy, GB/s (bytes read + written).
+    pub bandwidth: f64,
+    /// `gemm_f32` at 4096^3, GFLOP/s.
+    pub gemm: f64,
+}
+
+/// The dense GEMM's size (M = N = K).
+const GEMM_SIZE: usize = 4096;
+
 /// Runs the table; `progress` is told each finished measurement.
 pub fn run(
     gpu: &CudaBackend,
     batches: &[usize],
     reps: usize,
     mut progress: impl FnMut(&KernelRow),
-) -> CudaResult<(Vec<KernelRow>, f64)> {
+) -> CudaResult<(Vec<KernelRow>, Peaks)> {
     let mut rows = Vec::new();
     let bandwidth = gpu.copy_bandwidth(1 << 30, reps)?;
+    let gemm_ms = gpu.time_gemm(GEMM_SIZE, reps)?;
+    let gemm = KernelRow {
+        kernel: format!("gemm {GEMM_SIZE}^3 (the convs' 128x128 tiles)"),
+        batch: 1,
+        ms: gemm_ms,
+        rate: 2.0 * (GEMM_SIZE as f64).powi(3) / (gemm_ms * 1e-3) / 1e9,
+        unit: "GFLOP/s",
+        geometry: None,
+        tiles: "128x128/1".into(),
+    };
+    let peaks = Peaks {
+        bandwidth,
+        gemm: gemm.rate,
+    };
+    progress(&gemm);
+    rows.push(gemm);
     let all: Vec<ConvLayer> = [
         layers::unet_256(),
         layers::resnet_9blocks(),
@@ -99,24 +128,26 @@ pub fn run(
     };
     progress(&row);
     rows.push(row);
-    Ok((rows, bandwidth))
+    Ok((rows, peaks))
 }
 
-/// The table, with each rate as a percentage of its peak measured in this run.
+/// The table, with each rate as a percentage of its peak measured in this run (GB/s rows of
+/// the copy bandwidth, GFLOP/s rows of the dense GEMM).
 pub fn write_table(
     out: &mut (impl Write + ?Sized),
     device: &str,
     rows: &[KernelRow],
-    bandwidth: f64,
+    peaks: Peaks,
 ) -> std::io::Result<()> {
     let best_conv = rows
         .iter()
-        .filter(|r| r.unit == "GFLOP/s")
+        .filter(|r| r.geometry.is_some())
         .map(|r| r.rate)
         .fold(0.0, f64::max);
     writeln!(
         out,
-        "{device}: copy bandwidth {bandwidth:.0} GB/s, fastest conv {best_conv:.0} GFLOP/s (the peaks below)"
+        "{device}: copy bandwidth {:.0} GB/s, dense GEMM {:.0} GFLOP/s (the peaks below); fastest conv {best_conv:.0} GFLOP/s",
+        peaks.bandwidth, peaks.gemm
     )?;
     writeln!(
         out,
@@ -125,9 +156,9 @@ pub fn write_table(
     )?;
     for r in rows {
         let peak = if r.unit == "GB/s" {
-            bandwidth
+            peaks.bandwidth
         } else {
-            best_conv
+            peaks.gemm
         };
         writeln!(
             out,

@@ -186,11 +186,11 @@ fn bench_kernels(
 ) -> anyhow::Result<()> {
     use mrgan::bench::kernels::{run, write_csv, write_table};
     let backend = mrgan::device::cuda::CudaBackend::new(gpu).map_err(anyhow::Error::msg)?;
-    let (rows, bandwidth) = run(&backend, batches, reps, |r| {
+    let (rows, peaks) = run(&backend, batches, reps, |r| {
         eprintln!("{} batch {}: {:.3} ms", r.kernel, r.batch, r.ms)
     })
     .map_err(anyhow::Error::msg)?;
-    write_table(&mut std::io::stdout(), &backend.name(), &rows, bandwidth)?;
+    write_table(&mut std::io::stdout(), &backend.name(), &rows, peaks)?;
     if let Some(path) = csv {
         write_atomic(&path, |w| write_csv(w, &rows))
             .with_context(|| format!("writing {}", path.display()))?;

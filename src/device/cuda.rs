@@ -119,6 +119,7 @@ struct Functions {
     conv_dgrad_narrow: CudaFunction,
     conv_wgrad_narrow: CudaFunction,
     conv_split_sum: CudaFunction,
+    gemm: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
     dropout: CudaFunction,
@@ -300,6 +301,7 @@ impl CudaBackend {
             conv_dgrad_narrow: f(&conv, "conv_dgrad_narrow_f32")?,
             conv_wgrad_narrow: f(&conv, "conv_wgrad_narrow_f32")?,
             conv_split_sum: f(&conv, "conv_split_sum_f32")?,
+            gemm: f(&conv, "gemm_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
             dropout: f(&elementwise, "dropout_f32")?,
@@ -784,6 +786,64 @@ impl CudaBackend {
             })?);
         }
         Ok(times)
+    }
+
+    /// C = A B for row-major A [m, k] and B [k, n] through the conv kernels' large tiles
+    /// (`gemm_f32`, the compute peak of `bench kernels`), on host data.
+    pub fn gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        b: &[f32],
+    ) -> CudaResult<Vec<f32>> {
+        if a.len() != m * k || b.len() != k * n {
+            return Err(format!(
+                "gemm {m}x{n}x{k}: operands of {} and {} elements",
+                a.len(),
+                b.len()
+            ));
+        }
+        let s = &self.stream;
+        let (da, db) = (
+            s.clone_htod(a).map_err(err("copy in"))?,
+            s.clone_htod(b).map_err(err("copy in"))?,
+        );
+        let mut c = s.clone_htod(&vec![f32::NAN; m * n]).map_err(err("alloc"))?;
+        self.launch_gemm((m, n, k), &da, &db, &mut c)?;
+        s.clone_dtoh(&c).map_err(err("copy out"))
+    }
+
+    fn launch_gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        c: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+        let mut l = self.stream.launch_builder(&self.functions.gemm);
+        l.arg(&mi).arg(&ni).arg(&ki).arg(a).arg(b).arg(c);
+        let config = LaunchConfig {
+            grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches gemm_f32(int M, int N, int K, const float* A, const float* B,
+        // float* C); the buffers hold m * k, k * n and m * n floats.
+        unsafe { l.launch(config) }.map_err(err("gemm_f32"))?;
+        Ok(())
+    }
+
+    /// Median milliseconds of a `size`-cubed `gemm` on device buffers.
+    pub fn time_gemm(&self, size: usize, reps: usize) -> CudaResult<f64> {
+        let st = &self.stream;
+        let len = size * size;
+        let a = st.clone_htod(&vec![0.5f32; len]).map_err(err("alloc"))?;
+        let b = st.clone_htod(&vec![0.25f32; len]).map_err(err("alloc"))?;
+        let mut c = st.alloc_zeros::<f32>(len).map_err(err("alloc"))?;
+        self.time_ms(reps, || {
+            self.launch_gemm((size, size, size), &a, &b, &mut c)
+        })
     }
 
     /// Device-to-device copy bandwidth in GB/s (read + write bytes), the memory-bound peak.

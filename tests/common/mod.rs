@@ -144,6 +144,23 @@ pub fn kernel_test_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// GEMM sizes (M, N, K) for the dense GEMM kernel's tests: below, at and across the 128 x 128
+/// tile and the 16-deep K step.
+pub const GEMM_TEST_SIZES: [(usize, usize, usize); 3] = [(1, 1, 1), (70, 90, 37), (130, 257, 300)];
+
+/// C = A B for row-major A [m, k], B [k, n], summed in f64: the dense GEMM kernel's reference.
+pub fn reference_gemm((m, n, k): (usize, usize, usize), a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum::<f64>() as f32;
+        }
+    }
+    c
+}
+
 /// The parts of a channel concat for the kernel tests: one `images` x c x `spatial` tensor
 /// per channel count c.
 pub fn concat_test_parts(images: usize, spatial: usize, channels: &[usize]) -> Vec<Vec<f32>> {
