@@ -1,7 +1,8 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
 //! the PatchGAN at 256 x 256, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
-//! size, plus fused Adam, on the GPU. Tiled kernels run as the backend plans them and, in
-//! rows marked `@shape`, in each other tile shape: the data for tuning `TiledLaunch::plan`.
+//! size, the batch and instance norms (fused with their activation) and fused Adam, on the
+//! GPU. Tiled kernels run as the backend plans them and, in rows marked `@shape`, in each
+//! other tile shape: the data for tuning `TiledLaunch::plan`.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and a dense 4096^3 GEMM through the convs' own large tiles (compute: what the tiles reach
 //! without the im2col gather, so a conv's `% peak` is what its gather and shape cost).
@@ -108,6 +109,34 @@ pub fn run(
                     unit: "GFLOP/s",
                     geometry: Some(g),
                     tiles,
+                };
+                progress(&row);
+                rows.push(row);
+            }
+        }
+    }
+    // Norms fused with LeakyReLU(0.2), at the networks' shapes: forward reads x three times
+    // (two statistics passes, apply) and writes y, 16 bytes an element; backward reads dy, y
+    // and x twice (gradient sums, dx) and writes dx, 28 bytes an element.
+    for &batch in batches {
+        for (name, c, side, per_sample) in [
+            ("instance norm resnet 64x256x256", 64, 256, true),
+            ("instance norm resnet 128x128x128", 128, 128, true),
+            ("instance norm resnet 256x64x64", 256, 64, true),
+            ("batch norm unet 128x64x64", 128, 64, false),
+            ("batch norm unet 512x16x16", 512, 16, false),
+        ] {
+            let elements = batch * c * side * side;
+            let (forward, backward) = gpu.time_norm((batch, c, side * side), per_sample, reps)?;
+            for (pass, ms, bytes) in [("forward", forward, 16.0), ("backward", backward, 28.0)] {
+                let row = KernelRow {
+                    kernel: format!("{name} {pass}"),
+                    batch,
+                    ms,
+                    rate: bytes * elements as f64 / (ms * 1e-3) / 1e9,
+                    unit: "GB/s",
+                    geometry: None,
+                    tiles: String::new(),
                 };
                 progress(&row);
                 rows.push(row);
