@@ -191,6 +191,13 @@ fn bench_kernels(
     })
     .map_err(anyhow::Error::msg)?;
     write_table(&mut std::io::stdout(), &backend.name(), &rows, peaks)?;
+    let pool = backend.pool_stats();
+    println!(
+        "scratch pool (split-K partial sums): peak {:.1} MiB, {} allocations served from the cache, {} from the device",
+        pool.peak as f64 * 4.0 / (1 << 20) as f64,
+        pool.hits,
+        pool.misses
+    );
     if let Some(path) = csv {
         write_atomic(&path, |w| write_csv(w, &rows))
             .with_context(|| format!("writing {}", path.display()))?;

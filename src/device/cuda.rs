@@ -1,6 +1,7 @@
 //! The CUDA runtime (feature `cuda`): libcuda loaded at run time through cudarc, one context
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
-//! the compute_80 PTX), function handles resolved once, and typed launch wrappers.
+//! the compute_80 PTX), function handles resolved once, a caching pool for scratch buffers
+//! (`super::pool`), and typed launch wrappers.
 //!
 //! Status: element-wise (activations, dropout, add, mul, scale), reductions (sum, fill),
 //! channel concat / split, fused Adam, batch/instance norm (optionally fused with the
@@ -18,6 +19,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use super::pool::{Pool, PoolStats, Pooled, RawAllocator};
 use super::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::elementwise::Activation;
@@ -131,10 +133,24 @@ struct Functions {
     adam: CudaFunction,
 }
 
+/// Zeroed f32 buffers on one stream: the raw allocator under the backend's `Pool`.
+struct StreamAllocator(Arc<CudaStream>);
+
+impl RawAllocator for StreamAllocator {
+    type Buffer = CudaSlice<f32>;
+    fn allocate(&self, len: usize) -> Result<CudaSlice<f32>, String> {
+        self.0
+            .alloc_zeros::<f32>(len)
+            .map_err(err(&format!("allocating {len} floats on the device")))
+    }
+}
+
 /// One GPU with the engine's kernels loaded.
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Scratch buffers (split-K partial sums), cached across launches.
+    pool: Arc<Pool<StreamAllocator>>,
     /// Blocks the tiled convs aim for: two per multiprocessor (`TiledLaunch::plan`).
     target_blocks: usize,
     functions: Functions,
@@ -370,6 +386,7 @@ impl CudaBackend {
             .map_err(err("multiprocessor count"))?;
         Ok(CudaBackend {
             ctx,
+            pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
             stream,
             target_blocks: 2 * multiprocessors.max(1) as usize,
             functions,
@@ -441,21 +458,25 @@ impl CudaBackend {
         }
     }
 
-    /// The split-K partial sums `kernel` needs on `g` (a one-element stand-in when none).
+    /// The split-K partial sums `kernel` needs on `g` (a small stand-in when none), from the
+    /// backend's caching pool.
     fn conv_workspace(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
         shape: Option<TileShape>,
-    ) -> CudaResult<CudaSlice<f32>> {
+    ) -> CudaResult<Pooled<StreamAllocator>> {
         let len = if kernel.tiled() {
             self.tiled_launch(kernel, g, shape).workspace
         } else {
             0
         };
-        self.stream
-            .alloc_zeros::<f32>(len.max(1))
-            .map_err(err("alloc"))
+        self.pool.take(len)
+    }
+
+    /// What the backend's caching pool holds and has held (elements of f32).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// Launches one conv primitive on device buffers of the sizes `g` implies; tiled kernels
