@@ -307,18 +307,12 @@ fn train_predict_eval_through_the_binary() {
 /// header and shape, and beats the identity baseline's PSNR (T1 scored as the T2).
 #[test]
 fn real_data_pix2pix_beats_identity() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/brats-t1t2");
-    if !root.is_dir() {
-        println!("skipped: {} is absent", root.display());
+    let Some(root) = common::real_data() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("train.txt");
-    std::fs::write(
-        &list,
-        "TCGA-DU-7294\nBraTS-MET-00110-000\nBraTS20_Training_001-brainles\n",
-    )
-    .unwrap();
+    std::fs::write(&list, common::TRAIN_SUBJECTS).unwrap();
     let p = |x: &Path| x.display().to_string();
     let run = dir.path().join("run");
     mrgan(&[
@@ -363,28 +357,7 @@ fn real_data_pix2pix_beats_identity() {
         "--output",
         &p(&out),
     ]);
-    let opts = ReadOptions {
-        orientation: mrgan::data::nifti::OrientationMode::AsStored,
-        ..Default::default()
-    };
-    let input = read(&test.join("t1.nii.gz"), &opts).unwrap();
-    let pred = read(&out.join("t1.nii.gz"), &opts).unwrap();
-    assert_eq!(pred.dims, [240, 240, 155]);
-    assert_eq!(pred.stored_affine(), input.stored_affine());
-    let (h, g) = (&pred.meta.header, &input.meta.header);
-    assert_eq!(
-        (h.pixdim, h.qform_code, h.sform_code, h.xyzt_units),
-        (g.pixdim, g.qform_code, g.sform_code, g.xyzt_units)
-    );
-    let real = read(&test.join("t2.nii.gz"), &opts).unwrap();
-    let scores = |v: &[f32]| {
-        mrgan::metrics::evaluate(v, &real.data, real.dims, &Default::default()).unwrap()
-    };
-    let (model, identity) = (scores(&pred.data), scores(&input.data));
-    println!(
-        "model PSNR {:.2} dB SSIM {:.4}; identity PSNR {:.2} dB SSIM {:.4}",
-        model.psnr, model.ssim, identity.psnr, identity.ssim
-    );
+    let (model, identity) = common::score_test_subject_prediction(&root, &out.join("t1.nii.gz"));
     assert!(
         model.psnr > identity.psnr,
         "PSNR {} does not beat the identity's {}",

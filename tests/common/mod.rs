@@ -291,3 +291,54 @@ pub fn mrgan(args: &[&str]) -> String {
     assert!(ok, "mrgan {args:?}:\n{text}");
     text
 }
+
+/// `../shared/data/brats-t1t2` (the real subjects), or None after printing why a test that
+/// needs it is skipped.
+pub fn real_data() -> Option<PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/brats-t1t2");
+    if root.is_dir() {
+        Some(root)
+    } else {
+        println!("skipped: {} is absent", root.display());
+        None
+    }
+}
+
+/// The training subjects of the data's suggested split, one per line (`--train-list`); the
+/// test subject BraTS-GLI-00001-000 is never trained on.
+pub const TRAIN_SUBJECTS: &str =
+    "TCGA-DU-7294\nBraTS-MET-00110-000\nBraTS20_Training_001-brainles\n";
+
+/// Checks a T1 -> T2 prediction of the test subject (`pred`, a NIfTI file) against the data
+/// under `root`: the input's shape and header kept; then scores it and the identity
+/// baseline (the T1 scored as the T2), prints both and returns (model, identity).
+pub fn score_test_subject_prediction(
+    root: &std::path::Path,
+    pred: &std::path::Path,
+) -> (mrgan::metrics::VolumeScores, mrgan::metrics::VolumeScores) {
+    use mrgan::data::nifti::{OrientationMode, ReadOptions, read};
+    let test = root.join("BraTS-GLI-00001-000");
+    let opts = ReadOptions {
+        orientation: OrientationMode::AsStored,
+        ..Default::default()
+    };
+    let input = read(&test.join("t1.nii.gz"), &opts).unwrap();
+    let pred = read(pred, &opts).unwrap();
+    assert_eq!(pred.dims, [240, 240, 155]);
+    assert_eq!(pred.stored_affine(), input.stored_affine());
+    let (h, g) = (&pred.meta.header, &input.meta.header);
+    assert_eq!(
+        (h.pixdim, h.qform_code, h.sform_code, h.xyzt_units),
+        (g.pixdim, g.qform_code, g.sform_code, g.xyzt_units)
+    );
+    let real = read(&test.join("t2.nii.gz"), &opts).unwrap();
+    let scores = |v: &[f32]| {
+        mrgan::metrics::evaluate(v, &real.data, real.dims, &Default::default()).unwrap()
+    };
+    let (model, identity) = (scores(&pred.data), scores(&input.data));
+    println!(
+        "model PSNR {:.2} dB SSIM {:.4}; identity PSNR {:.2} dB SSIM {:.4}",
+        model.psnr, model.ssim, identity.psnr, identity.ssim
+    );
+    (model, identity)
+}
