@@ -311,41 +311,30 @@ fn real_data_pix2pix_beats_identity() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("train.txt");
-    std::fs::write(&list, common::TRAIN_SUBJECTS).unwrap();
     let p = |x: &Path| x.display().to_string();
-    let run = dir.path().join("run");
-    mrgan(&[
-        "train",
-        "--model",
+    let run = common::train_on_training_subjects(
+        &root,
+        dir.path(),
         "pix2pix",
-        "--data",
-        &p(&root),
-        "--a",
-        "t1",
-        "--b",
-        "t2",
-        "--run",
-        &p(&run),
-        "--train-list",
-        &p(&list),
-        "--net-g",
-        "unet_64",
-        "--ngf",
-        "16",
-        "--ndf",
-        "16",
-        "--n-epochs",
-        "2",
-        "--n-epochs-decay",
-        "0",
-        "--batch-size",
-        "4",
-        "--min-foreground",
-        "15000",
-        "--val-every",
-        "0",
-    ]);
+        &[
+            "--net-g",
+            "unet_64",
+            "--ngf",
+            "16",
+            "--ndf",
+            "16",
+            "--n-epochs",
+            "2",
+            "--n-epochs-decay",
+            "0",
+            "--batch-size",
+            "4",
+            "--min-foreground",
+            "15000",
+            "--val-every",
+            "0",
+        ],
+    );
     let test = root.join("BraTS-GLI-00001-000");
     let out = dir.path().join("pred");
     mrgan(&[

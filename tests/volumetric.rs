@@ -276,8 +276,6 @@ fn real_data_cyclegan3d_beats_identity() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("train.txt");
-    std::fs::write(&list, common::TRAIN_SUBJECTS).unwrap();
     // The test subject alone, as a folder for `predict`.
     let test = dir.path().join("test");
     std::fs::create_dir_all(test.join("BraTS-GLI-00001-000")).unwrap();
@@ -287,48 +285,39 @@ fn real_data_cyclegan3d_beats_identity() {
     )
     .unwrap();
     let p = |x: &Path| x.display().to_string();
-    let run = dir.path().join("run");
-    mrgan(&[
-        "train",
-        "--model",
+    let run = common::train_on_training_subjects(
+        &root,
+        dir.path(),
         "cyclegan3d",
-        "--data",
-        &p(&root),
-        "--a",
-        "t1",
-        "--b",
-        "t2",
-        "--run",
-        &p(&run),
-        "--train-list",
-        &p(&list),
-        "--net-g",
-        "resnet3d_2blocks",
-        "--ngf",
-        "8",
-        "--ndf",
-        "8",
-        "--n-layers-d",
-        "2",
-        "--patch",
-        "32,32,16",
-        "--patches-per-epoch",
-        "64",
-        "--batch-size",
-        "2",
-        "--n-epochs",
-        "8",
-        "--n-epochs-decay",
-        "4",
-        "--spacing",
-        "2,2,2",
-        "--stride-inplane",
-        "16",
-        "--stride-layer",
-        "8",
-        "--val-every",
-        "0",
-    ]);
+        &[
+            "--net-g",
+            "resnet3d_2blocks",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--n-layers-d",
+            "2",
+            "--patch",
+            "32,32,16",
+            "--patches-per-epoch",
+            "64",
+            "--batch-size",
+            "2",
+            "--n-epochs",
+            "8",
+            "--n-epochs-decay",
+            "4",
+            "--spacing",
+            "2,2,2",
+            "--stride-inplane",
+            "16",
+            "--stride-layer",
+            "8",
+            "--val-every",
+            "0",
+        ],
+    );
     let out = dir.path().join("pred");
     mrgan(&[
         "predict",

@@ -309,6 +309,42 @@ pub fn real_data() -> Option<PathBuf> {
 pub const TRAIN_SUBJECTS: &str =
     "TCGA-DU-7294\nBraTS-MET-00110-000\nBraTS20_Training_001-brainles\n";
 
+/// Trains `model` T1 -> T2 on the training subjects under `root` through the binary, with
+/// `args` added; returns the run folder (inside `dir`).
+pub fn train_on_training_subjects(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    model: &str,
+    args: &[&str],
+) -> PathBuf {
+    let list = dir.join("train.txt");
+    std::fs::write(&list, TRAIN_SUBJECTS).unwrap();
+    let run = dir.join("run");
+    let (root, run_arg, list) = (
+        root.display().to_string(),
+        run.display().to_string(),
+        list.display().to_string(),
+    );
+    let mut all = vec![
+        "train",
+        "--model",
+        model,
+        "--data",
+        &root,
+        "--a",
+        "t1",
+        "--b",
+        "t2",
+        "--run",
+        &run_arg,
+        "--train-list",
+        &list,
+    ];
+    all.extend_from_slice(args);
+    mrgan(&all);
+    run
+}
+
 /// Checks a T1 -> T2 prediction of the test subject (`pred`, a NIfTI file) against the data
 /// under `root`: the input's shape and header kept; then scores it and the identity
 /// baseline (the T1 scored as the T2), prints both and returns (model, identity).
