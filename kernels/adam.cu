@@ -2,7 +2,7 @@
 // network per step. Layout: four flat float32 arrays of n elements (parameters, gradients,
 // first and second moments). Launch: 1D grid-stride loop, 256 threads per block.
 // Parameters and moments are updated in place; gradients are read only.
-// Launched by src/device/cuda.rs; the CPU reference is src/optim/adam.rs.
+// Launched by src/device/cuda/adam.rs; the CPU reference is src/optim/adam.rs.
 extern "C" __global__ void adam_step_f32(float* p, const float* g, float* m, float* v, unsigned int n,
                                          float beta1, float beta2, float eps, float weight_decay,
                                          float step_size, float bias_correction2_sqrt) {

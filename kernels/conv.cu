@@ -4,7 +4,7 @@
 // below) run two ways: direct (one thread per result, the correctness baseline) and tiled
 // (shared-memory tiles, K split across blocks where outputs are few), timed against each
 // other by `bench kernels`.
-// Launched by src/device/cuda.rs; the CPU references are src/ops/conv/cpu.rs.
+// Launched by src/device/cuda/conv.rs; the CPU references are src/ops/conv/cpu.rs.
 
 struct ConvParams {
     int n, c_in, c_out;

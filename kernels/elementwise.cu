@@ -1,7 +1,7 @@
 // Element-wise kernels: activations (forward and backward), dropout, add / mul / scale.
 // Layout: flat float32 arrays of n elements. Launch: 1D grid of 256-thread blocks with a
 // grid-stride loop, so any grid size is correct. Outputs are overwritten.
-// Launched by src/device/cuda.rs; the CPU references are src/ops/elementwise/cpu.rs.
+// Launched by src/device/cuda/elementwise.rs; the CPU references are src/ops/elementwise/cpu.rs.
 
 #include "activation.cuh"
 

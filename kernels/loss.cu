@@ -2,7 +2,7 @@
 // label. Forward: one partial sum per 256-thread block in double (a grid-stride loop per
 // thread, then a shared-memory tree), summed on the host so the result does not depend on
 // atomics' order. Backward: element-wise, outputs overwritten.
-// Launched by src/device/cuda.rs; the CPU references are src/ops/loss/cpu.rs.
+// Launched by src/device/cuda/loss.rs; the CPU references are src/ops/loss/cpu.rs.
 
 #include "block_sum.cuh"
 

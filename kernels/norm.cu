@@ -5,7 +5,7 @@
 // element-wise kernels use grid-stride loops. Outputs are overwritten. The activation that
 // follows a norm in the networks is fused (`act`, ACT_NONE for none): apply writes act(norm),
 // and the backward kernels take that output y and fold act'(y) into dy.
-// Launched by src/device/cuda.rs; the CPU references are src/ops/norm/cpu.rs.
+// Launched by src/device/cuda/norm.rs; the CPU references are src/ops/norm/cpu.rs.
 
 #include "activation.cuh"
 

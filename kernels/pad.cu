@@ -2,7 +2,7 @@
 // float32 tensors (2D uses d = 1 with no depth padding). Forward: one thread per output
 // element gathers its source. Backward: one thread per input element gathers every output
 // element that read it (no atomics, deterministic). Outputs are overwritten.
-// Launched by src/device/cuda.rs; the CPU references are src/ops/pad/cpu.rs.
+// Launched by src/device/cuda/pad.rs; the CPU references are src/ops/pad/cpu.rs.
 
 #define PAD_ZERO 0
 #define PAD_REFLECT 1

@@ -2,7 +2,7 @@
 // 256-thread block in double (a grid-stride loop per thread, then `block_sum_double`), added
 // on the host, so the result does not depend on atomics' order; mean divides on the host.
 // Backward: every element receives the same gradient (`fill_f32`).
-// Launched by src/device/cuda.rs; the CPU references are src/ops/reduce.rs.
+// Launched by src/device/cuda/reduce.rs; the CPU references are src/ops/reduce.rs.
 #include "block_sum.cuh"
 
 #define REDUCE_THREADS 256

@@ -1,6 +1,6 @@
 // Emulated kernels/loss.cu for tests/kernel_emulation.rs. argv[1]: int32 kind, has_target;
 // int64 n; float32 constant, scale; then pred and target (n each). argv[2] gets the mean
-// loss (float64: the blocks' double partial sums added on the host, as src/device/cuda.rs
+// loss (float64: the blocks' double partial sums added on the host, as src/device/cuda/loss.rs
 // does), dpred and dtarget. Four 256-thread blocks, so grid-stride loops and several
 // partial sums are exercised.
 #include <cmath>

@@ -1,4 +1,4 @@
-// Emulated kernels/norm.cu for tests/kernel_emulation.rs, in the order src/device/cuda.rs
+// Emulated kernels/norm.cu for tests/kernel_emulation.rs, in the order src/device/cuda/norm.rs
 // launches them. argv[1]: int32 n, c, s, per_sample, batch_stats; float32 eps; int32 fused
 // activation kind (-1: none) and float32 slope; then x and dy (n*c*s each), gamma, beta (c
 // each). argv[2] gets mean, var, invstd (one per group), y, sums (two per group) and dx. Reductions run as one 256-thread block per group, as on

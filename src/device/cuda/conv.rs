@@ -1,0 +1,347 @@
+//! Conv primitives and the dense GEMM (`kernels/conv.cu`): direct and tiled implicit-GEMM
+//! launches as `crate::device::tiled_conv` plans them, split-K scratch from the backend's
+//! pool, and their timing.
+
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::{CudaBackend, CudaResult, StreamAllocator, err, launch_1d};
+use crate::device::pool::Pooled;
+use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
+use crate::ops::conv::ConvGeometry;
+
+/// `kernels/conv.cu`'s ConvParams: a conv geometry as 18 ints, passed by value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ConvParams {
+    n: i32,
+    c_in: i32,
+    c_out: i32,
+    input: [i32; 3],
+    kernel: [i32; 3],
+    stride: [i32; 3],
+    pad: [i32; 3],
+    output: [i32; 3],
+}
+const _: () = assert!(std::mem::size_of::<ConvParams>() == 72);
+// SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
+unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
+
+impl ConvParams {
+    /// The kernels index with 32-bit ints (64-bit division is several times slower), so
+    /// every tensor of the conv must have fewer than 2^31 elements.
+    fn of(g: &ConvGeometry) -> CudaResult<ConvParams> {
+        let largest = [g.input_shape(), g.output_shape(), g.weight_shape()]
+            .iter()
+            .map(|s| s.numel())
+            .max()
+            .unwrap_or(0);
+        if largest > i32::MAX as usize {
+            return Err(format!(
+                "conv tensors of {largest} elements are beyond the CUDA kernels' 32-bit indexing (2^31 - 1); use a smaller batch or patch"
+            ));
+        }
+        let i = |v: [usize; 3]| v.map(|x| x as i32);
+        Ok(ConvParams {
+            n: g.batch as i32,
+            c_in: g.c_in as i32,
+            c_out: g.c_out as i32,
+            input: i(g.input),
+            kernel: i(g.kernel),
+            stride: i(g.stride),
+            pad: i(g.pad),
+            output: i(g.output),
+        })
+    }
+}
+
+/// The conv kernels of `kernels/conv.cu`: each primitive direct (one thread per result, the
+/// correctness baseline) and as a tiled implicit GEMM (shape and K split per
+/// `TiledLaunch::plan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// Forward: operands x, w.
+    Fprop,
+    FpropTiled,
+    /// Gradient wrt the input (also a transposed conv's forward): operands dy, w.
+    Dgrad,
+    DgradTiled,
+    /// Gradient wrt the weight: operands x, dy.
+    Wgrad,
+    WgradTiled,
+}
+
+impl ConvKernel {
+    pub const ALL: [ConvKernel; 6] = [
+        ConvKernel::Fprop,
+        ConvKernel::FpropTiled,
+        ConvKernel::Dgrad,
+        ConvKernel::DgradTiled,
+        ConvKernel::Wgrad,
+        ConvKernel::WgradTiled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Fprop => "fprop",
+            ConvKernel::FpropTiled => "fprop-tiled",
+            ConvKernel::Dgrad => "dgrad",
+            ConvKernel::DgradTiled => "dgrad-tiled",
+            ConvKernel::Wgrad => "wgrad",
+            ConvKernel::WgradTiled => "wgrad-tiled",
+        }
+    }
+
+    /// The primitive this kernel computes.
+    pub fn pass(self) -> ConvPass {
+        match self {
+            ConvKernel::Fprop | ConvKernel::FpropTiled => ConvPass::Fprop,
+            ConvKernel::Dgrad | ConvKernel::DgradTiled => ConvPass::Dgrad,
+            ConvKernel::Wgrad | ConvKernel::WgradTiled => ConvPass::Wgrad,
+        }
+    }
+
+    pub fn tiled(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::FpropTiled | ConvKernel::DgradTiled | ConvKernel::WgradTiled
+        )
+    }
+
+    /// Element counts of the two operands and the result: fprop (x, w) -> y,
+    /// dgrad (dy, w) -> dx, wgrad (x, dy) -> dw.
+    fn operand_lens(self, g: &ConvGeometry) -> (usize, usize, usize) {
+        let (x, w, y) = (
+            g.input_shape().numel(),
+            g.weight_shape().numel(),
+            g.output_shape().numel(),
+        );
+        match self.pass() {
+            ConvPass::Fprop => (x, w, y),
+            ConvPass::Dgrad => (y, w, x),
+            ConvPass::Wgrad => (x, y, w),
+        }
+    }
+}
+
+impl CudaBackend {
+    /// The kernel behind a conv primitive; tiled ones come in the planned tile shape.
+    fn conv_function(&self, kernel: ConvKernel, shape: TileShape) -> &CudaFunction {
+        let f = &self.functions;
+        match (kernel, shape) {
+            (ConvKernel::Fprop, _) => &f.conv_fprop,
+            (ConvKernel::Dgrad, _) => &f.conv_dgrad,
+            (ConvKernel::Wgrad, _) => &f.conv_wgrad,
+            (ConvKernel::FpropTiled, TileShape::Square) => &f.conv_fprop_tiled,
+            (ConvKernel::DgradTiled, TileShape::Square) => &f.conv_dgrad_tiled,
+            (ConvKernel::WgradTiled, TileShape::Square) => &f.conv_wgrad_tiled,
+            (ConvKernel::FpropTiled, TileShape::Large) => &f.conv_fprop_large,
+            (ConvKernel::DgradTiled, TileShape::Large) => &f.conv_dgrad_large,
+            (ConvKernel::WgradTiled, TileShape::Large) => &f.conv_wgrad_large,
+            (ConvKernel::FpropTiled, TileShape::Narrow) => &f.conv_fprop_narrow,
+            (ConvKernel::DgradTiled, TileShape::Narrow) => &f.conv_dgrad_narrow,
+            (ConvKernel::WgradTiled, TileShape::Narrow) => &f.conv_wgrad_narrow,
+        }
+    }
+
+    /// One conv primitive on host data, as its CPU op (`ConvKernel::operand_lens` says
+    /// which): `a`, `b` in, the result out (the output buffer is NaN-poisoned first).
+    pub fn conv(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        a: &[f32],
+        b: &[f32],
+    ) -> CudaResult<Vec<f32>> {
+        let s = &self.stream;
+        let (da, db) = (
+            s.clone_htod(a).map_err(err("copy in"))?,
+            s.clone_htod(b).map_err(err("copy in"))?,
+        );
+        let (_, _, out_len) = kernel.operand_lens(g);
+        let mut out = s
+            .clone_htod(&vec![f32::NAN; out_len])
+            .map_err(err("alloc"))?;
+        let mut workspace = self.conv_workspace(kernel, g, None)?;
+        self.launch_conv(kernel, g, None, &da, &db, &mut out, &mut workspace)?;
+        s.clone_dtoh(&out).map_err(err("copy out"))
+    }
+
+    /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
+    /// `TiledLaunch::plan` picks for this GPU.
+    pub fn tiled_launch(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+    ) -> TiledLaunch {
+        let gemm = kernel.pass().gemm(g);
+        match shape {
+            Some(shape) => TiledLaunch::with_shape(gemm, shape, self.target_blocks),
+            None => TiledLaunch::plan(gemm, self.target_blocks),
+        }
+    }
+
+    /// The split-K partial sums `kernel` needs on `g` (a small stand-in when none), from the
+    /// backend's caching pool.
+    fn conv_workspace(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+    ) -> CudaResult<Pooled<StreamAllocator>> {
+        let len = if kernel.tiled() {
+            self.tiled_launch(kernel, g, shape).workspace
+        } else {
+            0
+        };
+        self.pool.take(len)
+    }
+
+    /// Launches one conv primitive on device buffers of the sizes `g` implies; tiled kernels
+    /// (in tiles of `shape`, see `tiled_launch`) with split K add their partial sums (in
+    /// `workspace`, from `conv_workspace` with the same shape) after.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_conv(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+        workspace: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let params = ConvParams::of(g)?;
+        let st = &self.stream;
+        let plan = self.tiled_launch(kernel, g, shape);
+        let mut launch = st.launch_builder(self.conv_function(kernel, plan.shape));
+        launch.arg(&params).arg(a).arg(b).arg(&mut *out);
+        if !kernel.tiled() {
+            // SAFETY: matches the direct kernels' (ConvParams, const float*, const float*,
+            // float*); the buffers have the sizes the geometry implies.
+            unsafe { launch.launch(launch_1d(kernel.operand_lens(g).2)) }
+                .map_err(err(kernel.name()))?;
+            return Ok(());
+        }
+        launch.arg(&mut *workspace).arg(&plan.k_chunk);
+        let config = LaunchConfig {
+            grid_dim: plan.grid,
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches the tiled kernels' (ConvParams, const float*, const float*, float*,
+        // float* partial, int k_chunk); with several splits `workspace` holds
+        // `plan.workspace` floats (`conv_workspace`), else the kernels do not touch it.
+        unsafe { launch.launch(config) }.map_err(err(kernel.name()))?;
+        if plan.splits > 1 {
+            let len = kernel.operand_lens(g).2;
+            let (len_arg, splits) = (len as i32, plan.splits as i32);
+            let mut sum = st.launch_builder(&self.functions.conv_split_sum);
+            sum.arg(&*workspace)
+                .arg(&mut *out)
+                .arg(&len_arg)
+                .arg(&splits);
+            // SAFETY: matches (const float* partial, float* out, int len, int splits);
+            // `workspace` holds splits * len floats, `out` len.
+            unsafe { sum.launch(launch_1d(len)) }.map_err(err("conv split sum"))?;
+        }
+        Ok(())
+    }
+
+    /// Median milliseconds of each conv primitive in `variants` (a kernel, and for tiled ones
+    /// a tile shape or None for the planned one) on `g`, all on one set of device buffers (x,
+    /// w, y filled with values in [-0.5, 0.5), plus one output buffer), so that a batch-16
+    /// layer is filled once rather than once per variant.
+    pub fn time_conv(
+        &self,
+        g: &ConvGeometry,
+        variants: &[(ConvKernel, Option<TileShape>)],
+        reps: usize,
+    ) -> CudaResult<Vec<f64>> {
+        use rayon::prelude::*;
+        let st = &self.stream;
+        let filled = |len: usize, seed: u64| {
+            let host: Vec<f32> = (0..len)
+                .into_par_iter()
+                .map(|i| crate::ops::elementwise::cpu::uniform_at(seed, i as u64) - 0.5)
+                .collect();
+            st.clone_htod(&host).map_err(err("copy in"))
+        };
+        let (x_len, w_len, y_len) = ConvKernel::Fprop.operand_lens(g);
+        let (x, w, y) = (filled(x_len, 1)?, filled(w_len, 2)?, filled(y_len, 3)?);
+        let mut out = st
+            .alloc_zeros::<f32>(x_len.max(w_len).max(y_len))
+            .map_err(err("alloc"))?;
+        let mut times = Vec::with_capacity(variants.len());
+        for &(kernel, shape) in variants {
+            let (a, b) = match kernel.pass() {
+                ConvPass::Fprop => (&x, &w),
+                ConvPass::Dgrad => (&y, &w),
+                ConvPass::Wgrad => (&x, &y),
+            };
+            let mut workspace = self.conv_workspace(kernel, g, shape)?;
+            times.push(self.time_ms(reps, || {
+                self.launch_conv(kernel, g, shape, a, b, &mut out, &mut workspace)
+            })?);
+        }
+        Ok(times)
+    }
+
+    /// C = A B for row-major A [m, k] and B [k, n] through the conv kernels' large tiles
+    /// (`gemm_f32`, the compute peak of `bench kernels`), on host data.
+    pub fn gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        b: &[f32],
+    ) -> CudaResult<Vec<f32>> {
+        if a.len() != m * k || b.len() != k * n {
+            return Err(format!(
+                "gemm {m}x{n}x{k}: operands of {} and {} elements",
+                a.len(),
+                b.len()
+            ));
+        }
+        let s = &self.stream;
+        let (da, db) = (
+            s.clone_htod(a).map_err(err("copy in"))?,
+            s.clone_htod(b).map_err(err("copy in"))?,
+        );
+        let mut c = s.clone_htod(&vec![f32::NAN; m * n]).map_err(err("alloc"))?;
+        self.launch_gemm((m, n, k), &da, &db, &mut c)?;
+        s.clone_dtoh(&c).map_err(err("copy out"))
+    }
+
+    fn launch_gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        c: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+        let mut l = self.stream.launch_builder(&self.functions.gemm);
+        l.arg(&mi).arg(&ni).arg(&ki).arg(a).arg(b).arg(c);
+        let config = LaunchConfig {
+            grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches gemm_f32(int M, int N, int K, const float* A, const float* B,
+        // float* C); the buffers hold m * k, k * n and m * n floats.
+        unsafe { l.launch(config) }.map_err(err("gemm_f32"))?;
+        Ok(())
+    }
+
+    /// Median milliseconds of a `size`-cubed `gemm` on device buffers.
+    pub fn time_gemm(&self, size: usize, reps: usize) -> CudaResult<f64> {
+        let st = &self.stream;
+        let len = size * size;
+        let a = st.clone_htod(&vec![0.5f32; len]).map_err(err("alloc"))?;
+        let b = st.clone_htod(&vec![0.25f32; len]).map_err(err("alloc"))?;
+        let mut c = st.alloc_zeros::<f32>(len).map_err(err("alloc"))?;
+        self.time_ms(reps, || {
+            self.launch_gemm((size, size, size), &a, &b, &mut c)
+        })
+    }
+}

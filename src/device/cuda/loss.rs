@@ -1,0 +1,96 @@
+//! The losses (`kernels/loss.cu`): double block sums of the forward, the element-wise backward.
+
+use cudarc::driver::PushKernelArg;
+
+use super::{CudaBackend, CudaResult, err, launch_1d};
+use crate::ops::loss::LossKind;
+
+fn loss_code(kind: LossKind) -> i32 {
+    match kind {
+        LossKind::L1 => 0,
+        LossKind::Mse => 1,
+        LossKind::BceWithLogits => 2,
+    }
+}
+
+impl CudaBackend {
+    /// Mean loss of `pred` against `target` (a tensor of the same length, or None for the
+    /// constant label), as `ops::loss::cpu::loss`.
+    pub fn loss(
+        &self,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+    ) -> CudaResult<f64> {
+        let st = &self.stream;
+        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
+        let dt = st
+            .clone_htod(target.unwrap_or(&[0.0]))
+            .map_err(err("copy in"))?;
+        let cfg = launch_1d(pred.len());
+        let blocks = cfg.grid_dim.0 as usize;
+        let mut partial = st
+            .clone_htod(&vec![f64::NAN; blocks])
+            .map_err(err("alloc"))?;
+        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let mut b = st.launch_builder(&self.functions.loss_sums);
+        b.arg(&k)
+            .arg(&dp)
+            .arg(&dt)
+            .arg(&has)
+            .arg(&constant)
+            .arg(&n)
+            .arg(&mut partial);
+        // SAFETY: matches loss_partial_sums_f32; `partial` holds one double per block.
+        unsafe { b.launch(cfg) }.map_err(err("loss_partial_sums_f32"))?;
+        let sums = st.clone_dtoh(&partial).map_err(err("copy out"))?;
+        Ok(sums.iter().sum::<f64>() / pred.len().max(1) as f64)
+    }
+
+    /// Gradients of `gy * loss`: (dpred, dtarget when the target is a tensor).
+    pub fn loss_backward(
+        &self,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+        gy: f32,
+    ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
+        let st = &self.stream;
+        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
+        let dt = st
+            .clone_htod(target.unwrap_or(&[0.0]))
+            .map_err(err("copy in"))?;
+        let mut grad_p = st
+            .clone_htod(&vec![f32::NAN; pred.len()])
+            .map_err(err("alloc"))?;
+        let mut grad_t = st
+            .clone_htod(&vec![
+                f32::NAN;
+                if target.is_some() { pred.len() } else { 1 }
+            ])
+            .map_err(err("alloc"))?;
+        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let scale = gy / pred.len().max(1) as f32;
+        let mut b = st.launch_builder(&self.functions.loss_backward);
+        b.arg(&k)
+            .arg(&dp)
+            .arg(&dt)
+            .arg(&has)
+            .arg(&constant)
+            .arg(&n)
+            .arg(&scale)
+            .arg(&mut grad_p)
+            .arg(&mut grad_t);
+        // SAFETY: matches loss_backward_f32; dtarget is only written when has_target.
+        unsafe { b.launch(launch_1d(pred.len())) }.map_err(err("loss_backward_f32"))?;
+        let gp = st.clone_dtoh(&grad_p).map_err(err("copy out"))?;
+        let gt = if target.is_some() {
+            Some(st.clone_dtoh(&grad_t).map_err(err("copy out"))?)
+        } else {
+            None
+        };
+        Ok((gp, gt))
+    }
+}

@@ -1,0 +1,250 @@
+//! The CUDA runtime (feature `cuda`): libcuda loaded at run time through cudarc, one context
+//! and stream, the embedded kernel modules (the device's own cubin when there is one, else
+//! the compute_80 PTX), function handles resolved once, a caching pool for scratch buffers
+//! (`super::pool`), and typed launch wrappers, one file per kernel family (`conv`, `norm`,
+//! `elementwise`, `loss`, `pad`, `adam`, `reduce`, `concat`, as `kernels/*.cu`).
+//!
+//! Status: element-wise (activations, dropout, add, mul, scale), reductions (sum, fill),
+//! channel concat / split, fused Adam, batch/instance norm (optionally fused with the
+//! activation that follows), loss, pad, and conv fprop/dgrad/wgrad (2D and 3D), each direct
+//! and as a tiled implicit GEMM (launch plan: `super::tiled_conv`), are here with parity
+//! tests against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all
+//! passed on an H200 except add/mul/scale, sum/fill, concat and the fused norm +
+//! activation, written after that run) and host emulation (`tests/kernel_emulation.rs`);
+//! the tensors' device storage is still to come, so the engine itself runs on the CPU.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig};
+use cudarc::nvrtc::Ptx;
+
+use super::pool::{Pool, PoolStats, RawAllocator};
+
+mod adam;
+mod concat;
+mod conv;
+mod elementwise;
+mod loss;
+mod norm;
+mod pad;
+mod reduce;
+
+pub use conv::ConvKernel;
+
+mod kernels {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+/// Why a CUDA call failed, as text for the user.
+pub type CudaResult<T> = std::result::Result<T, String>;
+
+fn err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
+    move |e| format!("{what}: {e:?}")
+}
+
+/// The kernels' function handles, resolved once.
+struct Functions {
+    pad_fwd: CudaFunction,
+    pad_bwd: CudaFunction,
+    loss_sums: CudaFunction,
+    loss_backward: CudaFunction,
+    norm_stats: CudaFunction,
+    norm_apply: CudaFunction,
+    norm_grad_sums: CudaFunction,
+    norm_backward: CudaFunction,
+    conv_fprop: CudaFunction,
+    conv_fprop_tiled: CudaFunction,
+    conv_dgrad: CudaFunction,
+    conv_dgrad_tiled: CudaFunction,
+    conv_wgrad: CudaFunction,
+    conv_wgrad_tiled: CudaFunction,
+    conv_fprop_large: CudaFunction,
+    conv_dgrad_large: CudaFunction,
+    conv_wgrad_large: CudaFunction,
+    conv_fprop_narrow: CudaFunction,
+    conv_dgrad_narrow: CudaFunction,
+    conv_wgrad_narrow: CudaFunction,
+    conv_split_sum: CudaFunction,
+    gemm: CudaFunction,
+    activation_fwd: CudaFunction,
+    activation_bwd: CudaFunction,
+    dropout: CudaFunction,
+    binary: CudaFunction,
+    scale: CudaFunction,
+    sum_partial: CudaFunction,
+    fill: CudaFunction,
+    channel_slice_copy: CudaFunction,
+    adam: CudaFunction,
+}
+
+/// Zeroed f32 buffers on one stream: the raw allocator under the backend's `Pool`.
+struct StreamAllocator(Arc<CudaStream>);
+
+impl RawAllocator for StreamAllocator {
+    type Buffer = CudaSlice<f32>;
+    fn allocate(&self, len: usize) -> Result<CudaSlice<f32>, String> {
+        self.0
+            .alloc_zeros::<f32>(len)
+            .map_err(err(&format!("allocating {len} floats on the device")))
+    }
+}
+
+/// One GPU with the engine's kernels loaded.
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// Scratch buffers (split-K partial sums), cached across launches.
+    pool: Arc<Pool<StreamAllocator>>,
+    /// Blocks the tiled convs aim for: two per multiprocessor (`TiledLaunch::plan`).
+    target_blocks: usize,
+    functions: Functions,
+    _modules: Vec<Arc<CudaModule>>,
+}
+
+/// 1D launch over `n` elements: 256-thread blocks, grid-stride kernels.
+fn launch_1d(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n.div_ceil(256)).clamp(1, 65535) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`. A machine without the driver library or without a device is an
+    /// error with the reason, never a panic.
+    pub fn new(ordinal: usize) -> CudaResult<CudaBackend> {
+        // SAFETY: only probes whether the driver library can be loaded.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err("no CUDA driver library (libcuda) on this machine".into());
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(err(&format!("cannot open CUDA device {ordinal}")))?;
+        let (major, _) = ctx
+            .compute_capability()
+            .map_err(err("compute capability"))?;
+        // The device's own cubin when there is one, else the PTX for the driver to compile.
+        let load = |what: &str, ptx: &'static str, sm80: &'static [u8], sm90: &'static [u8]| {
+            let image = match major {
+                9 => Ptx::from_binary(sm90.to_vec()),
+                8 => Ptx::from_binary(sm80.to_vec()),
+                _ => Ptx::from_src(ptx),
+            };
+            ctx.load_module(image)
+                .map_err(err(&format!("loading {what} kernels")))
+        };
+        use kernels::*;
+        let elementwise = load(
+            "elementwise",
+            ELEMENTWISE_PTX,
+            ELEMENTWISE_SM80,
+            ELEMENTWISE_SM90,
+        )?;
+        let adam = load("adam", ADAM_PTX, ADAM_SM80, ADAM_SM90)?;
+        let conv = load("conv", CONV_PTX, CONV_SM80, CONV_SM90)?;
+        let norm = load("norm", NORM_PTX, NORM_SM80, NORM_SM90)?;
+        let loss = load("loss", LOSS_PTX, LOSS_SM80, LOSS_SM90)?;
+        let pad = load("pad", PAD_PTX, PAD_SM80, PAD_SM90)?;
+        let reduce = load("reduce", REDUCE_PTX, REDUCE_SM80, REDUCE_SM90)?;
+        let concat = load("concat", CONCAT_PTX, CONCAT_SM80, CONCAT_SM90)?;
+        let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
+        let functions = Functions {
+            pad_fwd: f(&pad, "pad_fwd_f32")?,
+            pad_bwd: f(&pad, "pad_bwd_f32")?,
+            loss_sums: f(&loss, "loss_partial_sums_f32")?,
+            loss_backward: f(&loss, "loss_backward_f32")?,
+            norm_stats: f(&norm, "norm_stats_f32")?,
+            norm_apply: f(&norm, "norm_apply_f32")?,
+            norm_grad_sums: f(&norm, "norm_grad_sums_f32")?,
+            norm_backward: f(&norm, "norm_backward_f32")?,
+            conv_fprop: f(&conv, "conv_fprop_f32")?,
+            conv_fprop_tiled: f(&conv, "conv_fprop_tiled_f32")?,
+            conv_dgrad: f(&conv, "conv_dgrad_f32")?,
+            conv_dgrad_tiled: f(&conv, "conv_dgrad_tiled_f32")?,
+            conv_wgrad: f(&conv, "conv_wgrad_f32")?,
+            conv_wgrad_tiled: f(&conv, "conv_wgrad_tiled_f32")?,
+            conv_fprop_large: f(&conv, "conv_fprop_large_f32")?,
+            conv_dgrad_large: f(&conv, "conv_dgrad_large_f32")?,
+            conv_wgrad_large: f(&conv, "conv_wgrad_large_f32")?,
+            conv_fprop_narrow: f(&conv, "conv_fprop_narrow_f32")?,
+            conv_dgrad_narrow: f(&conv, "conv_dgrad_narrow_f32")?,
+            conv_wgrad_narrow: f(&conv, "conv_wgrad_narrow_f32")?,
+            conv_split_sum: f(&conv, "conv_split_sum_f32")?,
+            gemm: f(&conv, "gemm_f32")?,
+            activation_fwd: f(&elementwise, "activation_fwd_f32")?,
+            activation_bwd: f(&elementwise, "activation_bwd_f32")?,
+            dropout: f(&elementwise, "dropout_f32")?,
+            binary: f(&elementwise, "binary_f32")?,
+            scale: f(&elementwise, "scale_f32")?,
+            sum_partial: f(&reduce, "sum_partial_f32")?,
+            fill: f(&reduce, "fill_f32")?,
+            channel_slice_copy: f(&concat, "channel_slice_copy_f32")?,
+            adam: f(&adam, "adam_step_f32")?,
+        };
+        let stream = ctx.default_stream();
+        let multiprocessors = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(err("multiprocessor count"))?;
+        Ok(CudaBackend {
+            ctx,
+            pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
+            stream,
+            target_blocks: 2 * multiprocessors.max(1) as usize,
+            functions,
+            _modules: vec![elementwise, adam, conv, norm, loss, pad, reduce, concat],
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn name(&self) -> String {
+        self.ctx
+            .name()
+            .unwrap_or_else(|_| "unknown CUDA device".into())
+    }
+
+    /// What the backend's caching pool holds and has held (elements of f32).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Median milliseconds of `launch` over `reps` runs after one warm-up, by CUDA events.
+    fn time_ms(&self, reps: usize, mut launch: impl FnMut() -> CudaResult<()>) -> CudaResult<f64> {
+        use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+        launch()?;
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps.max(1) {
+            let start = self
+                .ctx
+                .new_event(Some(CU_EVENT_DEFAULT))
+                .map_err(err("event"))?;
+            let end = self
+                .ctx
+                .new_event(Some(CU_EVENT_DEFAULT))
+                .map_err(err("event"))?;
+            start.record(&self.stream).map_err(err("event record"))?;
+            launch()?;
+            end.record(&self.stream).map_err(err("event record"))?;
+            times.push(start.elapsed_ms(&end).map_err(err("event timing"))? as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
+    /// Device-to-device copy bandwidth in GB/s (read + write bytes), the memory-bound peak.
+    pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> CudaResult<f64> {
+        let n = bytes / 4;
+        let src = self
+            .stream
+            .clone_htod(&vec![1.0f32; n])
+            .map_err(err("copy in"))?;
+        let mut dst = self.stream.alloc_zeros::<f32>(n).map_err(err("alloc"))?;
+        let ms = self.time_ms(reps, || {
+            self.stream
+                .memcpy_dtod(&src, &mut dst)
+                .map_err(err("memcpy_dtod"))
+        })?;
+        Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
+    }
+}
