@@ -21,10 +21,10 @@ impl CudaBackend {
     ) -> CudaResult<()> {
         let s = &self.stream;
         let (mut dp, dg, mut dm, mut dv) = (
-            s.clone_htod(p).map_err(err("copy in"))?,
-            s.clone_htod(g).map_err(err("copy in"))?,
-            s.clone_htod(m).map_err(err("copy in"))?,
-            s.clone_htod(v).map_err(err("copy in"))?,
+            self.upload(p)?,
+            self.upload(g)?,
+            self.upload(m)?,
+            self.upload(v)?,
         );
         let n = p.len() as u32;
         let (b1, b2, eps, wd) = (

@@ -13,18 +13,15 @@ impl CudaBackend {
         n: usize,
         spatial: usize,
     ) -> CudaResult<Vec<f32>> {
-        let s = &self.stream;
         let total: usize = parts.iter().map(|p| p.1).sum();
-        let mut whole = s
-            .clone_htod(&vec![f32::NAN; n * total * spatial])
-            .map_err(err("alloc"))?;
+        let mut whole = self.poisoned(n * total * spatial)?;
         let mut c0 = 0;
         for &(data, c) in parts {
-            let part = s.clone_htod(data).map_err(err("copy in"))?;
+            let part = self.upload(data)?;
             self.channel_slice_copy(&part, &mut whole, data.len(), [c, c0, total, spatial], 1)?;
             c0 += c;
         }
-        s.clone_dtoh(&whole).map_err(err("copy out"))
+        self.download(&whole)
     }
 
     /// Part `index`'s slice of the gradient `dy` of a concat of parts with `channels`
@@ -37,14 +34,13 @@ impl CudaBackend {
         n: usize,
         spatial: usize,
     ) -> CudaResult<Vec<f32>> {
-        let s = &self.stream;
         let total: usize = channels.iter().sum();
         let (c0, c) = (channels[..index].iter().sum::<usize>(), channels[index]);
-        let whole = s.clone_htod(dy).map_err(err("copy in"))?;
+        let whole = self.upload(dy)?;
         let len = n * c * spatial;
-        let mut part = s.clone_htod(&vec![f32::NAN; len]).map_err(err("alloc"))?;
+        let mut part = self.poisoned(len)?;
         self.channel_slice_copy(&whole, &mut part, len, [c, c0, total, spatial], 0)?;
-        s.clone_dtoh(&part).map_err(err("copy out"))
+        self.download(&part)
     }
 
     /// One `channel_slice_copy_f32` launch over a part of `part_len` elements; `layout` is

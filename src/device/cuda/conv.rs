@@ -152,18 +152,12 @@ impl CudaBackend {
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
-        let s = &self.stream;
-        let (da, db) = (
-            s.clone_htod(a).map_err(err("copy in"))?,
-            s.clone_htod(b).map_err(err("copy in"))?,
-        );
+        let (da, db) = (self.upload(a)?, self.upload(b)?);
         let (_, _, out_len) = kernel.operand_lens(g);
-        let mut out = s
-            .clone_htod(&vec![f32::NAN; out_len])
-            .map_err(err("alloc"))?;
+        let mut out = self.poisoned(out_len)?;
         let mut workspace = self.conv_workspace(kernel, g, None)?;
         self.launch_conv(kernel, g, None, &da, &db, &mut out, &mut workspace)?;
-        s.clone_dtoh(&out).map_err(err("copy out"))
+        self.download(&out)
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
@@ -265,7 +259,7 @@ impl CudaBackend {
                 .into_par_iter()
                 .map(|i| crate::ops::elementwise::cpu::uniform_at(seed, i as u64) - 0.5)
                 .collect();
-            st.clone_htod(&host).map_err(err("copy in"))
+            self.upload(&host)
         };
         let (x_len, w_len, y_len) = ConvKernel::Fprop.operand_lens(g);
         let (x, w, y) = (filled(x_len, 1)?, filled(w_len, 2)?, filled(y_len, 3)?);
@@ -302,14 +296,10 @@ impl CudaBackend {
                 b.len()
             ));
         }
-        let s = &self.stream;
-        let (da, db) = (
-            s.clone_htod(a).map_err(err("copy in"))?,
-            s.clone_htod(b).map_err(err("copy in"))?,
-        );
-        let mut c = s.clone_htod(&vec![f32::NAN; m * n]).map_err(err("alloc"))?;
+        let (da, db) = (self.upload(a)?, self.upload(b)?);
+        let mut c = self.poisoned(m * n)?;
         self.launch_gemm((m, n, k), &da, &db, &mut c)?;
-        s.clone_dtoh(&c).map_err(err("copy out"))
+        self.download(&c)
     }
 
     fn launch_gemm(

@@ -24,17 +24,15 @@ impl CudaBackend {
     /// the kernel fails to write shows.
     pub fn activation(&self, x: &[f32], act: Activation) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
-        let dx = s.clone_htod(x).map_err(err("copy in"))?;
-        let mut dy = s
-            .clone_htod(&vec![f32::NAN; x.len()])
-            .map_err(err("alloc"))?;
+        let dx = self.upload(x)?;
+        let mut dy = self.poisoned(x.len())?;
         let (kind, slope) = activation_code(act);
         let n = x.len() as u32;
         let mut b = s.launch_builder(&self.functions.activation_fwd);
         b.arg(&dx).arg(&mut dy).arg(&n).arg(&kind).arg(&slope);
         // SAFETY: argument types and order match activation_fwd_f32; both buffers hold n floats.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("activation_fwd_f32"))?;
-        s.clone_dtoh(&dy).map_err(err("copy out"))
+        self.download(&dy)
     }
 
     /// `dy * act'(x)` on the GPU, with `y = act(x)`.
@@ -46,14 +44,8 @@ impl CudaBackend {
         act: Activation,
     ) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
-        let (ddy, dx_in, dy_out) = (
-            s.clone_htod(dy).map_err(err("copy in"))?,
-            s.clone_htod(x).map_err(err("copy in"))?,
-            s.clone_htod(y).map_err(err("copy in"))?,
-        );
-        let mut dx = s
-            .clone_htod(&vec![f32::NAN; x.len()])
-            .map_err(err("alloc"))?;
+        let (ddy, dx_in, dy_out) = (self.upload(dy)?, self.upload(x)?, self.upload(y)?);
+        let mut dx = self.poisoned(x.len())?;
         let (kind, slope) = activation_code(act);
         let n = x.len() as u32;
         let mut b = s.launch_builder(&self.functions.activation_bwd);
@@ -66,16 +58,14 @@ impl CudaBackend {
             .arg(&slope);
         // SAFETY: matches activation_bwd_f32; all buffers hold n floats.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("activation_bwd_f32"))?;
-        s.clone_dtoh(&dx).map_err(err("copy out"))
+        self.download(&dx)
     }
 
     /// Training-mode dropout with the CPU's counter-based mask.
     pub fn dropout(&self, x: &[f32], p: f64, seed: u64) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
-        let dx = s.clone_htod(x).map_err(err("copy in"))?;
-        let mut dy = s
-            .clone_htod(&vec![f32::NAN; x.len()])
-            .map_err(err("alloc"))?;
+        let dx = self.upload(x)?;
+        let mut dy = self.poisoned(x.len())?;
         let (n, scale) = (x.len() as u32, (1.0 / (1.0 - p)) as f32);
         let mut b = s.launch_builder(&self.functions.dropout);
         b.arg(&dx)
@@ -86,7 +76,7 @@ impl CudaBackend {
             .arg(&seed);
         // SAFETY: matches dropout_f32; both buffers hold n floats.
         unsafe { b.launch(launch_1d(x.len())) }.map_err(err("dropout_f32"))?;
-        s.clone_dtoh(&dy).map_err(err("copy out"))
+        self.download(&dy)
     }
 
     /// `a + b` or (`multiply`) `a * b`, element by element (same lengths).
@@ -99,33 +89,26 @@ impl CudaBackend {
             ));
         }
         let s = &self.stream;
-        let (da, db) = (
-            s.clone_htod(a).map_err(err("copy in"))?,
-            s.clone_htod(b).map_err(err("copy in"))?,
-        );
-        let mut y = s
-            .clone_htod(&vec![f32::NAN; a.len()])
-            .map_err(err("alloc"))?;
+        let (da, db) = (self.upload(a)?, self.upload(b)?);
+        let mut y = self.poisoned(a.len())?;
         let (n, kind) = (a.len() as u32, multiply as i32);
         let mut l = s.launch_builder(&self.functions.binary);
         l.arg(&da).arg(&db).arg(&mut y).arg(&n).arg(&kind);
         // SAFETY: matches binary_f32; all three buffers hold n floats.
         unsafe { l.launch(launch_1d(a.len())) }.map_err(err("binary_f32"))?;
-        s.clone_dtoh(&y).map_err(err("copy out"))
+        self.download(&y)
     }
 
     /// `factor * x`.
     pub fn scale(&self, x: &[f32], factor: f32) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
-        let dx = s.clone_htod(x).map_err(err("copy in"))?;
-        let mut y = s
-            .clone_htod(&vec![f32::NAN; x.len()])
-            .map_err(err("alloc"))?;
+        let dx = self.upload(x)?;
+        let mut y = self.poisoned(x.len())?;
         let n = x.len() as u32;
         let mut l = s.launch_builder(&self.functions.scale);
         l.arg(&dx).arg(&mut y).arg(&n).arg(&factor);
         // SAFETY: matches scale_f32; both buffers hold n floats.
         unsafe { l.launch(launch_1d(x.len())) }.map_err(err("scale_f32"))?;
-        s.clone_dtoh(&y).map_err(err("copy out"))
+        self.download(&y)
     }
 }

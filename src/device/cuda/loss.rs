@@ -24,10 +24,8 @@ impl CudaBackend {
         constant: f32,
     ) -> CudaResult<f64> {
         let st = &self.stream;
-        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
-        let dt = st
-            .clone_htod(target.unwrap_or(&[0.0]))
-            .map_err(err("copy in"))?;
+        let dp = self.upload(pred)?;
+        let dt = self.upload(target.unwrap_or(&[0.0]))?;
         let cfg = launch_1d(pred.len());
         let blocks = cfg.grid_dim.0 as usize;
         let mut partial = st
@@ -44,7 +42,7 @@ impl CudaBackend {
             .arg(&mut partial);
         // SAFETY: matches loss_partial_sums_f32; `partial` holds one double per block.
         unsafe { b.launch(cfg) }.map_err(err("loss_partial_sums_f32"))?;
-        let sums = st.clone_dtoh(&partial).map_err(err("copy out"))?;
+        let sums = self.download(&partial)?;
         Ok(sums.iter().sum::<f64>() / pred.len().max(1) as f64)
     }
 
@@ -58,13 +56,9 @@ impl CudaBackend {
         gy: f32,
     ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
         let st = &self.stream;
-        let dp = st.clone_htod(pred).map_err(err("copy in"))?;
-        let dt = st
-            .clone_htod(target.unwrap_or(&[0.0]))
-            .map_err(err("copy in"))?;
-        let mut grad_p = st
-            .clone_htod(&vec![f32::NAN; pred.len()])
-            .map_err(err("alloc"))?;
+        let dp = self.upload(pred)?;
+        let dt = self.upload(target.unwrap_or(&[0.0]))?;
+        let mut grad_p = self.poisoned(pred.len())?;
         let mut grad_t = st
             .clone_htod(&vec![
                 f32::NAN;
@@ -85,9 +79,9 @@ impl CudaBackend {
             .arg(&mut grad_t);
         // SAFETY: matches loss_backward_f32; dtarget is only written when has_target.
         unsafe { b.launch(launch_1d(pred.len())) }.map_err(err("loss_backward_f32"))?;
-        let gp = st.clone_dtoh(&grad_p).map_err(err("copy out"))?;
+        let gp = self.download(&grad_p)?;
         let gt = if target.is_some() {
-            Some(st.clone_dtoh(&grad_t).map_err(err("copy out"))?)
+            Some(self.download(&grad_t)?)
         } else {
             None
         };

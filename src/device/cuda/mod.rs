@@ -15,7 +15,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+};
 use cudarc::nvrtc::Ptx;
 
 use super::pool::{Pool, PoolStats, RawAllocator};
@@ -195,6 +197,21 @@ impl CudaBackend {
             functions,
             _modules: vec![elementwise, adam, conv, norm, loss, pad, reduce, concat],
         })
+    }
+
+    /// Host data on the device.
+    fn upload<T: DeviceRepr>(&self, v: &[T]) -> CudaResult<CudaSlice<T>> {
+        self.stream.clone_htod(v).map_err(err("copy in"))
+    }
+
+    /// `len` NaNs on the device: an output buffer whose unwritten elements show.
+    fn poisoned(&self, len: usize) -> CudaResult<CudaSlice<f32>> {
+        self.upload(&vec![f32::NAN; len])
+    }
+
+    /// A device buffer back on the host.
+    fn download<T: DeviceRepr>(&self, d: &CudaSlice<T>) -> CudaResult<Vec<T>> {
+        self.stream.clone_dtoh(d).map_err(err("copy out"))
     }
 
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".

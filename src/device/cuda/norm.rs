@@ -71,20 +71,17 @@ impl CudaBackend {
         beta: &[f32],
         act: Option<Activation>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let st = &self.stream;
         let shape = NormShape::new((n, c, s), per_sample);
-        let up = |v: &[f32]| st.clone_htod(v).map_err(err("copy in"));
-        let nan = |len: usize| up(&vec![f32::NAN; len]);
-        let (dx, dg, db) = (up(x)?, up(gamma)?, up(beta)?);
+        let (dx, dg, db) = (self.upload(x)?, self.upload(gamma)?, self.upload(beta)?);
         let groups = shape.groups();
         let mut stats = NormStats {
-            mean: nan(groups)?,
-            var: nan(groups)?,
-            invstd: nan(groups)?,
+            mean: self.poisoned(groups)?,
+            var: self.poisoned(groups)?,
+            invstd: self.poisoned(groups)?,
         };
-        let mut y = nan(x.len())?;
+        let mut y = self.poisoned(x.len())?;
         self.launch_norm_forward(shape, &dx, (&dg, &db), &mut stats, &mut y, act)?;
-        let out = |d| st.clone_dtoh(d).map_err(err("copy out"));
+        let out = |d| self.download(d);
         Ok((out(&y)?, out(&stats.mean)?, out(&stats.var)?))
     }
 
@@ -103,10 +100,9 @@ impl CudaBackend {
         batch_stats: bool,
         fused: Option<(&[f32], Activation)>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let st = &self.stream;
         let shape = NormShape::new((n, c, s), per_sample);
         let groups = shape.groups();
-        let up = |v: &[f32]| st.clone_htod(v).map_err(err("copy in"));
+        let up = |v: &[f32]| self.upload(v);
         let (ddy, dx_in, dg) = (up(dy)?, up(x)?, up(gamma)?);
         let stats = NormStats {
             mean: up(mean)?,
@@ -115,8 +111,8 @@ impl CudaBackend {
         };
         // The fused activation's output (read only with one).
         let y = up(fused.map_or(&[0.0][..], |f| f.0))?;
-        let mut sums = up(&vec![f32::NAN; 2 * groups])?;
-        let mut dx = up(&vec![f32::NAN; x.len()])?;
+        let mut sums = self.poisoned(2 * groups)?;
+        let mut dx = self.poisoned(x.len())?;
         let fused = fused.map(|f| (&y, f.1));
         self.launch_norm_backward(
             shape,
@@ -126,13 +122,13 @@ impl CudaBackend {
             batch_stats,
             (&mut sums, &mut dx),
         )?;
-        let sums = st.clone_dtoh(&sums).map_err(err("copy out"))?;
+        let sums = self.download(&sums)?;
         let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
         for g in 0..groups {
             dbeta[g % c] += sums[2 * g];
             dgamma[g % c] += sums[2 * g + 1];
         }
-        Ok((st.clone_dtoh(&dx).map_err(err("copy out"))?, dgamma, dbeta))
+        Ok((self.download(&dx)?, dgamma, dbeta))
     }
 
     /// `norm_stats_f32` then `norm_apply_f32` on device buffers: `stats` and `y` are written.

@@ -36,10 +36,8 @@ impl CudaBackend {
             g.planes * g.output().iter().product::<usize>(),
         );
         let out_size = if backward { in_len } else { out_len };
-        let d = st.clone_htod(data).map_err(err("copy in"))?;
-        let mut out = st
-            .clone_htod(&vec![f32::NAN; out_size])
-            .map_err(err("alloc"))?;
+        let d = self.upload(data)?;
+        let mut out = self.poisoned(out_size)?;
         let params = PadParams {
             planes: g.planes as i32,
             input: g.input.map(|v| v as i32),
@@ -60,6 +58,6 @@ impl CudaBackend {
         b.arg(&params).arg(&d).arg(&mut out);
         // SAFETY: matches pad_fwd_f32 / pad_bwd_f32 (PadParams, const float*, float*).
         unsafe { b.launch(launch_1d(out_size)) }.map_err(err("pad kernel"))?;
-        st.clone_dtoh(&out).map_err(err("copy out"))
+        self.download(&out)
     }
 }

@@ -8,7 +8,7 @@ impl CudaBackend {
     /// Sum of all elements (per-block double partial sums, added here in f64).
     pub fn sum(&self, x: &[f32]) -> CudaResult<f64> {
         let s = &self.stream;
-        let dx = s.clone_htod(x).map_err(err("copy in"))?;
+        let dx = self.upload(x)?;
         let cfg = launch_1d(x.len());
         let mut partial = s
             .clone_htod(&vec![f64::NAN; cfg.grid_dim.0 as usize])
@@ -18,21 +18,18 @@ impl CudaBackend {
         l.arg(&dx).arg(&n).arg(&mut partial);
         // SAFETY: matches sum_partial_f32; `partial` holds one double per block.
         unsafe { l.launch(cfg) }.map_err(err("sum_partial_f32"))?;
-        Ok(s.clone_dtoh(&partial)
-            .map_err(err("copy out"))?
-            .iter()
-            .sum())
+        Ok(self.download(&partial)?.iter().sum())
     }
 
     /// `n` copies of `value` (the backward of sum and mean).
     pub fn fill(&self, n: usize, value: f32) -> CudaResult<Vec<f32>> {
         let s = &self.stream;
-        let mut y = s.clone_htod(&vec![f32::NAN; n]).map_err(err("alloc"))?;
+        let mut y = self.poisoned(n)?;
         let len = n as i64;
         let mut l = s.launch_builder(&self.functions.fill);
         l.arg(&mut y).arg(&len).arg(&value);
         // SAFETY: matches fill_f32; `y` holds n floats.
         unsafe { l.launch(launch_1d(n)) }.map_err(err("fill_f32"))?;
-        s.clone_dtoh(&y).map_err(err("copy out"))
+        self.download(&y)
     }
 }
