@@ -40,9 +40,11 @@ rc=$?
 [ $rc = 124 ] && echo "cuda_parity: cut off after ${MRGAN_PARITY_TIMEOUT:-240} s" >> "$out/cuda_parity.txt"
 echo "== GPU"
 cat "$out/gpu.txt"
-echo "== CUDA parity (kernel: max abs error vs the CPU op)"
-grep -E "running on|skipped|max abs error|panicked" "$out/cuda_parity.txt"
-grep -E "^test result" "$out/cuda_parity.txt"
+echo "== CUDA parity: the largest error of each test vs the CPU op (every case: cuda_parity.txt)"
+awk '/^test .* \.\.\. /{t=$2} /skipped/{print t": "$0}
+     /max abs error/{e=$NF+0; if (e>m[t]) m[t]=e; seen[t]=1}
+     END{for (t in seen) printf "%s: largest max abs error %.2e\n", t, m[t]}' "$out/cuda_parity.txt" | sort
+grep -E "panicked|^test result" -A2 "$out/cuda_parity.txt"
 # Kernel timings (a few minutes): skip with MRGAN_SKIP_BENCH=1, shorten with
 # MRGAN_BENCH_ARGS="--batch 1".
 if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then

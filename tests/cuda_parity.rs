@@ -10,6 +10,7 @@
 mod common;
 
 use mrgan::device::cuda::CudaBackend;
+use mrgan::device::tiled_conv::ConvPass;
 use mrgan::ops::elementwise::{Activation, cpu};
 
 fn gpu() -> Option<CudaBackend> {
@@ -179,41 +180,58 @@ fn tensor_plumbing_matches_the_cpu() {
     }
 }
 
-/// Conv primitives (fprop, dgrad, wgrad, each direct and tiled) on `common::conv_test_geometries`.
+/// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned and
+/// in every tile shape) on `common::conv_test_geometries`.
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.
 #[test]
 fn conv_primitives_match_the_cpu() {
     use mrgan::device::cuda::ConvKernel;
+    use mrgan::device::tiled_conv::TileShape;
     use mrgan::ops::conv::cpu as conv;
     let Some(gpu) = gpu() else { return };
     for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
         let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
-        let check = |what: &str, got: Vec<f32>, want: Vec<f32>| {
-            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            close(&format!("case {k} {what}"), &got, &want, 1e-4 * scale, 0.0);
-        };
         for kernel in ConvKernel::ALL {
-            let (got, want) = match kernel {
-                ConvKernel::Fprop | ConvKernel::FpropTiled => {
+            let (a, b, want) = match kernel.pass() {
+                ConvPass::Fprop => {
                     let mut want = vec![0.0; dy.len()];
                     conv::fprop(&x, &w, &g, &mut want);
-                    (gpu.conv(kernel, &g, &x, &w), want)
+                    (&x, &w, want)
                 }
-                ConvKernel::Dgrad | ConvKernel::DgradTiled => {
+                ConvPass::Dgrad => {
                     let mut want = vec![0.0; x.len()];
                     conv::dgrad(&dy, &w, &g, &mut want);
-                    (gpu.conv(kernel, &g, &dy, &w), want)
+                    (&dy, &w, want)
                 }
-                ConvKernel::Wgrad | ConvKernel::WgradTiled => {
+                ConvPass::Wgrad => {
                     let mut want = vec![0.0; w.len()];
                     conv::wgrad(&x, &dy, &g, &mut want);
-                    (gpu.conv(kernel, &g, &x, &dy), want)
+                    (&x, &dy, want)
                 }
             };
-            check(kernel.name(), got.unwrap(), want);
+            // Tiled kernels as planned and in every tile shape (the test shapes are too
+            // small for the plan to pick large tiles on a big GPU).
+            let shapes: Vec<Option<TileShape>> = if kernel.tiled() {
+                std::iter::once(None)
+                    .chain(TileShape::ALL.map(Some))
+                    .collect()
+            } else {
+                vec![None]
+            };
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for shape in shapes {
+                let got = gpu.conv(kernel, &g, shape, a, b).unwrap();
+                let plan = if kernel.tiled() {
+                    gpu.tiled_launch(kernel, &g, shape).label()
+                } else {
+                    String::new()
+                };
+                let what = format!("case {k} {} {plan}", kernel.name());
+                close(&what, &got, &want, 1e-4 * scale, 0.0);
+            }
         }
     }
 }

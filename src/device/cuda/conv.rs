@@ -144,19 +144,21 @@ impl CudaBackend {
     }
 
     /// One conv primitive on host data, as its CPU op (`ConvKernel::operand_lens` says
-    /// which): `a`, `b` in, the result out (the output buffer is NaN-poisoned first).
+    /// which): `a`, `b` in, the result out (the output buffer is NaN-poisoned first). Tiled
+    /// kernels run in tiles of `shape`, or (None) as planned.
     pub fn conv(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
+        shape: Option<TileShape>,
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
         let (da, db) = (self.upload(a)?, self.upload(b)?);
         let (_, _, out_len) = kernel.operand_lens(g);
         let mut out = self.poisoned(out_len)?;
-        let mut workspace = self.conv_workspace(kernel, g, None)?;
-        self.launch_conv(kernel, g, None, &da, &db, &mut out, &mut workspace)?;
+        let mut workspace = self.conv_workspace(kernel, g, shape)?;
+        self.launch_conv(kernel, g, shape, &da, &db, &mut out, &mut workspace)?;
         self.download(&out)
     }
 
