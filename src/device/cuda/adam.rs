@@ -58,8 +58,8 @@ impl CudaBackend {
     /// Median milliseconds of one fused Adam step over `n` parameters.
     pub fn time_adam(&self, n: usize, reps: usize) -> CudaResult<f64> {
         let st = &self.stream;
-        let mut p = st.clone_htod(&vec![0.5f32; n]).map_err(err("alloc"))?;
-        let g = st.clone_htod(&vec![0.01f32; n]).map_err(err("alloc"))?;
+        let mut p = self.upload(&vec![0.5f32; n])?;
+        let g = self.upload(&vec![0.01f32; n])?;
         let (mut m, mut v) = (
             st.alloc_zeros::<f32>(n).map_err(err("alloc"))?,
             st.alloc_zeros::<f32>(n).map_err(err("alloc"))?,

@@ -329,8 +329,8 @@ impl CudaBackend {
     pub fn time_gemm(&self, size: usize, reps: usize) -> CudaResult<f64> {
         let st = &self.stream;
         let len = size * size;
-        let a = st.clone_htod(&vec![0.5f32; len]).map_err(err("alloc"))?;
-        let b = st.clone_htod(&vec![0.25f32; len]).map_err(err("alloc"))?;
+        let a = self.upload(&vec![0.5f32; len])?;
+        let b = self.upload(&vec![0.25f32; len])?;
         let mut c = st.alloc_zeros::<f32>(len).map_err(err("alloc"))?;
         self.time_ms(reps, || {
             self.launch_gemm((size, size, size), &a, &b, &mut c)

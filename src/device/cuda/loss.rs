@@ -28,9 +28,7 @@ impl CudaBackend {
         let dt = self.upload(target.unwrap_or(&[0.0]))?;
         let cfg = launch_1d(pred.len());
         let blocks = cfg.grid_dim.0 as usize;
-        let mut partial = st
-            .clone_htod(&vec![f64::NAN; blocks])
-            .map_err(err("alloc"))?;
+        let mut partial = self.upload(&vec![f64::NAN; blocks])?;
         let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
         let mut b = st.launch_builder(&self.functions.loss_sums);
         b.arg(&k)
@@ -59,12 +57,7 @@ impl CudaBackend {
         let dp = self.upload(pred)?;
         let dt = self.upload(target.unwrap_or(&[0.0]))?;
         let mut grad_p = self.poisoned(pred.len())?;
-        let mut grad_t = st
-            .clone_htod(&vec![
-                f32::NAN;
-                if target.is_some() { pred.len() } else { 1 }
-            ])
-            .map_err(err("alloc"))?;
+        let mut grad_t = self.poisoned(if target.is_some() { pred.len() } else { 1 })?;
         let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
         let scale = gy / pred.len().max(1) as f32;
         let mut b = st.launch_builder(&self.functions.loss_backward);

@@ -252,10 +252,7 @@ impl CudaBackend {
     /// Device-to-device copy bandwidth in GB/s (read + write bytes), the memory-bound peak.
     pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> CudaResult<f64> {
         let n = bytes / 4;
-        let src = self
-            .stream
-            .clone_htod(&vec![1.0f32; n])
-            .map_err(err("copy in"))?;
+        let src = self.upload(&vec![1.0f32; n])?;
         let mut dst = self.stream.alloc_zeros::<f32>(n).map_err(err("alloc"))?;
         let ms = self.time_ms(reps, || {
             self.stream

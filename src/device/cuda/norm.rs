@@ -236,9 +236,8 @@ impl CudaBackend {
         per_sample: bool,
         reps: usize,
     ) -> CudaResult<(f64, f64)> {
-        let st = &self.stream;
         let shape = NormShape::new((n, c, s), per_sample);
-        let filled = |len: usize, v: f32| st.clone_htod(&vec![v; len]).map_err(err("alloc"));
+        let filled = |len: usize, v: f32| self.upload(&vec![v; len]);
         let (x, dy, gamma, beta) = (
             filled(shape.len(), 0.5)?,
             filled(shape.len(), 0.25)?,

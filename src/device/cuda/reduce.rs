@@ -10,9 +10,7 @@ impl CudaBackend {
         let s = &self.stream;
         let dx = self.upload(x)?;
         let cfg = launch_1d(x.len());
-        let mut partial = s
-            .clone_htod(&vec![f64::NAN; cfg.grid_dim.0 as usize])
-            .map_err(err("alloc"))?;
+        let mut partial = self.upload(&vec![f64::NAN; cfg.grid_dim.0 as usize])?;
         let n = x.len() as i64;
         let mut l = s.launch_builder(&self.functions.sum_partial);
         l.arg(&dx).arg(&n).arg(&mut partial);
