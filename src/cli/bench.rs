@@ -42,7 +42,8 @@ enum Which {
         python: Option<String>,
     },
     /// GPU kernels (feature `cuda`): every conv layer of the reference networks per primitive
-    /// and batch size, and fused Adam, with peaks measured in the same run.
+    /// and batch size (tiled ones as planned and in every tile shape), the norms and fused
+    /// Adam, against peaks measured in the same run (a copy and a dense GEMM).
     Kernels {
         /// CUDA device ordinal.
         #[arg(long, default_value_t = 0)]
