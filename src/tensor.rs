@@ -115,7 +115,7 @@ impl Tensor {
         Self::full(shape, 0.0)
     }
 
-    /// A one-element tensor of shape [1].
+    /// A one-element tensor of shape `[1]`.
     pub fn scalar(value: f32) -> Self {
         Self::full([1], value)
     }

@@ -131,7 +131,7 @@ impl Normalizer {
         }
     }
 
-    /// The value background voxels take after [`apply`].
+    /// The value background voxels take after [`Self::apply`].
     pub fn background(&self) -> f32 {
         match self {
             Normalizer::Percentile { .. } => -1.0,

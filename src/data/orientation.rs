@@ -61,7 +61,7 @@ impl Reorientation {
         out
     }
 
-    /// The inverse of [`apply`]: processing order back to stored order.
+    /// The inverse of [`Self::apply`]: processing order back to stored order.
     pub fn undo(&self, processed: &[f32], stored_dims: [usize; 3]) -> Vec<f32> {
         let mut out = vec![0.0; processed.len()];
         self.for_each_pair(stored_dims, |p, s| out[s] = processed[p]);

@@ -94,7 +94,7 @@ impl Backward for ConcatBackward {
 }
 
 impl Tape {
-    /// Records [`concat`] along channels.
+    /// Records [`concat()`] along channels.
     pub fn concat(&mut self, parts: &[Var]) -> Result<Var> {
         let values: Vec<&Tensor> = parts.iter().map(|&p| self.value(p)).collect();
         let y = concat(&values)?;

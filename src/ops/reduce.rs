@@ -30,14 +30,14 @@ impl Backward for BroadcastBackward {
 }
 
 impl Tape {
-    /// Records the sum of all elements, shape [1].
+    /// Records the sum of all elements, shape `[1]`.
     pub fn sum(&mut self, x: Var) -> Var {
         let input = self.value(x).shape().clone();
         let y = Tensor::scalar(sum(self.value(x)));
         self.record(y, &[x], || BroadcastBackward { input, factor: 1.0 })
     }
 
-    /// Records the mean of all elements, shape [1].
+    /// Records the mean of all elements, shape `[1]`.
     pub fn mean(&mut self, x: Var) -> Var {
         let input = self.value(x).shape().clone();
         let factor = 1.0 / input.numel().max(1) as f32;

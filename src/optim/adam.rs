@@ -68,7 +68,7 @@ impl Adam {
         (&self.m, &self.v)
     }
 
-    /// Restores moments and step count saved from [`moments`] and [`steps`].
+    /// Restores moments and step count saved from [`Self::moments`] and [`Self::steps`].
     pub fn restore(&mut self, m: &[f32], v: &[f32], steps: u64) -> Result<()> {
         if m.len() != self.m.len() || v.len() != self.v.len() {
             return Err(Error::Params(format!(

@@ -85,7 +85,7 @@ impl CudaBackend {
         Ok((out(&y)?, out(&stats.mean)?, out(&stats.var)?))
     }
 
-    /// Gradients of [`norm_forward`] given its statistics: (dx, dgamma, dbeta). With a fused
+    /// Gradients of [`Self::norm_forward`] given its statistics: (dx, dgamma, dbeta). With a fused
     /// activation, `fused` holds its output y (act' is taken from y) and the activation.
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn norm_backward(

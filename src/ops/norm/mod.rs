@@ -33,7 +33,7 @@ impl RunningStats {
     }
 }
 
-/// A norm's scale and shift, each of shape [channels].
+/// A norm's scale and shift, each of shape `[channels]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Affine {
     pub gamma: Var,
