@@ -18,6 +18,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mrgan::device::kernel_codes;
 use mrgan::ops::conv::ConvGeometry;
 use mrgan::ops::conv::cpu as conv;
 
@@ -231,12 +232,7 @@ fn emulated_norm_kernels_match_the_cpu() {
                 (0, Some(Activation::Tanh)),
             ] {
                 let what = format!("norm case {k} {over:?} batch_stats {batch_stats} {act:?}");
-                // kernels/activation.cuh's kind and slope (-1: none).
-                let (kind, slope) = match act {
-                    None => (-1i32, 0.0f32),
-                    Some(Activation::LeakyRelu(s)) => (1, s as f32),
-                    Some(_) => (2, 0.0),
-                };
+                let (kind, slope) = kernel_codes::activation(act);
                 let mut input: Vec<u8> =
                     bytemuck::cast_slice(&[n as i32, c as i32, s as i32, per_sample, batch_stats])
                         .to_vec();
@@ -306,14 +302,11 @@ fn emulated_loss_kernels_match_the_cpu() {
         let t = common::kernel_test_values(n, 91);
         let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
         let t64: Vec<f64> = t.iter().map(|&v| v as f64).collect();
-        for (code, kind) in [LossKind::L1, LossKind::Mse, LossKind::BceWithLogits]
-            .into_iter()
-            .enumerate()
-        {
+        for kind in [LossKind::L1, LossKind::Mse, LossKind::BceWithLogits] {
+            let code = kernel_codes::loss(kind);
             for (with_target, constant) in [(true, 0.0f32), (false, 1.0), (false, 0.0)] {
                 let what = format!("loss {kind:?} n={n} target {with_target} label {constant}");
-                let mut input: Vec<u8> =
-                    bytemuck::cast_slice(&[code as i32, with_target as i32]).to_vec();
+                let mut input: Vec<u8> = bytemuck::cast_slice(&[code, with_target as i32]).to_vec();
                 input.extend_from_slice(bytemuck::bytes_of(&(n as i64)));
                 input.extend_from_slice(bytemuck::cast_slice(&[constant, gy / n as f32]));
                 input.extend_from_slice(bytemuck::cast_slice(&p));
@@ -362,10 +355,7 @@ fn emulated_pad_kernels_match_the_cpu() {
         let out_len = g.planes * g.output().iter().product::<usize>();
         let x = common::kernel_test_values(in_len, 100 + k as u64);
         let dy = common::kernel_test_values(out_len, 110 + k as u64);
-        for (code, mode) in [PadMode::Zero, PadMode::Reflect, PadMode::Replicate]
-            .into_iter()
-            .enumerate()
-        {
+        for mode in [PadMode::Zero, PadMode::Reflect, PadMode::Replicate] {
             if mode == PadMode::Reflect && !reflect_ok {
                 continue;
             }
@@ -375,7 +365,7 @@ fn emulated_pad_kernels_match_the_cpu() {
             params.extend(g.input.map(|v| v as i32));
             params.extend(g.pads.map(|p| p[0] as i32));
             params.extend(g.pads.map(|p| p[1] as i32));
-            params.push(code as i32);
+            params.push(kernel_codes::pad(mode));
             let mut input: Vec<u8> = bytemuck::cast_slice(&params).to_vec();
             input.extend_from_slice(bytemuck::cast_slice(&x));
             input.extend_from_slice(bytemuck::cast_slice(&dy));
@@ -411,14 +401,10 @@ fn emulated_elementwise_kernels_match_the_cpu() {
     ] {
         let x = common::kernel_test_values(n, 1);
         let dy = common::kernel_test_values(n, 2);
-        for (code, act) in acts.into_iter().enumerate() {
+        for act in acts {
             let what = format!("{act:?} n={n}");
-            let slope = if let Activation::LeakyRelu(s) = act {
-                s as f32
-            } else {
-                0.0
-            };
-            let mut input: Vec<u8> = bytemuck::bytes_of(&(code as i32)).to_vec();
+            let (code, slope) = kernel_codes::activation(Some(act));
+            let mut input: Vec<u8> = bytemuck::bytes_of(&code).to_vec();
             input.extend_from_slice(bytemuck::cast_slice(&[slope, (1.0 / (1.0 - p)) as f32]));
             input.extend_from_slice(bytemuck::bytes_of(&p));
             input.extend_from_slice(bytemuck::bytes_of(&seed));

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod kernel_codes;
 pub mod pool;
 pub mod tiled_conv;
 

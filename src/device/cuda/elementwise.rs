@@ -3,21 +3,8 @@
 use cudarc::driver::PushKernelArg;
 
 use super::{CudaBackend, CudaResult, err, launch_1d};
+use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
-
-/// `kernels/activation.cuh`'s kind and slope; None is ACT_NONE (no fused activation).
-pub(super) fn fused_activation_code(act: Option<Activation>) -> (i32, f32) {
-    act.map_or((-1, 0.0), activation_code)
-}
-
-fn activation_code(act: Activation) -> (i32, f32) {
-    match act {
-        Activation::Relu => (0, 0.0),
-        Activation::LeakyRelu(s) => (1, s as f32),
-        Activation::Tanh => (2, 0.0),
-        Activation::Sigmoid => (3, 0.0),
-    }
-}
 
 impl CudaBackend {
     /// `act(x)` on the GPU (host in, host out). The output buffer starts as NaN, so an element
@@ -26,7 +13,7 @@ impl CudaBackend {
         let s = &self.stream;
         let dx = self.upload(x)?;
         let mut dy = self.poisoned(x.len())?;
-        let (kind, slope) = activation_code(act);
+        let (kind, slope) = kernel_codes::activation(Some(act));
         let n = x.len() as u32;
         let mut b = s.launch_builder(&self.functions.activation_fwd);
         b.arg(&dx).arg(&mut dy).arg(&n).arg(&kind).arg(&slope);
@@ -46,7 +33,7 @@ impl CudaBackend {
         let s = &self.stream;
         let (ddy, dx_in, dy_out) = (self.upload(dy)?, self.upload(x)?, self.upload(y)?);
         let mut dx = self.poisoned(x.len())?;
-        let (kind, slope) = activation_code(act);
+        let (kind, slope) = kernel_codes::activation(Some(act));
         let n = x.len() as u32;
         let mut b = s.launch_builder(&self.functions.activation_bwd);
         b.arg(&ddy)

@@ -3,15 +3,8 @@
 use cudarc::driver::PushKernelArg;
 
 use super::{CudaBackend, CudaResult, err, launch_1d};
+use crate::device::kernel_codes;
 use crate::ops::loss::LossKind;
-
-fn loss_code(kind: LossKind) -> i32 {
-    match kind {
-        LossKind::L1 => 0,
-        LossKind::Mse => 1,
-        LossKind::BceWithLogits => 2,
-    }
-}
 
 impl CudaBackend {
     /// Mean loss of `pred` against `target` (a tensor of the same length, or None for the
@@ -29,7 +22,11 @@ impl CudaBackend {
         let cfg = launch_1d(pred.len());
         let blocks = cfg.grid_dim.0 as usize;
         let mut partial = self.upload(&vec![f64::NAN; blocks])?;
-        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let (k, has, n) = (
+            kernel_codes::loss(kind),
+            target.is_some() as i32,
+            pred.len() as i64,
+        );
         let mut b = st.launch_builder(&self.functions.loss_sums);
         b.arg(&k)
             .arg(&dp)
@@ -58,7 +55,11 @@ impl CudaBackend {
         let dt = self.upload(target.unwrap_or(&[0.0]))?;
         let mut grad_p = self.poisoned(pred.len())?;
         let mut grad_t = self.poisoned(if target.is_some() { pred.len() } else { 1 })?;
-        let (k, has, n) = (loss_code(kind), target.is_some() as i32, pred.len() as i64);
+        let (k, has, n) = (
+            kernel_codes::loss(kind),
+            target.is_some() as i32,
+            pred.len() as i64,
+        );
         let scale = gy / pred.len().max(1) as f32;
         let mut b = st.launch_builder(&self.functions.loss_backward);
         b.arg(&k)

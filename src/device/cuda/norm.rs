@@ -3,8 +3,8 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
-use super::elementwise::fused_activation_code;
 use super::{CudaBackend, CudaResult, err, launch_1d};
+use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
 
 /// An N, C, spatial tensor under batch norm (`per_sample` false: one group per channel) or
@@ -142,7 +142,7 @@ impl CudaBackend {
         act: Option<Activation>,
     ) -> CudaResult<()> {
         let st = &self.stream;
-        let (act_kind, slope) = fused_activation_code(act);
+        let (act_kind, slope) = kernel_codes::activation(act);
         let [ni, ci, si, ps] = shape.args();
         let eps = crate::ops::norm::EPS;
         let mut b = st.launch_builder(&self.functions.norm_stats);
@@ -187,7 +187,7 @@ impl CudaBackend {
         (sums, dx): (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
     ) -> CudaResult<()> {
         let st = &self.stream;
-        let (act_kind, slope) = fused_activation_code(fused.map(|f| f.1));
+        let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
         // Without a fused activation the kernels do not read y: any buffer stands in.
         let y = fused.map_or(dy, |f| f.0);
         let [ni, ci, si, ps] = shape.args();

@@ -3,6 +3,7 @@
 use cudarc::driver::PushKernelArg;
 
 use super::{CudaBackend, CudaResult, err, launch_1d};
+use crate::device::kernel_codes;
 use crate::ops::pad::PadMode;
 use crate::ops::pad::cpu::PadGeometry;
 
@@ -43,11 +44,7 @@ impl CudaBackend {
             input: g.input.map(|v| v as i32),
             before: g.pads.map(|p| p[0] as i32),
             after: g.pads.map(|p| p[1] as i32),
-            mode: match mode {
-                PadMode::Zero => 0,
-                PadMode::Reflect => 1,
-                PadMode::Replicate => 2,
-            },
+            mode: kernel_codes::pad(mode),
         };
         let f = if backward {
             &self.functions.pad_bwd
