@@ -1,7 +1,7 @@
-//! The integer codes the CUDA kernels take for an activation, a loss and a padding mode
-//! (`#define`s in `kernels/activation.cuh`, `loss.cu` and `pad.cu`), in one place for the
-//! CUDA backend and the host emulation of the kernels (`tests/kernel_emulation.rs`). A test
-//! reads the kernel sources and checks every value.
+//! The integer codes the CUDA kernels take for an activation, a binary op, a loss and a
+//! padding mode (`#define`s in `kernels/activation.cuh`, `elementwise.cu`, `loss.cu` and
+//! `pad.cu`), in one place for the CUDA backend and the host emulation of the kernels
+//! (`tests/kernel_emulation.rs`). A test reads the kernel sources and checks every value.
 
 use crate::ops::elementwise::Activation;
 use crate::ops::loss::LossKind;
@@ -16,6 +16,11 @@ pub fn activation(act: Option<Activation>) -> (i32, f32) {
         Some(Activation::Tanh) => (2, 0.0),
         Some(Activation::Sigmoid) => (3, 0.0),
     }
+}
+
+/// `BINARY_ADD` or (`multiply`) `BINARY_MUL`.
+pub fn binary(multiply: bool) -> i32 {
+    i32::from(multiply)
 }
 
 /// `LOSS_*`.
@@ -69,6 +74,8 @@ mod tests {
             assert_eq!(activation(act).0, define("activation.cuh", name), "{name}");
         }
         assert_eq!(activation(Some(Activation::LeakyRelu(0.2))).1, 0.2);
+        assert_eq!(binary(false), define("elementwise.cu", "BINARY_ADD"));
+        assert_eq!(binary(true), define("elementwise.cu", "BINARY_MUL"));
         let losses = [
             (LossKind::L1, "LOSS_L1"),
             (LossKind::Mse, "LOSS_MSE"),

@@ -78,7 +78,7 @@ impl CudaBackend {
         let s = &self.stream;
         let (da, db) = (self.upload(a)?, self.upload(b)?);
         let mut y = self.poisoned(a.len())?;
-        let (n, kind) = (a.len() as u32, multiply as i32);
+        let (n, kind) = (a.len() as u32, kernel_codes::binary(multiply));
         let mut l = s.launch_builder(&self.functions.binary);
         l.arg(&da).arg(&db).arg(&mut y).arg(&n).arg(&kind);
         // SAFETY: matches binary_f32; all three buffers hold n floats.
