@@ -4,8 +4,7 @@
 
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, StreamAllocator, err, launch_1d};
-use crate::device::pool::Pooled;
+use super::{CudaBackend, CudaResult, err, launch_1d};
 use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 
@@ -51,6 +50,23 @@ impl ConvParams {
             pad: i(g.pad),
             output: i(g.output),
         })
+    }
+}
+
+/// A conv launch worked out once (`CudaBackend::prepare_conv`): the kernel, its parameters
+/// and function, the tiled kernels' plan, and the result's length.
+struct PreparedConv<'a> {
+    kernel: ConvKernel,
+    params: ConvParams,
+    function: &'a CudaFunction,
+    plan: Option<TiledLaunch>,
+    out_len: usize,
+}
+
+impl PreparedConv<'_> {
+    /// Floats of split-K partial sums the launch needs (0 without a split).
+    fn workspace_len(&self) -> usize {
+        self.plan.map_or(0, |p| p.workspace)
     }
 }
 
@@ -154,11 +170,11 @@ impl CudaBackend {
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
+        let conv = self.prepare_conv(kernel, g, shape)?;
         let (da, db) = (self.upload(a)?, self.upload(b)?);
-        let (_, _, out_len) = kernel.operand_lens(g);
-        let mut out = self.poisoned(out_len)?;
-        let mut workspace = self.conv_workspace(kernel, g, shape)?;
-        self.launch_conv(kernel, g, shape, &da, &db, &mut out, &mut workspace)?;
+        let mut out = self.poisoned(conv.out_len)?;
+        let mut workspace = self.pool.take(conv.workspace_len())?;
+        self.launch_conv(&conv, &da, &db, &mut out, &mut workspace)?;
         self.download(&out)
     }
 
@@ -177,48 +193,45 @@ impl CudaBackend {
         }
     }
 
-    /// The split-K partial sums `kernel` needs on `g` (a small stand-in when none), from the
-    /// backend's caching pool.
-    fn conv_workspace(
+    /// Everything a launch of `kernel` on `g` needs that does not change between launches,
+    /// worked out once (the timing loop launches the same conv many times).
+    fn prepare_conv(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
         shape: Option<TileShape>,
-    ) -> CudaResult<Pooled<StreamAllocator>> {
-        let len = if kernel.tiled() {
-            self.tiled_launch(kernel, g, shape).workspace
-        } else {
-            0
-        };
-        self.pool.take(len)
+    ) -> CudaResult<PreparedConv<'_>> {
+        let plan = kernel.tiled().then(|| self.tiled_launch(kernel, g, shape));
+        Ok(PreparedConv {
+            kernel,
+            params: ConvParams::of(g)?,
+            function: self.conv_function(kernel, plan.map_or(TileShape::Square, |p| p.shape)),
+            plan,
+            out_len: kernel.operand_lens(g).2,
+        })
     }
 
-    /// Launches one conv primitive on device buffers of the sizes `g` implies; tiled kernels
-    /// (in tiles of `shape`, see `tiled_launch`) with split K add their partial sums (in
-    /// `workspace`, from `conv_workspace` with the same shape) after.
-    #[allow(clippy::too_many_arguments)]
+    /// Launches a prepared conv on device buffers of the sizes its geometry implies; tiled
+    /// kernels with split K add their partial sums (in `workspace`, at least
+    /// `workspace_len()` floats, from the backend's pool) after.
     fn launch_conv(
         &self,
-        kernel: ConvKernel,
-        g: &ConvGeometry,
-        shape: Option<TileShape>,
+        conv: &PreparedConv,
         a: &CudaSlice<f32>,
         b: &CudaSlice<f32>,
         out: &mut CudaSlice<f32>,
         workspace: &mut CudaSlice<f32>,
     ) -> CudaResult<()> {
-        let params = ConvParams::of(g)?;
         let st = &self.stream;
-        let plan = self.tiled_launch(kernel, g, shape);
-        let mut launch = st.launch_builder(self.conv_function(kernel, plan.shape));
-        launch.arg(&params).arg(a).arg(b).arg(&mut *out);
-        if !kernel.tiled() {
+        let name = conv.kernel.name();
+        let mut launch = st.launch_builder(conv.function);
+        launch.arg(&conv.params).arg(a).arg(b).arg(&mut *out);
+        let Some(plan) = conv.plan else {
             // SAFETY: matches the direct kernels' (ConvParams, const float*, const float*,
             // float*); the buffers have the sizes the geometry implies.
-            unsafe { launch.launch(launch_1d(kernel.operand_lens(g).2)) }
-                .map_err(err(kernel.name()))?;
+            unsafe { launch.launch(launch_1d(conv.out_len)) }.map_err(err(name))?;
             return Ok(());
-        }
+        };
         launch.arg(&mut *workspace).arg(&plan.k_chunk);
         let config = LaunchConfig {
             grid_dim: plan.grid,
@@ -227,11 +240,10 @@ impl CudaBackend {
         };
         // SAFETY: matches the tiled kernels' (ConvParams, const float*, const float*, float*,
         // float* partial, int k_chunk); with several splits `workspace` holds
-        // `plan.workspace` floats (`conv_workspace`), else the kernels do not touch it.
-        unsafe { launch.launch(config) }.map_err(err(kernel.name()))?;
+        // `plan.workspace` floats, else the kernels do not touch it.
+        unsafe { launch.launch(config) }.map_err(err(name))?;
         if plan.splits > 1 {
-            let len = kernel.operand_lens(g).2;
-            let (len_arg, splits) = (len as i32, plan.splits as i32);
+            let (len_arg, splits) = (conv.out_len as i32, plan.splits as i32);
             let mut sum = st.launch_builder(&self.functions.conv_split_sum);
             sum.arg(&*workspace)
                 .arg(&mut *out)
@@ -239,7 +251,7 @@ impl CudaBackend {
                 .arg(&splits);
             // SAFETY: matches (const float* partial, float* out, int len, int splits);
             // `workspace` holds splits * len floats, `out` len.
-            unsafe { sum.launch(launch_1d(len)) }.map_err(err("conv split sum"))?;
+            unsafe { sum.launch(launch_1d(conv.out_len)) }.map_err(err("conv split sum"))?;
         }
         Ok(())
     }
@@ -275,9 +287,10 @@ impl CudaBackend {
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
-            let mut workspace = self.conv_workspace(kernel, g, shape)?;
+            let conv = self.prepare_conv(kernel, g, shape)?;
+            let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
-                self.launch_conv(kernel, g, shape, a, b, &mut out, &mut workspace)
+                self.launch_conv(&conv, a, b, &mut out, &mut workspace)
             })?);
         }
         Ok(times)
