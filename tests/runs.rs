@@ -8,7 +8,7 @@ mod common;
 use common::mrgan;
 
 use mrgan::data::dataset::paired_subjects;
-use mrgan::data::nifti::{ReadOptions, read};
+use mrgan::data::nifti::ReadOptions;
 use mrgan::data::phantom::{PhantomSpec, generate};
 use mrgan::models::GanMode;
 use mrgan::models::cyclegan::CycleLoss;
@@ -242,18 +242,11 @@ fn train_predict_eval_through_the_binary() {
                 "_fake",
             ]);
             for s in ["s0", "s1", "s2", "s3"] {
-                let input = read(
+                let (input, pred) = common::read_prediction(
                     &data.join(s).join(format!("{name}.nii.gz")),
-                    &ReadOptions::default(),
-                )
-                .unwrap();
-                let pred = read(
                     &out.join(s).join(format!("{name}_fake.nii.gz")),
                     &ReadOptions::default(),
-                )
-                .unwrap();
-                assert_eq!(pred.dims, input.dims);
-                assert_eq!(pred.stored_affine(), input.stored_affine());
+                );
                 assert_eq!(pred.meta.header.pixdim, input.meta.header.pixdim);
                 assert!(
                     pred.data

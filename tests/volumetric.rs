@@ -8,7 +8,7 @@ use common::mrgan;
 
 use mrgan::Tensor;
 use mrgan::autograd::Tape;
-use mrgan::data::nifti::{ReadOptions, read};
+use mrgan::data::nifti::ReadOptions;
 use mrgan::infer::sliding::{Blend, SlidingWindow, run, starts};
 use mrgan::nn::layers::{Mode, NormKind};
 use mrgan::nn::nets::{
@@ -198,18 +198,11 @@ fn cyclegan3d_on_phantoms_through_the_binary() {
             &p(&out),
         ]);
         for s in ["phantom-000", "phantom-002"] {
-            let input = read(
+            let (_, pred) = common::read_prediction(
                 &data.join(s).join(format!("{name}.nii.gz")),
-                &ReadOptions::default(),
-            )
-            .unwrap();
-            let pred = read(
                 &out.join(s).join(format!("{name}.nii.gz")),
                 &ReadOptions::default(),
-            )
-            .unwrap();
-            assert_eq!(pred.dims, input.dims);
-            assert_eq!(pred.stored_affine(), input.stored_affine());
+            );
             assert!(pred.data.iter().all(|v| v.is_finite()));
         }
     }

@@ -345,6 +345,20 @@ pub fn train_on_training_subjects(
     run
 }
 
+/// Reads an input volume and its prediction and checks that the prediction kept the input's
+/// shape and affine; returns (input, prediction).
+pub fn read_prediction(
+    input: &std::path::Path,
+    pred: &std::path::Path,
+    opts: &mrgan::data::nifti::ReadOptions,
+) -> (mrgan::data::volume::Volume, mrgan::data::volume::Volume) {
+    use mrgan::data::nifti::read;
+    let (input, pred) = (read(input, opts).unwrap(), read(pred, opts).unwrap());
+    assert_eq!(pred.dims, input.dims);
+    assert_eq!(pred.stored_affine(), input.stored_affine());
+    (input, pred)
+}
+
 /// Checks a T1 -> T2 prediction of the test subject (`pred`, a NIfTI file) against the data
 /// under `root`: the input's shape and header kept; then scores it and the identity
 /// baseline (the T1 scored as the T2), prints both and returns (model, identity).
@@ -358,10 +372,8 @@ pub fn score_test_subject_prediction(
         orientation: OrientationMode::AsStored,
         ..Default::default()
     };
-    let input = read(&test.join("t1.nii.gz"), &opts).unwrap();
-    let pred = read(pred, &opts).unwrap();
+    let (input, pred) = read_prediction(&test.join("t1.nii.gz"), pred, &opts);
     assert_eq!(pred.dims, [240, 240, 155]);
-    assert_eq!(pred.stored_affine(), input.stored_affine());
     let (h, g) = (&pred.meta.header, &input.meta.header);
     assert_eq!(
         (h.pixdim, h.qform_code, h.sform_code, h.xyzt_units),
