@@ -13,6 +13,9 @@ pub enum Error {
     /// Misuse of a parameter arena or optimizer.
     #[error("parameters: {0}")]
     Params(String),
+    /// A device that cannot be opened, or a failed device operation (launch, copy, memory).
+    #[error("device: {0}")]
+    Device(String),
     /// Files and data.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),

@@ -9,14 +9,18 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use mrgan::device::cuda::CudaBackend;
 use mrgan::device::tiled_conv::ConvPass;
 use mrgan::ops::elementwise::{Activation, cpu};
 
-fn gpu() -> Option<CudaBackend> {
-    match CudaBackend::new(0) {
+/// GPU 0 with poisoned allocations, or None (and why) without one.
+fn gpu() -> Option<Arc<CudaBackend>> {
+    match CudaBackend::shared(0) {
         Ok(b) => {
             println!("running on {}", b.name());
+            b.set_poison(true);
             Some(b)
         }
         Err(why) => {

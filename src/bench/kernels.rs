@@ -13,6 +13,7 @@ use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
 use crate::device::tiled_conv::TileShape;
 use crate::ops::conv::ConvGeometry;
+use std::sync::Arc;
 
 /// One measured kernel.
 #[derive(Clone, Debug)]
@@ -43,7 +44,7 @@ const GEMM_SIZE: usize = 4096;
 
 /// Runs the table; `progress` is told each finished measurement.
 pub fn run(
-    gpu: &CudaBackend,
+    gpu: &Arc<CudaBackend>,
     batches: &[usize],
     reps: usize,
     mut progress: impl FnMut(&KernelRow),

@@ -186,7 +186,7 @@ fn bench_kernels(
     csv: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use mrgan::bench::kernels::{run, write_csv, write_table};
-    let backend = mrgan::device::cuda::CudaBackend::new(gpu).map_err(anyhow::Error::msg)?;
+    let backend = mrgan::device::cuda::CudaBackend::shared(gpu).map_err(anyhow::Error::msg)?;
     let (rows, peaks) = run(&backend, batches, reps, |r| {
         eprintln!("{} batch {}: {:.3} ms", r.kernel, r.batch, r.ms)
     })

@@ -41,6 +41,34 @@ impl AdamConfig {
     }
 }
 
+/// One step's scalars, as the fused kernels take them: like PyTorch, computed in double and
+/// applied in f32.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamFactors {
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// lr / (1 - beta1^t).
+    pub step_size: f32,
+    /// sqrt(1 - beta2^t).
+    pub bias_correction2_sqrt: f32,
+}
+
+impl AdamConfig {
+    /// The scalars of step `t` (1-based) at learning rate `lr`.
+    pub fn factors(&self, lr: f64, t: i32) -> AdamFactors {
+        AdamFactors {
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            step_size: (lr / (1.0 - self.beta1.powi(t))) as f32,
+            bias_correction2_sqrt: (1.0 - self.beta2.powi(t)).sqrt() as f32,
+        }
+    }
+}
+
 /// Adam state for one arena.
 pub struct Adam {
     pub config: AdamConfig,
@@ -94,17 +122,9 @@ impl Adam {
             )));
         }
         self.steps += 1;
-        let c = self.config;
-        let t = self.steps as i32;
-        // Like PyTorch, scalar factors are computed in double and applied in f32.
-        let step_size = (lr / (1.0 - c.beta1.powi(t))) as f32;
-        let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt() as f32;
-        let (b1, b2, eps, wd) = (
-            c.beta1 as f32,
-            c.beta2 as f32,
-            c.eps as f32,
-            c.weight_decay as f32,
-        );
+        let f = self.config.factors(lr, self.steps as i32);
+        let (b1, b2, eps, wd) = (f.beta1, f.beta2, f.eps, f.weight_decay);
+        let (step_size, bc2_sqrt) = (f.step_size, f.bias_correction2_sqrt);
         let (values, grads) = arena.values_and_grads_mut();
         values
             .par_iter_mut()

@@ -1,54 +1,55 @@
 //! Channel concat and split (`kernels/concat.cu`).
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use std::sync::Arc;
 
-use super::{CudaBackend, CudaResult, err, launch_1d};
+use cudarc::driver::PushKernelArg;
+
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 
 impl CudaBackend {
     /// `parts` (data, channels; each N, C_i, spatial) concatenated along the channels, one
     /// launch per part, as `ops::concat::concat_channels`.
-    pub fn concat_channels(
-        &self,
-        parts: &[(&[f32], usize)],
+    pub fn launch_concat_channels(
+        self: &Arc<Self>,
+        parts: &[(&DeviceBuffer, usize)],
         n: usize,
         spatial: usize,
-    ) -> CudaResult<Vec<f32>> {
+    ) -> CudaResult<DeviceBuffer> {
         let total: usize = parts.iter().map(|p| p.1).sum();
-        let mut whole = self.poisoned(n * total * spatial)?;
+        let mut whole = self.alloc(n * total * spatial)?;
         let mut c0 = 0;
-        for &(data, c) in parts {
-            let part = self.upload(data)?;
-            self.channel_slice_copy(&part, &mut whole, data.len(), [c, c0, total, spatial], 1)?;
+        for &(part, c) in parts {
+            self.channel_slice_copy(part, &mut whole, part.len(), [c, c0, total, spatial], 1)?;
             c0 += c;
         }
-        self.download(&whole)
+        Ok(whole)
     }
 
-    /// Part `index`'s slice of the gradient `dy` of a concat of parts with `channels`
-    /// (`ops::concat::split_channels`).
-    pub fn split_channels(
-        &self,
-        dy: &[f32],
+    /// Part `index` of `whole`, whose channels are split as `channels` (the backward of
+    /// concat), as `ops::concat::split_channels`.
+    pub fn launch_split_channels(
+        self: &Arc<Self>,
+        whole: &DeviceBuffer,
         channels: &[usize],
         index: usize,
         n: usize,
         spatial: usize,
-    ) -> CudaResult<Vec<f32>> {
+    ) -> CudaResult<DeviceBuffer> {
         let total: usize = channels.iter().sum();
         let (c0, c) = (channels[..index].iter().sum::<usize>(), channels[index]);
-        let whole = self.upload(dy)?;
         let len = n * c * spatial;
-        let mut part = self.poisoned(len)?;
-        self.channel_slice_copy(&whole, &mut part, len, [c, c0, total, spatial], 0)?;
-        self.download(&part)
+        let mut part = self.alloc(len)?;
+        self.channel_slice_copy(whole, &mut part, len, [c, c0, total, spatial], 0)?;
+        Ok(part)
     }
 
-    /// One `channel_slice_copy_f32` launch over a part of `part_len` elements; `layout` is
-    /// (part channels, first channel in the whole, whole channels, spatial).
+    /// Copies one part's channels into (`into_whole` 1) or out of (0) the whole;
+    /// `layout` is the part's channels, its first channel in the whole, the whole's channels
+    /// and the spatial size.
     fn channel_slice_copy(
         &self,
-        src: &CudaSlice<f32>,
-        dst: &mut CudaSlice<f32>,
+        src: &DeviceBuffer,
+        dst: &mut DeviceBuffer,
         part_len: usize,
         layout: [usize; 4],
         into_whole: i32,
@@ -58,17 +59,46 @@ impl CudaBackend {
         let mut l = self
             .stream
             .launch_builder(&self.functions.channel_slice_copy);
-        l.arg(src)
-            .arg(dst)
+        l.arg(src.slice())
+            .arg(dst.slice_mut())
             .arg(&len)
             .arg(&c)
             .arg(&c0)
             .arg(&total)
             .arg(&spatial)
             .arg(&into_whole);
-        // SAFETY: matches channel_slice_copy_f32; the part holds part_len floats and the
-        // whole N * total * spatial, as the layout says.
+        // SAFETY: matches channel_slice_copy_f32(const float* src, float* dst, long long
+        // part_len, int c, int c0, int total, int spatial, int into_whole); the part holds
+        // part_len = n * c * spatial floats and the whole n * total * spatial.
         unsafe { l.launch(launch_1d(part_len)) }.map_err(err("channel_slice_copy_f32"))?;
         Ok(())
+    }
+
+    /// [`Self::launch_concat_channels`] on host data.
+    pub fn concat_channels(
+        self: &Arc<Self>,
+        parts: &[(&[f32], usize)],
+        n: usize,
+        spatial: usize,
+    ) -> CudaResult<Vec<f32>> {
+        let buffers = parts
+            .iter()
+            .map(|p| self.upload_buffer(p.0))
+            .collect::<CudaResult<Vec<_>>>()?;
+        let parts: Vec<_> = buffers.iter().zip(parts).map(|(b, p)| (b, p.1)).collect();
+        self.launch_concat_channels(&parts, n, spatial)?.to_host()
+    }
+
+    /// [`Self::launch_split_channels`] on host data.
+    pub fn split_channels(
+        self: &Arc<Self>,
+        whole: &[f32],
+        channels: &[usize],
+        index: usize,
+        n: usize,
+        spatial: usize,
+    ) -> CudaResult<Vec<f32>> {
+        self.launch_split_channels(&self.upload_buffer(whole)?, channels, index, n, spatial)?
+            .to_host()
     }
 }

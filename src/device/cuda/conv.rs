@@ -2,9 +2,11 @@
 //! launches as `crate::device::tiled_conv` plans them, split-K scratch from the backend's
 //! pool, and their timing.
 
+use std::sync::Arc;
+
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 
@@ -159,23 +161,84 @@ impl CudaBackend {
         }
     }
 
-    /// One conv primitive on host data, as its CPU op (`ConvKernel::operand_lens` says
-    /// which): `a`, `b` in, the result out (the output buffer is NaN-poisoned first). Tiled
-    /// kernels run in tiles of `shape`, or (None) as planned.
+    /// One conv primitive on device buffers, as its CPU op (`ConvKernel::operand_lens` says
+    /// which): `a`, `b` in, the result out. Tiled kernels run in tiles of `shape`, or (None)
+    /// as planned; split-K partial sums live in a pooled buffer for the launch.
+    pub fn launch_conv(
+        self: &Arc<Self>,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        shape: Option<TileShape>,
+        a: &DeviceBuffer,
+        b: &DeviceBuffer,
+    ) -> CudaResult<DeviceBuffer> {
+        let (a_len, b_len, _) = kernel.operand_lens(g);
+        if (a.len(), b.len()) != (a_len, b_len) {
+            return Err(format!(
+                "conv {}: operands of {} and {} elements, the geometry needs {a_len} and {b_len}",
+                kernel.name(),
+                a.len(),
+                b.len()
+            ));
+        }
+        let conv = self.prepare_conv(kernel, g, shape)?;
+        let mut out = self.alloc(conv.out_len)?;
+        let mut workspace = self.pool.take(conv.workspace_len())?;
+        self.enqueue_conv(&conv, a.slice(), b.slice(), out.slice_mut(), &mut workspace)?;
+        Ok(out)
+    }
+
+    /// [`Self::launch_conv`] on host data.
     pub fn conv(
-        &self,
+        self: &Arc<Self>,
         kernel: ConvKernel,
         g: &ConvGeometry,
         shape: Option<TileShape>,
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
-        let conv = self.prepare_conv(kernel, g, shape)?;
-        let (da, db) = (self.upload(a)?, self.upload(b)?);
-        let mut out = self.poisoned(conv.out_len)?;
-        let mut workspace = self.pool.take(conv.workspace_len())?;
-        self.launch_conv(&conv, &da, &db, &mut out, &mut workspace)?;
-        self.download(&out)
+        let up = |v| self.upload_buffer(v);
+        self.launch_conv(kernel, g, shape, &up(a)?, &up(b)?)?
+            .to_host()
+    }
+
+    /// `y + bias` per channel of an N, C, spatial tensor: the norms' apply kernel with
+    /// identity statistics (mean 0, invstd 1, gamma 1), which computes exactly x + beta.
+    pub fn launch_bias_add(
+        self: &Arc<Self>,
+        y: &DeviceBuffer,
+        bias: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+    ) -> CudaResult<DeviceBuffer> {
+        let (mean, invstd) = (self.zeros(c)?, self.launch_fill(c, 1.0)?);
+        self.launch_norm_apply(
+            y,
+            (n, c, s),
+            false,
+            (&mean, &invstd),
+            (None, Some(bias)),
+            None,
+        )
+    }
+
+    /// The bias gradient, the per-channel sum of dy: the norms' dbeta with identity
+    /// statistics (dx, computed alongside, is dropped).
+    pub fn launch_bias_grad(
+        self: &Arc<Self>,
+        dy: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+    ) -> CudaResult<Vec<f32>> {
+        let (mean, invstd) = (self.zeros(c)?, self.launch_fill(c, 1.0)?);
+        let grads = self.launch_norm_backward(
+            (dy, dy),
+            (n, c, s),
+            false,
+            (&mean, &invstd),
+            None,
+            false,
+            None,
+        )?;
+        Ok(grads.dbeta)
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
@@ -214,7 +277,7 @@ impl CudaBackend {
     /// Launches a prepared conv on device buffers of the sizes its geometry implies; tiled
     /// kernels with split K add their partial sums (in `workspace`, at least
     /// `workspace_len()` floats, from the backend's pool) after.
-    fn launch_conv(
+    fn enqueue_conv(
         &self,
         conv: &PreparedConv,
         a: &CudaSlice<f32>,
@@ -290,7 +353,7 @@ impl CudaBackend {
             let conv = self.prepare_conv(kernel, g, shape)?;
             let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
-                self.launch_conv(&conv, a, b, &mut out, &mut workspace)
+                self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)
             })?);
         }
         Ok(times)
@@ -299,7 +362,7 @@ impl CudaBackend {
     /// C = A B for row-major A [m, k] and B [k, n] through the conv kernels' large tiles
     /// (`gemm_f32`, the compute peak of `bench kernels`), on host data.
     pub fn gemm(
-        &self,
+        self: &Arc<Self>,
         (m, n, k): (usize, usize, usize),
         a: &[f32],
         b: &[f32],
@@ -311,13 +374,13 @@ impl CudaBackend {
                 b.len()
             ));
         }
-        let (da, db) = (self.upload(a)?, self.upload(b)?);
-        let mut c = self.poisoned(m * n)?;
-        self.launch_gemm((m, n, k), &da, &db, &mut c)?;
-        self.download(&c)
+        let (da, db) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
+        let mut c = self.alloc(m * n)?;
+        self.enqueue_gemm((m, n, k), da.slice(), db.slice(), c.slice_mut())?;
+        c.to_host()
     }
 
-    fn launch_gemm(
+    fn enqueue_gemm(
         &self,
         (m, n, k): (usize, usize, usize),
         a: &CudaSlice<f32>,
@@ -346,7 +409,7 @@ impl CudaBackend {
         let b = self.upload(&vec![0.25f32; len])?;
         let mut c = st.alloc_zeros::<f32>(len).map_err(err("alloc"))?;
         self.time_ms(reps, || {
-            self.launch_gemm((size, size, size), &a, &b, &mut c)
+            self.enqueue_gemm((size, size, size), &a, &b, &mut c)
         })
     }
 }

@@ -1,84 +1,108 @@
-//! The losses (`kernels/loss.cu`): double block sums of the forward, the element-wise backward.
+//! The three losses (`kernels/loss.cu`): mean over all elements of the element loss against
+//! a target tensor or a constant, and its gradient.
+
+use std::sync::Arc;
 
 use cudarc::driver::PushKernelArg;
 
-use super::{CudaBackend, CudaResult, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::ops::loss::LossKind;
 
 impl CudaBackend {
-    /// Mean loss of `pred` against `target` (a tensor of the same length, or None for the
-    /// constant label), as `ops::loss::cpu::loss`.
-    pub fn loss(
-        &self,
+    /// Mean loss of `pred` against `target`, or against `constant` when there is none.
+    pub fn launch_loss(
+        self: &Arc<Self>,
         kind: LossKind,
-        pred: &[f32],
-        target: Option<&[f32]>,
+        pred: &DeviceBuffer,
+        target: Option<&DeviceBuffer>,
         constant: f32,
     ) -> CudaResult<f64> {
-        let st = &self.stream;
-        let dp = self.upload(pred)?;
-        let dt = self.upload(target.unwrap_or(&[0.0]))?;
-        let cfg = launch_1d(pred.len());
-        let blocks = cfg.grid_dim.0 as usize;
-        let mut partial = self.upload(&vec![f64::NAN; blocks])?;
-        let (k, has, n) = (
-            kernel_codes::loss(kind),
-            target.is_some() as i32,
-            pred.len() as i64,
-        );
-        let mut b = st.launch_builder(&self.functions.loss_sums);
-        b.arg(&k)
-            .arg(&dp)
-            .arg(&dt)
-            .arg(&has)
-            .arg(&constant)
-            .arg(&n)
-            .arg(&mut partial);
-        // SAFETY: matches loss_partial_sums_f32; `partial` holds one double per block.
-        unsafe { b.launch(cfg) }.map_err(err("loss_partial_sums_f32"))?;
-        let sums = self.download(&partial)?;
-        Ok(sums.iter().sum::<f64>() / pred.len().max(1) as f64)
+        let config = launch_1d(pred.len());
+        let sum = self.sum_of_block_partials(config, |partial| {
+            let (k, has, n) = (
+                kernel_codes::loss(kind),
+                target.is_some() as i32,
+                pred.len() as i64,
+            );
+            // Without a target the kernel reads none: any buffer stands in.
+            let t = target.unwrap_or(pred);
+            let mut b = self.stream.launch_builder(&self.functions.loss_sums);
+            b.arg(&k)
+                .arg(pred.slice())
+                .arg(t.slice())
+                .arg(&has)
+                .arg(&constant)
+                .arg(&n)
+                .arg(partial);
+            // SAFETY: matches loss_partial_sums_f32(int, const float*, const float*, int,
+            // float, long long, double*); `partial` holds one double per block.
+            unsafe { b.launch(config) }.map_err(err("loss_partial_sums_f32"))?;
+            Ok(())
+        })?;
+        Ok(sum / pred.len().max(1) as f64)
     }
 
-    /// Gradients of `gy * loss`: (dpred, dtarget when the target is a tensor).
-    pub fn loss_backward(
-        &self,
+    /// Gradients of `gy` times the mean loss: wrt pred, and wrt target when there is one.
+    pub fn launch_loss_backward(
+        self: &Arc<Self>,
         kind: LossKind,
-        pred: &[f32],
-        target: Option<&[f32]>,
+        pred: &DeviceBuffer,
+        target: Option<&DeviceBuffer>,
         constant: f32,
         gy: f32,
-    ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
-        let st = &self.stream;
-        let dp = self.upload(pred)?;
-        let dt = self.upload(target.unwrap_or(&[0.0]))?;
-        let mut grad_p = self.poisoned(pred.len())?;
-        let mut grad_t = self.poisoned(if target.is_some() { pred.len() } else { 1 })?;
+    ) -> CudaResult<(DeviceBuffer, Option<DeviceBuffer>)> {
+        let mut grad_p = self.alloc(pred.len())?;
+        // Without a target the kernel writes no target gradient: one float stands in.
+        let mut grad_t = self.alloc(if target.is_some() { pred.len() } else { 1 })?;
         let (k, has, n) = (
             kernel_codes::loss(kind),
             target.is_some() as i32,
             pred.len() as i64,
         );
         let scale = gy / pred.len().max(1) as f32;
-        let mut b = st.launch_builder(&self.functions.loss_backward);
+        let t = target.unwrap_or(pred);
+        let mut b = self.stream.launch_builder(&self.functions.loss_backward);
         b.arg(&k)
-            .arg(&dp)
-            .arg(&dt)
+            .arg(pred.slice())
+            .arg(t.slice())
             .arg(&has)
             .arg(&constant)
             .arg(&n)
             .arg(&scale)
-            .arg(&mut grad_p)
-            .arg(&mut grad_t);
-        // SAFETY: matches loss_backward_f32; dtarget is only written when has_target.
+            .arg(grad_p.slice_mut())
+            .arg(grad_t.slice_mut());
+        // SAFETY: matches loss_backward_f32(int, const float* pred, const float* target, int,
+        // float, long long, float scale, float* dpred, float* dtarget); dpred holds n floats,
+        // dtarget n with a target (else it is not written).
         unsafe { b.launch(launch_1d(pred.len())) }.map_err(err("loss_backward_f32"))?;
-        let gp = self.download(&grad_p)?;
-        let gt = if target.is_some() {
-            Some(self.download(&grad_t)?)
-        } else {
-            None
-        };
-        Ok((gp, gt))
+        Ok((grad_p, target.is_some().then_some(grad_t)))
+    }
+
+    /// [`Self::launch_loss`] on host data.
+    pub fn loss(
+        self: &Arc<Self>,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+    ) -> CudaResult<f64> {
+        let t = target.map(|t| self.upload_buffer(t)).transpose()?;
+        self.launch_loss(kind, &self.upload_buffer(pred)?, t.as_ref(), constant)
+    }
+
+    /// [`Self::launch_loss_backward`] on host data.
+    pub fn loss_backward(
+        self: &Arc<Self>,
+        kind: LossKind,
+        pred: &[f32],
+        target: Option<&[f32]>,
+        constant: f32,
+        gy: f32,
+    ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
+        let t = target.map(|t| self.upload_buffer(t)).transpose()?;
+        let (gp, gt) =
+            self.launch_loss_backward(kind, &self.upload_buffer(pred)?, t.as_ref(), constant, gy)?;
+        Ok((gp.to_host()?, gt.map(|g| g.to_host()).transpose()?))
     }
 }

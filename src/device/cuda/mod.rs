@@ -4,25 +4,26 @@
 //! (`super::pool`), and typed launch wrappers, one file per kernel family (`conv`, `norm`,
 //! `elementwise`, `loss`, `pad`, `adam`, `reduce`, `concat`, as `kernels/*.cu`).
 //!
-//! Status: element-wise (activations, dropout, add, mul, scale), reductions (sum, fill),
-//! channel concat / split, fused Adam, batch/instance norm (optionally fused with the
-//! activation that follows), loss, pad, and conv fprop/dgrad/wgrad (2D and 3D), each direct
-//! and as a tiled implicit GEMM (launch plan: `super::tiled_conv`), are here with parity
-//! tests against the CPU ops (`tests/cuda_parity.rs`, run by `scripts/gpu-check.sh`; all
-//! passed on an H200 except add/mul/scale, sum/fill, concat and the fused norm +
-//! activation, written after that run) and host emulation (`tests/kernel_emulation.rs`);
-//! the tensors' device storage is still to come, so the engine itself runs on the CPU.
+//! Each family's launchers work on `DeviceBuffer`s (`buffer`), the storage of device
+//! tensors, which the ops call (`crate::ops::*`); a host-slice wrapper beside each (copy in,
+//! launch, copy out) serves the parity tests (`tests/cuda_parity.rs`, run by
+//! `scripts/gpu-check.sh`) and the kernel emulation (`tests/kernel_emulation.rs`) checks the
+//! same kernels on the host.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig,
 };
 use cudarc::nvrtc::Ptx;
 
 use super::pool::{Pool, PoolStats, RawAllocator};
 
 mod adam;
+mod buffer;
 mod concat;
 mod conv;
 mod elementwise;
@@ -31,6 +32,7 @@ mod norm;
 mod pad;
 mod reduce;
 
+pub use buffer::DeviceBuffer;
 pub use conv::ConvKernel;
 
 mod kernels {
@@ -93,12 +95,16 @@ impl RawAllocator for StreamAllocator {
 
 /// One GPU with the engine's kernels loaded.
 pub struct CudaBackend {
+    ordinal: usize,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     /// Scratch buffers (split-K partial sums), cached across launches.
     pool: Arc<Pool<StreamAllocator>>,
     /// Blocks the tiled convs aim for: two per multiprocessor (`TiledLaunch::plan`).
     target_blocks: usize,
+    /// Fill every new buffer with NaN, so that elements a kernel fails to write show
+    /// (the parity tests switch it on).
+    poison: AtomicBool,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
@@ -190,13 +196,39 @@ impl CudaBackend {
             )
             .map_err(err("multiprocessor count"))?;
         Ok(CudaBackend {
+            ordinal,
             ctx,
             pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
             stream,
             target_blocks: 2 * multiprocessors.max(1) as usize,
+            poison: AtomicBool::new(false),
             functions,
             _modules: vec![elementwise, adam, conv, norm, loss, pad, reduce, concat],
         })
+    }
+
+    /// GPU `ordinal`, opened once per process and shared: every tensor on it holds the
+    /// same backend, so its buffers share one pool and one stream.
+    pub fn shared(ordinal: usize) -> CudaResult<Arc<CudaBackend>> {
+        static OPENED: Mutex<Option<HashMap<usize, Arc<CudaBackend>>>> = Mutex::new(None);
+        let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        let opened = opened.get_or_insert_with(HashMap::new);
+        if let Some(b) = opened.get(&ordinal) {
+            return Ok(Arc::clone(b));
+        }
+        let backend = Arc::new(CudaBackend::new(ordinal)?);
+        opened.insert(ordinal, Arc::clone(&backend));
+        Ok(backend)
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// From now on, every new buffer starts as NaNs (`on`), or as whatever its last user
+    /// left (off, the default). The parity tests poison so that unwritten outputs fail.
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
     }
 
     /// Host data on the device.
@@ -204,13 +236,8 @@ impl CudaBackend {
         self.stream.clone_htod(v).map_err(err("copy in"))
     }
 
-    /// `len` NaNs on the device: an output buffer whose unwritten elements show.
-    fn poisoned(&self, len: usize) -> CudaResult<CudaSlice<f32>> {
-        self.upload(&vec![f32::NAN; len])
-    }
-
-    /// A device buffer back on the host.
-    fn download<T: DeviceRepr>(&self, d: &CudaSlice<T>) -> CudaResult<Vec<T>> {
+    /// Device data back on the host (waits for the stream).
+    fn download<T: DeviceRepr, S: DevicePtr<T>>(&self, d: &S) -> CudaResult<Vec<T>> {
         self.stream.clone_dtoh(d).map_err(err("copy out"))
     }
 

@@ -1,9 +1,11 @@
 //! Batch and instance norm (`kernels/norm.cu`), optionally fused with the activation that follows:
 //! device-buffer launchers, host wrappers for the parity tests, and timing.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use std::sync::Arc;
 
-use super::{CudaBackend, CudaResult, err, launch_1d};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
 
@@ -51,19 +53,197 @@ impl NormShape {
 }
 
 /// A norm's per-group statistics on the device (`var`: the biased variance).
-struct NormStats {
-    mean: CudaSlice<f32>,
-    var: CudaSlice<f32>,
-    invstd: CudaSlice<f32>,
+pub struct NormStats {
+    pub mean: DeviceBuffer,
+    pub var: DeviceBuffer,
+    pub invstd: DeviceBuffer,
+}
+
+/// The gradients of a norm: dx, and per channel dgamma and dbeta.
+pub struct NormGrads {
+    pub dx: DeviceBuffer,
+    pub dgamma: Vec<f32>,
+    pub dbeta: Vec<f32>,
 }
 
 impl CudaBackend {
+    /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (Welford, one block per
+    /// group): batch norm (`per_sample` false) or instance norm (true).
+    pub fn launch_norm_stats(
+        self: &Arc<Self>,
+        x: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+        per_sample: bool,
+    ) -> CudaResult<NormStats> {
+        let shape = NormShape::new((n, c, s), per_sample);
+        let groups = shape.groups();
+        let mut stats = NormStats {
+            mean: self.alloc(groups)?,
+            var: self.alloc(groups)?,
+            invstd: self.alloc(groups)?,
+        };
+        let [ni, ci, si, ps] = shape.args();
+        let eps = crate::ops::norm::EPS;
+        let mut b = self.stream.launch_builder(&self.functions.norm_stats);
+        b.arg(x.slice())
+            .arg(stats.mean.slice_mut())
+            .arg(stats.var.slice_mut())
+            .arg(stats.invstd.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&eps);
+        // SAFETY: matches norm_stats_f32; one block per group, group buffers hold `groups` floats.
+        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_stats_f32"))?;
+        Ok(stats)
+    }
+
+    /// y = act((x - mean) * invstd * gamma + beta) with the given group statistics (`mean`,
+    /// `invstd`: one per group); absent gamma / beta are ones / zeros.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
+    pub fn launch_norm_apply(
+        self: &Arc<Self>,
+        x: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+        per_sample: bool,
+        (mean, invstd): (&DeviceBuffer, &DeviceBuffer),
+        (gamma, beta): (Option<&DeviceBuffer>, Option<&DeviceBuffer>),
+        act: Option<Activation>,
+    ) -> CudaResult<DeviceBuffer> {
+        let shape = NormShape::new((n, c, s), per_sample);
+        let (ones, zeros);
+        let gamma = match gamma {
+            Some(g) => g,
+            None => {
+                ones = self.launch_fill(c, 1.0)?;
+                &ones
+            }
+        };
+        let beta = match beta {
+            Some(b) => b,
+            None => {
+                zeros = self.zeros(c)?;
+                &zeros
+            }
+        };
+        let mut y = self.alloc(shape.len())?;
+        let (act_kind, slope) = kernel_codes::activation(act);
+        let [ni, ci, si, ps] = shape.args();
+        let mut b = self.stream.launch_builder(&self.functions.norm_apply);
+        b.arg(x.slice())
+            .arg(mean.slice())
+            .arg(invstd.slice())
+            .arg(gamma.slice())
+            .arg(beta.slice())
+            .arg(y.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&act_kind)
+            .arg(&slope);
+        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c,
+        // mean / invstd one per group.
+        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_apply_f32"))?;
+        Ok(y)
+    }
+
+    /// Gradients of a norm given dy and the statistics it used (`batch_stats`: whether they
+    /// were this batch's, so that they depend on x). With a fused activation, `fused` holds
+    /// its output y (act' is taken from y) and the activation. Absent gamma is ones.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
+    pub fn launch_norm_backward(
+        self: &Arc<Self>,
+        (dy, x): (&DeviceBuffer, &DeviceBuffer),
+        (n, c, s): (usize, usize, usize),
+        per_sample: bool,
+        (mean, invstd): (&DeviceBuffer, &DeviceBuffer),
+        gamma: Option<&DeviceBuffer>,
+        batch_stats: bool,
+        fused: Option<(&DeviceBuffer, Activation)>,
+    ) -> CudaResult<NormGrads> {
+        let shape = NormShape::new((n, c, s), per_sample);
+        let (sums, dx) =
+            self.enqueue_norm_backward((dy, x), shape, (mean, invstd), gamma, batch_stats, fused)?;
+        // Per-group sums to per-channel gradients: a few hundred floats, added on the host.
+        let sums = sums.to_host()?;
+        let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for g in 0..shape.groups() {
+            dbeta[g % c] += sums[2 * g];
+            dgamma[g % c] += sums[2 * g + 1];
+        }
+        Ok(NormGrads { dx, dgamma, dbeta })
+    }
+
+    /// The two backward kernels: per-group sums (dbeta, dgamma terms; two per group) and dx.
+    fn enqueue_norm_backward(
+        self: &Arc<Self>,
+        (dy, x): (&DeviceBuffer, &DeviceBuffer),
+        shape: NormShape,
+        (mean, invstd): (&DeviceBuffer, &DeviceBuffer),
+        gamma: Option<&DeviceBuffer>,
+        batch_stats: bool,
+        fused: Option<(&DeviceBuffer, Activation)>,
+    ) -> CudaResult<(DeviceBuffer, DeviceBuffer)> {
+        let (c, groups) = (shape.c, shape.groups());
+        let ones;
+        let gamma = match gamma {
+            Some(g) => g,
+            None => {
+                ones = self.launch_fill(c, 1.0)?;
+                &ones
+            }
+        };
+        let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
+        // Without a fused activation the kernels do not read y: any buffer stands in.
+        let y = fused.map_or(dy, |f| f.0);
+        let [ni, ci, si, ps] = shape.args();
+        let mut sums = self.alloc(2 * groups)?;
+        let mut b = self.stream.launch_builder(&self.functions.norm_grad_sums);
+        b.arg(dy.slice())
+            .arg(y.slice())
+            .arg(x.slice())
+            .arg(mean.slice())
+            .arg(invstd.slice())
+            .arg(sums.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&act_kind)
+            .arg(&slope);
+        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats.
+        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_grad_sums_f32"))?;
+        let mut dx = self.alloc(shape.len())?;
+        let bs = batch_stats as i32;
+        let mut b = self.stream.launch_builder(&self.functions.norm_backward);
+        b.arg(dy.slice())
+            .arg(y.slice())
+            .arg(x.slice())
+            .arg(mean.slice())
+            .arg(invstd.slice())
+            .arg(gamma.slice())
+            .arg(sums.slice())
+            .arg(dx.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&bs)
+            .arg(&act_kind)
+            .arg(&slope);
+        // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
+        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_backward_f32"))?;
+        Ok((sums, dx))
+    }
+
     /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
-    /// statistics, followed by `act` when given (fused): returns y, the group means and the
-    /// biased group variances. Absent gamma / beta are passed as ones / zeros.
+    /// statistics, followed by `act` when given (fused), on host data: returns y, the group
+    /// means and the biased group variances.
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn norm_forward(
-        &self,
+        self: &Arc<Self>,
         x: &[f32],
         (n, c, s): (usize, usize, usize),
         per_sample: bool,
@@ -71,25 +251,24 @@ impl CudaBackend {
         beta: &[f32],
         act: Option<Activation>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let shape = NormShape::new((n, c, s), per_sample);
-        let (dx, dg, db) = (self.upload(x)?, self.upload(gamma)?, self.upload(beta)?);
-        let groups = shape.groups();
-        let mut stats = NormStats {
-            mean: self.poisoned(groups)?,
-            var: self.poisoned(groups)?,
-            invstd: self.poisoned(groups)?,
-        };
-        let mut y = self.poisoned(x.len())?;
-        self.launch_norm_forward(shape, &dx, (&dg, &db), &mut stats, &mut y, act)?;
-        let out = |d| self.download(d);
-        Ok((out(&y)?, out(&stats.mean)?, out(&stats.var)?))
+        let up = |v| self.upload_buffer(v);
+        let dx = up(x)?;
+        let stats = self.launch_norm_stats(&dx, (n, c, s), per_sample)?;
+        let y = self.launch_norm_apply(
+            &dx,
+            (n, c, s),
+            per_sample,
+            (&stats.mean, &stats.invstd),
+            (Some(&up(gamma)?), Some(&up(beta)?)),
+            act,
+        )?;
+        Ok((y.to_host()?, stats.mean.to_host()?, stats.var.to_host()?))
     }
 
-    /// Gradients of [`Self::norm_forward`] given its statistics: (dx, dgamma, dbeta). With a fused
-    /// activation, `fused` holds its output y (act' is taken from y) and the activation.
+    /// [`Self::launch_norm_backward`] on host data: (dx, dgamma, dbeta).
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn norm_backward(
-        &self,
+        self: &Arc<Self>,
         dy: &[f32],
         x: &[f32],
         (n, c, s): (usize, usize, usize),
@@ -100,175 +279,56 @@ impl CudaBackend {
         batch_stats: bool,
         fused: Option<(&[f32], Activation)>,
     ) -> CudaResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let shape = NormShape::new((n, c, s), per_sample);
-        let groups = shape.groups();
-        let up = |v: &[f32]| self.upload(v);
-        let (ddy, dx_in, dg) = (up(dy)?, up(x)?, up(gamma)?);
-        let stats = NormStats {
-            mean: up(mean)?,
-            var: up(&[0.0])?,
-            invstd: up(invstd)?,
-        };
-        // The fused activation's output (read only with one).
-        let y = up(fused.map_or(&[0.0][..], |f| f.0))?;
-        let mut sums = self.poisoned(2 * groups)?;
-        let mut dx = self.poisoned(x.len())?;
-        let fused = fused.map(|f| (&y, f.1));
-        self.launch_norm_backward(
-            shape,
-            (&ddy, &dx_in, &dg),
-            &stats,
-            fused,
+        let up = |v| self.upload_buffer(v);
+        let y = fused.map(|f| up(f.0)).transpose()?;
+        let grads = self.launch_norm_backward(
+            (&up(dy)?, &up(x)?),
+            (n, c, s),
+            per_sample,
+            (&up(mean)?, &up(invstd)?),
+            Some(&up(gamma)?),
             batch_stats,
-            (&mut sums, &mut dx),
+            y.as_ref().zip(fused.map(|f| f.1)),
         )?;
-        let sums = self.download(&sums)?;
-        let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
-        for g in 0..groups {
-            dbeta[g % c] += sums[2 * g];
-            dgamma[g % c] += sums[2 * g + 1];
-        }
-        Ok((self.download(&dx)?, dgamma, dbeta))
-    }
-
-    /// `norm_stats_f32` then `norm_apply_f32` on device buffers: `stats` and `y` are written.
-    fn launch_norm_forward(
-        &self,
-        shape: NormShape,
-        x: &CudaSlice<f32>,
-        (gamma, beta): (&CudaSlice<f32>, &CudaSlice<f32>),
-        stats: &mut NormStats,
-        y: &mut CudaSlice<f32>,
-        act: Option<Activation>,
-    ) -> CudaResult<()> {
-        let st = &self.stream;
-        let (act_kind, slope) = kernel_codes::activation(act);
-        let [ni, ci, si, ps] = shape.args();
-        let eps = crate::ops::norm::EPS;
-        let mut b = st.launch_builder(&self.functions.norm_stats);
-        b.arg(x)
-            .arg(&mut stats.mean)
-            .arg(&mut stats.var)
-            .arg(&mut stats.invstd)
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&eps);
-        // SAFETY: matches norm_stats_f32; one block per group, group buffers hold `groups` floats.
-        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_stats_f32"))?;
-        let mut b = st.launch_builder(&self.functions.norm_apply);
-        b.arg(x)
-            .arg(&stats.mean)
-            .arg(&stats.invstd)
-            .arg(gamma)
-            .arg(beta)
-            .arg(y)
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&act_kind)
-            .arg(&slope);
-        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c.
-        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_apply_f32"))?;
-        Ok(())
-    }
-
-    /// `norm_grad_sums_f32` then `norm_backward_f32` on device buffers: `sums` (two per group)
-    /// and `dx` are written. `fused`: the fused activation's output and the activation.
-    fn launch_norm_backward(
-        &self,
-        shape: NormShape,
-        (dy, x, gamma): (&CudaSlice<f32>, &CudaSlice<f32>, &CudaSlice<f32>),
-        stats: &NormStats,
-        fused: Option<(&CudaSlice<f32>, Activation)>,
-        batch_stats: bool,
-        (sums, dx): (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
-    ) -> CudaResult<()> {
-        let st = &self.stream;
-        let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
-        // Without a fused activation the kernels do not read y: any buffer stands in.
-        let y = fused.map_or(dy, |f| f.0);
-        let [ni, ci, si, ps] = shape.args();
-        let bs = batch_stats as i32;
-        let mut b = st.launch_builder(&self.functions.norm_grad_sums);
-        b.arg(dy)
-            .arg(y)
-            .arg(x)
-            .arg(&stats.mean)
-            .arg(&stats.invstd)
-            .arg(&mut *sums)
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&act_kind)
-            .arg(&slope);
-        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats.
-        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_grad_sums_f32"))?;
-        let mut b = st.launch_builder(&self.functions.norm_backward);
-        b.arg(dy)
-            .arg(y)
-            .arg(x)
-            .arg(&stats.mean)
-            .arg(&stats.invstd)
-            .arg(gamma)
-            .arg(&*sums)
-            .arg(dx)
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&bs)
-            .arg(&act_kind)
-            .arg(&slope);
-        // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
-        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_backward_f32"))?;
-        Ok(())
+        Ok((grads.dx.to_host()?, grads.dgamma, grads.dbeta))
     }
 
     /// Median milliseconds of a norm's forward (statistics + apply, fused LeakyReLU(0.2)) and
     /// backward (gradient sums + dx with batch statistics) on device buffers.
     pub fn time_norm(
-        &self,
+        self: &Arc<Self>,
         (n, c, s): (usize, usize, usize),
         per_sample: bool,
         reps: usize,
     ) -> CudaResult<(f64, f64)> {
         let shape = NormShape::new((n, c, s), per_sample);
-        let filled = |len: usize, v: f32| self.upload(&vec![v; len]);
+        let filled = |len: usize, v: f32| self.upload_buffer(&vec![v; len]);
         let (x, dy, gamma, beta) = (
             filled(shape.len(), 0.5)?,
             filled(shape.len(), 0.25)?,
             filled(c, 1.0)?,
             filled(c, 0.0)?,
         );
-        let groups = shape.groups();
-        let mut stats = NormStats {
-            mean: filled(groups, 0.0)?,
-            var: filled(groups, 0.0)?,
-            invstd: filled(groups, 0.0)?,
-        };
-        let (mut y, mut dx, mut sums) = (
-            filled(shape.len(), 0.0)?,
-            filled(shape.len(), 0.0)?,
-            filled(2 * groups, 0.0)?,
-        );
         let act = Some(Activation::LeakyRelu(0.2));
+        let stats = self.launch_norm_stats(&x, (n, c, s), per_sample)?;
         let forward = self.time_ms(reps, || {
-            self.launch_norm_forward(shape, &x, (&gamma, &beta), &mut stats, &mut y, act)
+            let stats = self.launch_norm_stats(&x, (n, c, s), per_sample)?;
+            let (g, b) = (Some(&gamma), Some(&beta));
+            let y = (stats.mean, stats.invstd);
+            self.launch_norm_apply(&x, (n, c, s), per_sample, (&y.0, &y.1), (g, b), act)
+                .map(drop)
         })?;
+        let y = filled(shape.len(), 0.5)?;
         let backward = self.time_ms(reps, || {
-            let fused = act.map(|a| (&y, a));
-            self.launch_norm_backward(
+            self.enqueue_norm_backward(
+                (&dy, &x),
                 shape,
-                (&dy, &x, &gamma),
-                &stats,
-                fused,
+                (&stats.mean, &stats.invstd),
+                Some(&gamma),
                 true,
-                (&mut sums, &mut dx),
+                act.map(|a| (&y, a)),
             )
+            .map(drop)
         })?;
         Ok((forward, backward))
     }
