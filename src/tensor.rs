@@ -1,12 +1,17 @@
 //! `Shape` and `Tensor`: dense row-major f32 data (NCHW for 2D, NCDHW for 3D) on a `Device`.
 //!
 //! Tensors are immutable values; the data sits behind an `Arc`, so the tape can keep what a
-//! backward pass needs without copying.
+//! backward pass needs without copying. A device tensor's elements stay on its GPU: ops
+//! run there, and `to_host` is the one way back (checkpoints, metrics, loss values).
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::device::Device;
+#[cfg(feature = "cuda")]
+use crate::device::cuda::DeviceBuffer;
+#[cfg(feature = "cuda")]
+use crate::error::Error;
 use crate::error::{Result, shape_error};
 
 /// The dimensions of a tensor, outermost first.
@@ -68,10 +73,12 @@ impl fmt::Debug for Shape {
     }
 }
 
-/// Where a tensor's elements live. The CUDA backend adds its variant.
+/// Where a tensor's elements live.
 #[derive(Clone)]
 enum Storage {
     Cpu(Arc<Vec<f32>>),
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<DeviceBuffer>),
 }
 
 /// A dense f32 tensor.
@@ -130,26 +137,138 @@ impl Tensor {
         self.shape.numel()
     }
     pub fn device(&self) -> Device {
-        match self.storage {
+        match &self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Device::Cuda(Arc::clone(b.backend())),
         }
     }
 
-    /// The elements in row-major order.
+    pub fn is_cpu(&self) -> bool {
+        matches!(self.storage, Storage::Cpu(_))
+    }
+
+    /// The elements of a CPU tensor in row-major order. Ops dispatch on the device before
+    /// they touch elements, and code outside the ops calls `to_host` first, so a device
+    /// tensor here is a bug in the engine, not a user error.
     pub fn as_slice(&self) -> &[f32] {
         match &self.storage {
             Storage::Cpu(data) => data,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => {
+                panic!(
+                    "as_slice on a device tensor {}: call to_host first",
+                    self.shape
+                )
+            }
         }
     }
 
-    pub fn to_vec(&self) -> Vec<f32> {
-        self.as_slice().to_vec()
+    /// The elements in row-major order, copied from the device when they are on one.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match &self.storage {
+            Storage::Cpu(data) => Ok(data.to_vec()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.to_host().map_err(Error::Device),
+        }
+    }
+
+    /// This tensor on the CPU: itself when it is there, else a copy.
+    pub fn to_host(&self) -> Result<Tensor> {
+        match &self.storage {
+            Storage::Cpu(_) => Ok(self.clone()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Tensor::from_vec(self.shape.clone(), self.to_vec()?),
+        }
+    }
+
+    /// This tensor on `device`: itself when it is there already, else a copy.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == *device {
+            return Ok(self.clone());
+        }
+        match device {
+            Device::Cpu => self.to_host(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(backend) => {
+                let host = self.to_host()?;
+                let buffer = backend
+                    .upload_buffer(host.as_slice())
+                    .map_err(Error::Device)?;
+                Tensor::from_device(self.shape.clone(), buffer)
+            }
+        }
+    }
+
+    /// A device tensor over `buffer`; fails when the element count does not match `shape`.
+    #[cfg(feature = "cuda")]
+    pub fn from_device(shape: impl Into<Shape>, buffer: DeviceBuffer) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != buffer.len() {
+            return Err(shape_error(
+                "Tensor::from_device",
+                format!(
+                    "shape {shape} needs {} elements, the buffer holds {}",
+                    shape.numel(),
+                    buffer.len()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            storage: Storage::Cuda(Arc::new(buffer)),
+        })
+    }
+
+    /// The device buffers of an op's operands when all are on one GPU, None when all are on
+    /// the CPU, and an error naming the op when they are on different devices.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_buffers<'a, const N: usize>(
+        op: &'static str,
+        operands: [&'a Tensor; N],
+    ) -> Result<Option<[&'a DeviceBuffer; N]>> {
+        let first = operands[0].device();
+        if let Some(other) = operands.iter().find(|t| t.device() != first) {
+            return Err(shape_error(
+                op,
+                format!(
+                    "operands on different devices: {} and {}",
+                    first.describe(),
+                    other.device().describe()
+                ),
+            ));
+        }
+        Ok(match first {
+            Device::Cpu => None,
+            Device::Cuda(_) => Some(operands.map(|t| t.cuda_buffer().expect("on the GPU"))),
+        })
+    }
+
+    /// The device buffer of an operand that must be on a GPU, because the op's main operands
+    /// are (a bias, a norm's scale); an error naming the op when it is on the CPU.
+    #[cfg(feature = "cuda")]
+    pub fn gpu_operand(&self, op: &'static str) -> Result<&DeviceBuffer> {
+        self.cuda_buffer().ok_or_else(|| {
+            shape_error(
+                op,
+                format!("operand {} is on the CPU, the others on a GPU", self.shape),
+            )
+        })
+    }
+
+    /// The device buffer of a GPU tensor, None on the CPU: what an op's CUDA arm launches on.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_buffer(&self) -> Option<&DeviceBuffer> {
+        match &self.storage {
+            Storage::Cuda(b) => Some(b),
+            Storage::Cpu(_) => None,
+        }
     }
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
-        match self.as_slice() {
-            [v] => Ok(*v),
+        match self.to_vec()?[..] {
+            [v] => Ok(v),
             _ => Err(shape_error(
                 "Tensor::item",
                 format!("needs a one-element tensor, got {}", self.shape),

@@ -119,11 +119,11 @@ fn objective(tape: &mut Tape, y: Var, target: Var) -> Var {
         .loss(LossKind::BceWithLogits, y, LossTarget::Const(0.0))
         .unwrap();
     let sq = tape.mul(y, y).unwrap();
-    let m = tape.mean(sq);
+    let m = tape.mean(sq).unwrap();
     let a = tape.add(fit, mse).unwrap();
     let b = tape.add(bce, m).unwrap();
     let s = tape.add(a, b).unwrap();
-    tape.sum(s)
+    tape.sum(s).unwrap()
 }
 
 fn loss_value(net: &mut TinyNet, x: &Tensor, target: &Tensor) -> f64 {
@@ -216,7 +216,7 @@ fn param_grads(net: &mut TinyNet, inputs: &[&Tensor]) -> Vec<f32> {
     for x in inputs {
         let xv = tape.constant((*x).clone());
         let y = net.forward(&mut tape, xv);
-        let l = tape.mean(y);
+        let l = tape.mean(y).unwrap();
         total = Some(match total {
             None => l,
             Some(t) => tape.add(t, l).unwrap(),
@@ -291,7 +291,7 @@ fn detach_blocks_gradients() {
     let y = tape.detach(y);
     let w = tape.leaf(randn(&[1, 1, 8, 8], 12), true);
     let prod = tape.mul(y, w).unwrap();
-    let l = tape.sum(prod);
+    let l = tape.sum(prod).unwrap();
     let grads = tape.backward(l).unwrap();
     net.arena.accumulate_grads(&grads).unwrap();
     assert!(net.arena.grads().iter().all(|&v| v == 0.0));
@@ -304,7 +304,7 @@ fn no_grad_tape_records_nothing() {
     let mut tape = Tape::no_grad();
     let xv = tape.leaf(randn(&[1, 2, 8, 8], 14), true);
     let y = net.forward(&mut tape, xv);
-    let l = tape.mean(y);
+    let l = tape.mean(y).unwrap();
     assert!(!tape.requires_grad(xv) && !tape.requires_grad(y) && !tape.requires_grad(l));
     let grads = tape.backward(l).unwrap();
     assert!(grads.get(xv).is_none());

@@ -152,7 +152,8 @@ fn tensor_plumbing_matches_the_cpu() {
         assert_eq!(gpu.scale(&a, -0.75).unwrap(), scaled, "scale n={n}");
         let want = mrgan::ops::reduce::sum(
             &mrgan::Tensor::from_vec(mrgan::Shape::new(&[n]), a.clone()).unwrap(),
-        );
+        )
+        .unwrap();
         let got = gpu.sum(&a).unwrap() as f32;
         println!("sum n={n}: {got} vs {want}");
         assert!(

@@ -491,7 +491,8 @@ fn emulated_plumbing_kernels_match_the_cpu() {
         let sum: f64 = bytemuck::cast([sum[0], sum[1]]);
         let want_sum = mrgan::ops::reduce::sum(
             &mrgan::Tensor::from_vec(mrgan::Shape::new(&[n]), a.clone()).unwrap(),
-        );
+        )
+        .unwrap();
         assert!(
             (sum as f32 - want_sum).abs() <= 1e-6 * want_sum.abs().max(1.0),
             "sum n={n}: {sum} vs {want_sum}"

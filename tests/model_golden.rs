@@ -44,10 +44,12 @@ fn loaded(f: &Fixtures, prefix: &str, name: &'static str, mut net: Box<dyn Netwo
         if let Some(s) = norm.stats.as_mut() {
             s.mean = f
                 .tensor(&format!("{prefix}.{}.running_mean", norm.name))
-                .to_vec();
+                .to_vec()
+                .unwrap();
             s.var = f
                 .tensor(&format!("{prefix}.{}.running_var", norm.name))
-                .to_vec();
+                .to_vec()
+                .unwrap();
         }
     }
     let adam = Adam::new(AdamConfig::gan(), net.arena());

@@ -3,6 +3,8 @@
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
 use crate::ops::Real;
+#[cfg(feature = "cuda")]
+use crate::ops::device_result;
 use crate::tensor::{Shape, Tensor};
 
 /// Copies `parts` (each `[n, c_i, spatial]`, given as data and channel count) into `out`
@@ -62,6 +64,16 @@ pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
     let mut dims = first.dims().to_vec();
     dims[1] = channels.iter().sum();
     let shape = Shape::new(&dims);
+    #[cfg(feature = "cuda")]
+    if !first.is_cpu() {
+        let mut buffers = Vec::with_capacity(parts.len());
+        for (p, &c) in parts.iter().zip(&channels) {
+            let [_, b] = Tensor::cuda_buffers("concat", [*first, *p])?.expect("first is on a GPU");
+            buffers.push((b, c));
+        }
+        let backend = buffers[0].0.backend();
+        return device_result(&shape, backend.launch_concat_channels(&buffers, n, spatial));
+    }
     let mut out = vec![0.0; shape.numel()];
     let slices: Vec<(&[f32], usize)> = parts.iter().map(|p| p.as_slice()).zip(channels).collect();
     concat_channels(&slices, n, spatial, &mut out);
@@ -82,6 +94,13 @@ impl Backward for ConcatBackward {
             .map(|(i, s)| {
                 needs[i]
                     .then(|| {
+                        #[cfg(feature = "cuda")]
+                        if let Some(whole) = gy.cuda_buffer() {
+                            let part = whole
+                                .backend()
+                                .launch_split_channels(whole, &channels, i, n, spatial);
+                            return device_result(s, part);
+                        }
                         Tensor::from_vec(
                             s.clone(),
                             split_channels(gy.as_slice(), &channels, i, n, spatial),

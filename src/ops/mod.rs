@@ -1,6 +1,8 @@
 //! Ops: each family has a `cpu` module with the reference kernels (generic over f32/f64 so
 //! gradient checks run in f64) and a `mod.rs` that validates shapes, runs the kernels on
-//! tensors and records the op on the autograd tape.
+//! tensors and records the op on the autograd tape. An op runs where its operands live: on
+//! a GPU tensor it launches the CUDA kernels (`device::cuda`, the `launch_*` methods), on a
+//! CPU tensor the reference kernels.
 
 pub mod concat;
 pub mod conv;
@@ -37,3 +39,13 @@ pub trait Real:
 
 impl Real for f32 {}
 impl Real for f64 {}
+
+/// A GPU op's result as a tensor of `shape`.
+#[cfg(feature = "cuda")]
+pub(crate) fn device_result(
+    shape: &crate::tensor::Shape,
+    result: crate::device::cuda::CudaResult<crate::device::cuda::DeviceBuffer>,
+) -> crate::error::Result<crate::tensor::Tensor> {
+    let buffer = result.map_err(crate::error::Error::Device)?;
+    crate::tensor::Tensor::from_device(shape.clone(), buffer)
+}

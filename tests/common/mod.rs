@@ -258,7 +258,7 @@ pub fn cpu_adam_trajectory(n: usize, steps: usize) -> AdamTrajectory {
         let pv = tape.param(&arena, id);
         let gv = tape.constant(Tensor::from_vec([n], g.clone()).unwrap());
         let prod = tape.mul(pv, gv).unwrap();
-        let l = tape.sum(prod);
+        let l = tape.sum(prod).unwrap();
         arena.zero_grad();
         arena.accumulate_grads(&tape.backward(l).unwrap()).unwrap();
         adam.step(&mut arena, cfg.lr).unwrap();

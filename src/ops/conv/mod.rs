@@ -6,6 +6,8 @@
 //! operands swapped; no zeros are ever inserted.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod geometry;
 
 pub use geometry::{ConvGeometry, ConvOptions};
@@ -26,6 +28,11 @@ fn check_bias(op: &'static str, bias: Option<&Tensor>, channels: usize) -> Resul
 
 /// Runs fprop of `g` and adds the bias.
 fn run_fprop(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(ab) = Tensor::cuda_buffers("conv", [x, w])? {
+        let kernel = crate::device::cuda::ConvKernel::FpropTiled;
+        return cuda::primitive(kernel, g, ab.into(), bias, g.output_shape());
+    }
     let mut y = vec![0.0; g.output_shape().numel()];
     cpu::fprop(x.as_slice(), w.as_slice(), g, &mut y);
     if let Some(b) = bias {
@@ -36,6 +43,11 @@ fn run_fprop(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) ->
 
 /// Runs dgrad of `g` (the input side of the conv) and adds the bias over the input channels.
 fn run_dgrad(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(ab) = Tensor::cuda_buffers("conv dgrad", [dy, w])? {
+        let kernel = crate::device::cuda::ConvKernel::DgradTiled;
+        return cuda::primitive(kernel, g, ab.into(), bias, g.input_shape());
+    }
     let mut dx = vec![0.0; g.input_shape().numel()];
     cpu::dgrad(dy.as_slice(), w.as_slice(), g, &mut dx);
     if let Some(b) = bias {
@@ -45,12 +57,21 @@ fn run_dgrad(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) -
 }
 
 fn run_wgrad(x: &Tensor, dy: &Tensor, g: &ConvGeometry) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(ab) = Tensor::cuda_buffers("conv wgrad", [x, dy])? {
+        let kernel = crate::device::cuda::ConvKernel::WgradTiled;
+        return cuda::primitive(kernel, g, ab.into(), None, g.weight_shape());
+    }
     let mut dw = vec![0.0; g.weight_shape().numel()];
     cpu::wgrad(x.as_slice(), dy.as_slice(), g, &mut dw);
     Tensor::from_vec(g.weight_shape(), dw)
 }
 
 fn run_bias_grad(dy: &Tensor, channels: usize, spatial: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(b) = dy.cuda_buffer() {
+        return cuda::bias_grad(b, (dy.dims()[0], channels, spatial));
+    }
     Tensor::from_vec([channels], cpu::bias_grad(dy.as_slice(), channels, spatial))
 }
 

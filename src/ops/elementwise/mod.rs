@@ -6,6 +6,8 @@ pub use cpu::Activation;
 
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
+#[cfg(feature = "cuda")]
+use crate::ops::device_result;
 use crate::tensor::Tensor;
 
 fn map(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
@@ -17,6 +19,10 @@ fn map(x: &Tensor, f: impl Fn(&[f32], &mut [f32])) -> Result<Tensor> {
 /// `a + b` for tensors of the same shape (no tape).
 pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.expect_same_shape("add", b)?;
+    #[cfg(feature = "cuda")]
+    if let Some([da, db]) = Tensor::cuda_buffers("add", [a, b])? {
+        return device_result(a.shape(), da.backend().launch_binary(da, db, false));
+    }
     let y = a
         .as_slice()
         .iter()
@@ -29,6 +35,10 @@ pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `a * b` element by element, same shapes (no tape).
 pub fn mul_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.expect_same_shape("mul", b)?;
+    #[cfg(feature = "cuda")]
+    if let Some([da, db]) = Tensor::cuda_buffers("mul", [a, b])? {
+        return device_result(a.shape(), da.backend().launch_binary(da, db, true));
+    }
     let y = a
         .as_slice()
         .iter()
@@ -40,11 +50,19 @@ pub fn mul_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `s * x` (no tape).
 pub fn scale_tensor(x: &Tensor, s: f32) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(d) = x.cuda_buffer() {
+        return device_result(x.shape(), d.backend().launch_scale(d, s));
+    }
     map(x, |x, y| y.iter_mut().zip(x).for_each(|(o, v)| *o = v * s))
 }
 
 /// `act(x)` (no tape).
 pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(d) = x.cuda_buffer() {
+        return device_result(x.shape(), d.backend().launch_activation(d, act));
+    }
     map(x, |x, y| cpu::activate(x, act, y))
 }
 
@@ -56,6 +74,11 @@ struct ActivationBackward {
 
 impl Backward for ActivationBackward {
     fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some([dy, x, y]) = Tensor::cuda_buffers("activation", [gy, &self.x, &self.y])? {
+            let dx = dy.backend().launch_activation_backward(dy, x, y, self.act);
+            return Ok(vec![Some(device_result(gy.shape(), dx)?)]);
+        }
         let dx = map(gy, |dy, dx| {
             cpu::activate_backward(dy, self.x.as_slice(), self.y.as_slice(), self.act, dx)
         })?;
@@ -70,10 +93,18 @@ struct DropoutBackward {
 
 impl Backward for DropoutBackward {
     fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(map(gy, |dy, dx| {
-            cpu::dropout(dy, self.p, self.seed, dx)
-        })?)])
+        // The same mask and scale as the forward: dropout of gy with the same seed.
+        Ok(vec![Some(dropout(gy, self.p, self.seed)?)])
     }
+}
+
+/// Inverted dropout with the counter-based mask of `seed` (the same on every device).
+fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(d) = x.cuda_buffer() {
+        return device_result(x.shape(), d.backend().launch_dropout(d, p, seed));
+    }
+    map(x, |x, y| cpu::dropout(x, p, seed, y))
 }
 
 struct AddBackward;
@@ -140,7 +171,7 @@ impl Tape {
         if !training {
             return Ok(x);
         }
-        let y = map(self.value(x), |x, y| cpu::dropout(x, p, seed, y))?;
+        let y = dropout(self.value(x), p, seed)?;
         Ok(self.record(y, &[x], || DropoutBackward { p, seed }))
     }
 

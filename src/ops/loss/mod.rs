@@ -23,6 +23,38 @@ fn as_target<'a>(target: &'a Option<Tensor>, constant: f32) -> cpu::Target<'a, f
     }
 }
 
+/// The mean loss, a host number wherever `pred` lives (the training loop reads it anyway).
+fn loss_value(
+    kind: LossKind,
+    pred: &Tensor,
+    target: &Option<Tensor>,
+    constant: f32,
+) -> Result<f32> {
+    #[cfg(feature = "cuda")]
+    if let Some(p) = pred.cuda_buffer() {
+        let target = device_target(pred, target)?;
+        let value = p.backend().launch_loss(kind, p, target, constant);
+        return Ok(value.map_err(crate::error::Error::Device)? as f32);
+    }
+    Ok(cpu::loss(
+        kind,
+        pred.as_slice(),
+        as_target(target, constant),
+    ))
+}
+
+/// The target's device buffer; it must be on `pred`'s GPU.
+#[cfg(feature = "cuda")]
+fn device_target<'a>(
+    pred: &'a Tensor,
+    target: &'a Option<Tensor>,
+) -> Result<Option<&'a crate::device::cuda::DeviceBuffer>> {
+    match target {
+        None => Ok(None),
+        Some(t) => Ok(Tensor::cuda_buffers("loss", [pred, t])?.map(|[_, t]| t)),
+    }
+}
+
 struct LossBackward {
     kind: LossKind,
     pred: Tensor,
@@ -32,6 +64,21 @@ struct LossBackward {
 
 impl Backward for LossBackward {
     fn backward(&self, gy: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(pred) = self.pred.cuda_buffer() {
+            let target = device_target(&self.pred, &self.target)?;
+            let (dpred, dtarget) = pred
+                .backend()
+                .launch_loss_backward(self.kind, pred, target, self.constant, gy.item()?)
+                .map_err(crate::error::Error::Device)?;
+            let shape = self.pred.shape();
+            return Ok(vec![
+                Some(Tensor::from_device(shape.clone(), dpred)?),
+                dtarget
+                    .map(|d| Tensor::from_device(shape.clone(), d))
+                    .transpose()?,
+            ]);
+        }
         let n = self.pred.numel();
         let mut dpred = vec![0.0; n];
         let wants_target = self.target.is_some() && needs.get(1).copied().unwrap_or(false);
@@ -65,7 +112,7 @@ impl Tape {
             }
             LossTarget::Const(c) => (None, c, vec![pred]),
         };
-        let value = cpu::loss(kind, pv.as_slice(), as_target(&tv, constant));
+        let value = loss_value(kind, &pv, &tv, constant)?;
         Ok(
             self.record(Tensor::scalar(value), &inputs, || LossBackward {
                 kind,

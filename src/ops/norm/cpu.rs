@@ -31,6 +31,13 @@ impl NormLayout {
         }
     }
     /// Elements per group.
+    /// How many groups `over` makes: channels, or samples times channels.
+    pub fn group_count(&self, over: StatsOver) -> usize {
+        match over {
+            StatsOver::Batch => self.c,
+            StatsOver::Instance => self.n * self.c,
+        }
+    }
     pub fn group_len(&self, over: StatsOver) -> usize {
         match over {
             StatsOver::Batch => self.n * self.spatial,

@@ -40,18 +40,57 @@ pub struct Affine {
     pub beta: Var,
 }
 
+/// Per-group statistics on the normalised tensor's device: one value per channel (batch
+/// norm) or per sample and channel (instance norm).
+#[derive(Clone)]
+struct GroupTensors {
+    mean: Tensor,
+    invstd: Tensor,
+}
+
 struct NormBackward {
     x: Tensor,
     layout: NormLayout,
     over: StatsOver,
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
+    stats: GroupTensors,
     gamma: Option<Tensor>,
     batch_stats: bool,
 }
 
 impl Backward for NormBackward {
     fn backward(&self, gy: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let c = self.layout.c;
+        #[cfg(feature = "cuda")]
+        if let Some([dy, x, mean, invstd]) = Tensor::cuda_buffers(
+            "norm backward",
+            [gy, &self.x, &self.stats.mean, &self.stats.invstd],
+        )? {
+            let backend = dy.backend();
+            let gamma = self
+                .gamma
+                .as_ref()
+                .map(|g| g.gpu_operand("norm backward"))
+                .transpose()?;
+            let l = self.layout;
+            let grads = backend
+                .launch_norm_backward(
+                    (dy, x),
+                    (l.n, l.c, l.spatial),
+                    self.over == StatsOver::Instance,
+                    (mean, invstd),
+                    gamma,
+                    self.batch_stats,
+                    None,
+                )
+                .map_err(crate::error::Error::Device)?;
+            let device = self.x.device();
+            let per_channel = |v: Vec<f32>| Tensor::from_vec([c], v)?.to_device(&device);
+            return Ok(vec![
+                Some(Tensor::from_device(self.x.shape().clone(), grads.dx)?),
+                Some(per_channel(grads.dgamma)?),
+                Some(per_channel(grads.dbeta)?),
+            ]);
+        }
         let mut dx = needs[0].then(|| vec![0.0; self.x.numel()]);
         let (dgamma, dbeta) = cpu::normalize_backward(
             gy.as_slice(),
@@ -59,14 +98,13 @@ impl Backward for NormBackward {
             self.layout,
             self.over,
             GroupStats {
-                mean: &self.mean,
-                invstd: &self.invstd,
+                mean: self.stats.mean.as_slice(),
+                invstd: self.stats.invstd.as_slice(),
             },
             self.gamma.as_ref().map(|g| g.as_slice()),
             self.batch_stats,
             dx.as_deref_mut(),
         );
-        let c = self.layout.c;
         Ok(vec![
             dx.map(|d| Tensor::from_vec(self.x.shape().clone(), d))
                 .transpose()?,
@@ -78,6 +116,43 @@ impl Backward for NormBackward {
 
 fn invstd(var: &[f32]) -> Vec<f32> {
     var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect()
+}
+
+/// The batch statistics of `x` over `over`: the group means and 1 / sqrt(var + eps) on
+/// x's device, and the biased variances on the host when `want_var` (batch norm's running
+/// statistics need them).
+fn batch_statistics(
+    x: &Tensor,
+    layout: NormLayout,
+    over: StatsOver,
+    want_var: bool,
+) -> Result<(GroupTensors, Option<Vec<f32>>)> {
+    let groups = [layout.group_count(over)];
+    #[cfg(feature = "cuda")]
+    if let Some(d) = x.cuda_buffer() {
+        let stats = d
+            .backend()
+            .launch_norm_stats(
+                d,
+                (layout.n, layout.c, layout.spatial),
+                over == StatsOver::Instance,
+            )
+            .map_err(crate::error::Error::Device)?;
+        let var = want_var
+            .then(|| stats.var.to_host().map_err(crate::error::Error::Device))
+            .transpose()?;
+        let stats_tensors = GroupTensors {
+            mean: Tensor::from_device(groups, stats.mean)?,
+            invstd: Tensor::from_device(groups, stats.invstd)?,
+        };
+        return Ok((stats_tensors, var));
+    }
+    let (mean, var) = cpu::moments(x.as_slice(), layout, over);
+    let stats = GroupTensors {
+        mean: Tensor::from_vec(groups, mean)?,
+        invstd: Tensor::from_vec(groups, invstd(&var))?,
+    };
+    Ok((stats, want_var.then_some(var)))
 }
 
 impl Tape {
@@ -105,16 +180,13 @@ impl Tape {
             ));
         }
         if !training {
-            let invstd = invstd(&stats.var);
-            return self.record_norm(
-                x,
-                affine,
-                layout,
-                StatsOver::Batch,
-                stats.mean.clone(),
-                invstd,
-                false,
-            );
+            let device = self.value(x).device();
+            let c = [layout.c];
+            let running = GroupTensors {
+                mean: Tensor::from_vec(c, stats.mean.clone())?.to_device(&device)?,
+                invstd: Tensor::from_vec(c, invstd(&stats.var))?.to_device(&device)?,
+            };
+            return self.record_norm(x, affine, layout, StatsOver::Batch, running, false);
         }
         let count = layout.group_len(StatsOver::Batch);
         if count < 2 {
@@ -126,15 +198,16 @@ impl Tape {
                 ),
             ));
         }
-        let (mean, var) = cpu::moments(self.value(x).as_slice(), layout, StatsOver::Batch);
+        let (batch, var) = batch_statistics(self.value(x), layout, StatsOver::Batch, true)?;
+        let var = var.expect("asked for");
+        let mean = batch.mean.to_vec()?;
         let m = stats.momentum;
         let unbias = count as f32 / (count - 1) as f32;
         for c in 0..layout.c {
             stats.mean[c] = (1.0 - m) * stats.mean[c] + m * mean[c];
             stats.var[c] = (1.0 - m) * stats.var[c] + m * var[c] * unbias;
         }
-        let invstd = invstd(&var);
-        self.record_norm(x, affine, layout, StatsOver::Batch, mean, invstd, true)
+        self.record_norm(x, affine, layout, StatsOver::Batch, batch, true)
     }
 
     /// Instance norm: every sample and channel normalised over its own spatial extent.
@@ -150,9 +223,8 @@ impl Tape {
                 ),
             ));
         }
-        let (mean, var) = cpu::moments(self.value(x).as_slice(), layout, StatsOver::Instance);
-        let invstd = invstd(&var);
-        self.record_norm(x, affine, layout, StatsOver::Instance, mean, invstd, true)
+        let (stats, _) = batch_statistics(self.value(x), layout, StatsOver::Instance, false)?;
+        self.record_norm(x, affine, layout, StatsOver::Instance, stats, true)
     }
 
     fn norm_layout(&self, op: &'static str, x: Var, affine: Option<Affine>) -> Result<NormLayout> {
@@ -173,44 +245,68 @@ impl Tape {
         Ok(NormLayout { n, c, spatial })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn record_norm(
         &mut self,
         x: Var,
         affine: Option<Affine>,
         layout: NormLayout,
         over: StatsOver,
-        mean: Vec<f32>,
-        invstd: Vec<f32>,
+        stats: GroupTensors,
         batch_stats: bool,
     ) -> Result<Var> {
         let xv = self.value(x).clone();
         let gamma = affine.map(|a| self.value(a.gamma).clone());
         let beta = affine.map(|a| self.value(a.beta).clone());
-        let mut y = vec![0.0; xv.numel()];
-        cpu::normalize(
-            xv.as_slice(),
-            layout,
-            over,
-            GroupStats {
-                mean: &mean,
-                invstd: &invstd,
-            },
-            gamma.as_ref().map(|g| g.as_slice()),
-            beta.as_ref().map(|b| b.as_slice()),
-            &mut y,
-        );
-        let y = Tensor::from_vec(xv.shape().clone(), y)?;
+        let y = normalize(&xv, layout, over, &stats, gamma.as_ref(), beta.as_ref())?;
         let mut inputs = vec![x];
         inputs.extend(affine.iter().flat_map(|a| [a.gamma, a.beta]));
         Ok(self.record(y, &inputs, || NormBackward {
             x: xv,
             layout,
             over,
-            mean,
-            invstd,
+            stats,
             gamma,
             batch_stats,
         }))
     }
+}
+
+/// (x - mean) * invstd * gamma + beta per group, on x's device.
+fn normalize(
+    x: &Tensor,
+    layout: NormLayout,
+    over: StatsOver,
+    stats: &GroupTensors,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([d, mean, invstd]) = Tensor::cuda_buffers("norm", [x, &stats.mean, &stats.invstd])?
+    {
+        let gamma = gamma.map(|g| g.gpu_operand("norm")).transpose()?;
+        let beta = beta.map(|b| b.gpu_operand("norm")).transpose()?;
+        let y = d.backend().launch_norm_apply(
+            d,
+            (layout.n, layout.c, layout.spatial),
+            over == StatsOver::Instance,
+            (mean, invstd),
+            (gamma, beta),
+            None,
+        );
+        return crate::ops::device_result(x.shape(), y);
+    }
+    let mut y = vec![0.0; x.numel()];
+    cpu::normalize(
+        x.as_slice(),
+        layout,
+        over,
+        GroupStats {
+            mean: stats.mean.as_slice(),
+            invstd: stats.invstd.as_slice(),
+        },
+        gamma.map(|g| g.as_slice()),
+        beta.map(|b| b.as_slice()),
+        &mut y,
+    );
+    Tensor::from_vec(x.shape().clone(), y)
 }

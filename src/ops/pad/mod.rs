@@ -7,6 +7,8 @@ pub use cpu::PadMode;
 
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
+#[cfg(feature = "cuda")]
+use crate::ops::device_result;
 use crate::tensor::{Shape, Tensor};
 
 /// Geometry for padding every spatial axis of `shape` by `amount` on both sides.
@@ -61,6 +63,10 @@ fn output_shape(shape: &Shape, g: &PadGeometry) -> Shape {
 pub fn pad(x: &Tensor, mode: PadMode, amount: usize) -> Result<Tensor> {
     let g = geometry("pad", x.shape(), mode, amount)?;
     let out_shape = output_shape(x.shape(), &g);
+    #[cfg(feature = "cuda")]
+    if let Some(d) = x.cuda_buffer() {
+        return device_result(&out_shape, d.backend().launch_pad(d, &g, mode, false));
+    }
     let mut y = vec![0.0; out_shape.numel()];
     cpu::pad_forward(x.as_slice(), &g, mode, &mut y);
     Tensor::from_vec(out_shape, y)
@@ -74,6 +80,11 @@ struct PadBackward {
 
 impl Backward for PadBackward {
     fn backward(&self, gy: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = gy.cuda_buffer() {
+            let dx = d.backend().launch_pad(d, &self.geometry, self.mode, true);
+            return Ok(vec![Some(device_result(&self.input_shape, dx)?)]);
+        }
         let mut dx = vec![0.0; self.input_shape.numel()];
         cpu::pad_backward(gy.as_slice(), &self.geometry, self.mode, &mut dx);
         Ok(vec![Some(Tensor::from_vec(self.input_shape.clone(), dx)?)])
