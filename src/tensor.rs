@@ -276,6 +276,72 @@ impl Tensor {
         }
     }
 
+    /// Sample `i` of the batch (dim 0) as a batch of one, on this tensor's device.
+    pub fn batch_item(&self, i: usize) -> Result<Tensor> {
+        let n = self.dims().first().copied().unwrap_or(0);
+        if i >= n {
+            return Err(shape_error(
+                "Tensor::batch_item",
+                format!("sample {i} of a batch of {n}"),
+            ));
+        }
+        let per = self.numel() / n;
+        let mut dims = self.dims().to_vec();
+        dims[0] = 1;
+        match &self.storage {
+            Storage::Cpu(data) => Tensor::from_vec(dims, data[i * per..(i + 1) * per].to_vec()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => {
+                let part = b.backend().copy_range(b, i * per..(i + 1) * per);
+                Tensor::from_device(dims, part.map_err(Error::Device)?)
+            }
+        }
+    }
+
+    /// Tensors that agree in every dim but the first, stacked along it (on their device).
+    pub fn cat_batch(parts: &[Tensor]) -> Result<Tensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| shape_error("Tensor::cat_batch", "needs at least one tensor"))?;
+        let mut dims = first.dims().to_vec();
+        dims[0] = 0;
+        for p in parts {
+            if p.dims()[1..] != first.dims()[1..] || p.device() != first.device() {
+                return Err(shape_error(
+                    "Tensor::cat_batch",
+                    format!(
+                        "{} on {} does not stack with {} on {}",
+                        p.shape,
+                        p.device().describe(),
+                        first.shape,
+                        first.device().describe()
+                    ),
+                ));
+            }
+            dims[0] += p.dims()[0];
+        }
+        match first.device() {
+            Device::Cpu => {
+                let data = parts.iter().flat_map(|p| p.as_slice().iter().copied());
+                Tensor::from_vec(dims, data.collect())
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(backend) => {
+                let total = parts.iter().map(Tensor::numel).sum();
+                let mut whole = backend.alloc(total).map_err(Error::Device)?;
+                let mut at = 0;
+                for p in parts {
+                    let src = p.gpu_operand("Tensor::cat_batch")?;
+                    backend
+                        .copy_into(src, &mut whole, at)
+                        .map_err(Error::Device)?;
+                    at += p.numel();
+                }
+                Tensor::from_device(dims, whole)
+            }
+        }
+    }
+
     /// The same data under another shape with the same element count.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();

@@ -13,7 +13,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::native::{
-    load_adam, load_network, read_tensors, save_adam, save_network, write_tensors,
+    HostTensor, load_adam, load_network, read_tensors, save_adam, save_network, write_tensors,
 };
 use crate::data::DataError;
 use crate::data::augment::{AugmentOptions, augment};
@@ -25,6 +25,7 @@ use crate::data::normalize::{NormMethod, Normalizer};
 use crate::data::patches::{PatchOptions, extract, place};
 use crate::data::png;
 use crate::data::slices::{self, Image, PadTarget};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::infer::slicewise::{SliceInference, translate};
 use crate::infer::sliding::{self, Blend, SlidingWindow};
@@ -273,6 +274,8 @@ pub struct Run {
     pub config: TrainConfig,
     pub nets: Nets,
     pub state: RunState,
+    /// Where the networks train and run (`to_device`); the CPU until moved.
+    pub device: Device,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -309,11 +312,12 @@ fn replace_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()>
     Ok(())
 }
 
-fn pool_tensors<'a>(prefix: &str, pool: &'a ImagePool) -> Vec<(String, Vec<usize>, &'a [f32])> {
+/// A pool's images on the host, named for its checkpoint file.
+fn pool_tensors(prefix: &str, pool: &ImagePool) -> Result<Vec<HostTensor>> {
     pool.images
         .iter()
         .enumerate()
-        .map(|(i, t)| (format!("{prefix}.{i}"), t.dims().to_vec(), t.as_slice()))
+        .map(|(i, t)| Ok((format!("{prefix}.{i}"), t.dims().to_vec(), t.to_vec()?)))
         .collect()
 }
 
@@ -334,6 +338,7 @@ impl Run {
             config,
             nets,
             state: RunState::default(),
+            device: Device::Cpu,
         };
         run.write_config()?;
         Ok(run)
@@ -361,6 +366,7 @@ impl Run {
             config,
             nets,
             state: RunState::default(),
+            device: Device::Cpu,
         };
         run.load(tag)?;
         Ok(run)
@@ -382,9 +388,13 @@ impl Run {
                 save_adam(&tmp.join(format!("{}.adam.safetensors", t.name)), &t.adam)?;
             }
             if let Nets::Cyclegan(n) = nets {
-                let mut tensors = pool_tensors("pool_a", &n.pool_a);
-                tensors.extend(pool_tensors("pool_b", &n.pool_b));
-                write_tensors(&tmp.join("pools.safetensors"), &tensors, Default::default())?;
+                let mut tensors = pool_tensors("pool_a", &n.pool_a)?;
+                tensors.extend(pool_tensors("pool_b", &n.pool_b)?);
+                let views: Vec<_> = tensors
+                    .iter()
+                    .map(|(name, shape, data)| (name.clone(), shape.clone(), &data[..]))
+                    .collect();
+                write_tensors(&tmp.join("pools.safetensors"), &views, Default::default())?;
             }
             let path = tmp.join("state.json");
             crate::report::write_atomic(&path, |w| w.write_all(state.as_bytes())).map_err(io(&path))
@@ -407,9 +417,12 @@ impl Run {
         if let Nets::Cyclegan(n) = &mut self.nets {
             let (tensors, _) = read_tensors(&dir.join("pools.safetensors"))?;
             for (prefix, pool) in [("pool_a", &mut n.pool_a), ("pool_b", &mut n.pool_b)] {
+                let device = &self.device;
                 pool.images = (0..)
                     .map_while(|i| tensors.get(&format!("{prefix}.{i}")))
-                    .map(|(shape, data)| Tensor::from_vec(shape.clone(), data.clone()))
+                    .map(|(shape, data)| {
+                        Tensor::from_vec(shape.clone(), data.clone())?.to_device(device)
+                    })
                     .collect::<Result<_>>()?;
             }
         }
@@ -418,6 +431,23 @@ impl Run {
         self.state = serde_json::from_str(&text).map_err(|e| {
             Error::Data(DataError::invalid(&path, format!("invalid run state: {e}")))
         })?;
+        Ok(())
+    }
+
+    /// Moves every network, optimizer and image pool to `device`; training and inference
+    /// then run there.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        for t in self.nets.all_mut() {
+            t.to_device(&device)?;
+        }
+        if let Nets::Cyclegan(n) = &mut self.nets {
+            for pool in [&mut n.pool_a, &mut n.pool_b] {
+                for image in pool.images.iter_mut() {
+                    *image = image.to_device(&device)?;
+                }
+            }
+        }
+        self.device = device;
         Ok(())
     }
 
@@ -475,7 +505,7 @@ impl Run {
         let shape = [cfg.batch_size, 1, vol.patch[2], vol.patch[1], vol.patch[0]];
         let batch = |set: &VolumeSet, rng: &mut Xoshiro256PlusPlus| -> Result<Tensor> {
             let data: Vec<f32> = (0..cfg.batch_size).flat_map(|_| draw(set, rng)).collect();
-            Tensor::from_vec(shape, data)
+            Tensor::from_vec(shape, data)?.to_device(&self.device)
         };
         for done in 0..iterations {
             let iteration = self.state.iteration;
@@ -547,8 +577,10 @@ impl Run {
                     }
                 }
             }
-            let real_a = batch_tensor(&a_imgs.iter().collect::<Vec<_>>())?;
-            let real_b = batch_tensor(&b_imgs.iter().collect::<Vec<_>>())?;
+            let on_device = |imgs: &[Image]| {
+                batch_tensor(&imgs.iter().collect::<Vec<_>>())?.to_device(&self.device)
+            };
+            let (real_a, real_b) = (on_device(&a_imgs)?, on_device(&b_imgs)?);
             let dropout_seed = mix(cfg.seed ^ 0xd0d0, iteration);
             let losses = match &mut self.nets {
                 Nets::Pix2pix { g, d } => {

@@ -68,7 +68,7 @@ impl TinyNet {
         let p: Vec<Var> = self
             .ids
             .iter()
-            .map(|&id| tape.param(&self.arena, id))
+            .map(|&id| tape.param(&self.arena, id).unwrap())
             .collect();
         let h = tape.pad(x, PadMode::Reflect, 1).unwrap();
         let h = tape
@@ -223,7 +223,7 @@ fn param_grads(net: &mut TinyNet, inputs: &[&Tensor]) -> Vec<f32> {
         });
     }
     let grads = tape.backward(total.unwrap()).unwrap();
-    net.arena.zero_grad();
+    net.arena.zero_grad().unwrap();
     net.arena.accumulate_grads(&grads).unwrap();
     net.arena.grads().to_vec()
 }

@@ -323,7 +323,7 @@ fn adam_trajectory_matches_torch() {
         for s in 0..usize_of(c, "steps") {
             // Load this step's gradient through the public path: a tape with one parameter.
             let mut tape = Tape::new();
-            let pv = tape.param(&arena, id);
+            let pv = tape.param(&arena, id).unwrap();
             let g = mrgan::Tensor::from_vec(
                 [n],
                 grads[s * n..(s + 1) * n]
@@ -335,7 +335,7 @@ fn adam_trajectory_matches_torch() {
             let gv = tape.constant(g);
             let prod = tape.mul(pv, gv).unwrap();
             let objective = tape.sum(prod).unwrap();
-            arena.zero_grad();
+            arena.zero_grad().unwrap();
             arena
                 .accumulate_grads(&tape.backward(objective).unwrap())
                 .unwrap();

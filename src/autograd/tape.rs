@@ -120,7 +120,7 @@ impl Tape {
     /// `ParamArena::accumulate_grads` when the arena's `requires_grad` switch is on. Asking
     /// again before the arena changes returns the same leaf, so a network run several times
     /// shares its parameters.
-    pub fn param(&mut self, arena: &ParamArena, id: ParamId) -> Var {
+    pub fn param(&mut self, arena: &ParamArena, id: ParamId) -> Result<Var> {
         let requires_grad = arena.requires_grad() && self.recording;
         let key = LeafKey {
             param: ParamKey {
@@ -131,16 +131,16 @@ impl Tape {
             requires_grad,
         };
         if let Some(&v) = self.params.get(&key) {
-            return v;
+            return Ok(v);
         }
         let v = self.push(Node {
-            value: arena.tensor(id),
+            value: arena.tensor(id)?,
             requires_grad,
             inputs: Vec::new(),
             backward: None,
         });
         self.params.insert(key, v);
-        v
+        Ok(v)
     }
 
     /// The value of `v`.

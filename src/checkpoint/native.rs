@@ -64,15 +64,16 @@ pub fn read_tensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
+/// A named tensor on the host: (name, shape, values).
+pub type HostTensor = (String, Vec<usize>, Vec<f32>);
+
 /// A network's state as (name, shape, values), in the reference's state_dict order:
 /// parameters, then each batch norm's running statistics; with `batch_counters`, also a
 /// zero `num_batches_tracked` per batch norm (PyTorch's strict loading expects it).
-pub fn state_tensors(
-    net: &mut dyn Network,
-    batch_counters: bool,
-) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = {
+pub fn state_tensors(net: &mut dyn Network, batch_counters: bool) -> Result<Vec<HostTensor>> {
+    let mut out: Vec<HostTensor> = {
         let arena = net.arena();
+        let values = arena.values_to_vec()?;
         arena
             .entries()
             .iter()
@@ -80,7 +81,7 @@ pub fn state_tensors(
                 (
                     e.name.clone(),
                     e.shape.dims().to_vec(),
-                    arena.values()[e.range()].to_vec(),
+                    values[e.range()].to_vec(),
                 )
             })
             .collect()
@@ -102,7 +103,7 @@ pub fn state_tensors(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Borrowed views of [`state_tensors`] for the writers.
@@ -115,7 +116,7 @@ pub fn as_views(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<(String, Vec<
 
 /// Writes a network's parameters and running statistics.
 pub fn save_network(path: &Path, net: &mut dyn Network) -> Result<()> {
-    let tensors = state_tensors(net, false);
+    let tensors = state_tensors(net, false)?;
     let meta = HashMap::from([("format".to_string(), "mrgan-network".to_string())]);
     write_tensors(path, &as_views(&tensors), meta)
 }
@@ -137,11 +138,11 @@ pub fn load_network(path: &Path, net: &mut dyn Network) -> Result<()> {
         Ok(data)
     };
     let entries = net.arena().entries().to_vec();
-    let arena = net.arena_mut();
+    let mut values = net.arena().values_to_vec()?;
     for e in &entries {
-        let data = take(&e.name, e.shape.dims())?;
-        arena.values_mut()[e.range()].copy_from_slice(data);
+        values[e.range()].copy_from_slice(take(&e.name, e.shape.dims())?);
     }
+    net.arena_mut().load_values(&values)?;
     for norm in net.norms_mut() {
         if let Some(stats) = norm.stats.as_mut() {
             let c = stats.mean.len();
@@ -158,13 +159,13 @@ pub fn load_network(path: &Path, net: &mut dyn Network) -> Result<()> {
 
 /// Writes Adam's moments and step count.
 pub fn save_adam(path: &Path, adam: &Adam) -> Result<()> {
-    let (m, v) = adam.moments();
+    let (m, v) = adam.moments()?;
     let meta = HashMap::from([("steps".to_string(), adam.steps().to_string())]);
     write_tensors(
         path,
         &[
-            ("m".into(), vec![m.len()], m),
-            ("v".into(), vec![v.len()], v),
+            ("m".into(), vec![m.len()], &m),
+            ("v".into(), vec![v.len()], &v),
         ],
         meta,
     )

@@ -32,7 +32,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
             save_network(&args.output, net.as_mut())?;
         }
         Some("pth") | Some("pt") => {
-            let tensors = state_tensors(net.as_mut(), true);
+            let tensors = state_tensors(net.as_mut(), true)?;
             torch_pth::write(&args.output, &as_views(&tensors))?;
         }
         _ => bail!("{}: write .safetensors or .pth", args.output.display()),

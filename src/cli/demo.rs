@@ -1,6 +1,7 @@
 //! `mrgan demo`: the whole workflow on built-in data, no downloads. Generates phantom
-//! subjects, trains a small pix2pix T1 -> T2 on the CPU, predicts a held-out subject and
-//! scores it against its real T2 next to the identity baseline (the T1 itself).
+//! subjects, trains a small pix2pix T1 -> T2 (`--device`: the GPU when there is one),
+//! predicts a held-out subject and scores it against its real T2 next to the identity
+//! baseline (the T1 itself).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,6 +26,8 @@ pub struct DemoArgs {
     /// Epochs of linear learning-rate decay after --epochs.
     #[arg(long, default_value_t = 8)]
     decay: usize,
+    #[command(flatten)]
+    device: super::DeviceArg,
 }
 
 const SUBJECTS: usize = 8;
@@ -103,6 +106,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "4",
         "--save-epoch-freq",
         "0",
+        "--device",
+        &args.device.device.to_string(),
     ]
     .iter()
     .map(|x| x.to_string())
@@ -111,6 +116,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("3/4 predict {TEST}");
     let mut run = Run::open(&run_dir, "latest")?;
+    run.to_device(args.device.open()?)?;
     let input = read(&data.join(TEST).join("t1.nii.gz"), &ReadOptions::default())?;
     let real = read(&data.join(TEST).join("t2.nii.gz"), &ReadOptions::default())?;
     let norm_stats = run.config.norm_stats;

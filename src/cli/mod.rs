@@ -10,7 +10,8 @@ mod predict;
 mod slice;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use mrgan::device::{Device, DeviceChoice};
 
 /// MRI contrast translation (T1 <-> T2) with GANs on a hand-written engine.
 #[derive(Parser)]
@@ -54,5 +55,29 @@ pub fn run() -> anyhow::Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Predict(args) => predict::run(args),
         Command::Slice(args) => slice::run(args),
+    }
+}
+
+/// `--device`, shared by the subcommands that run networks.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// Where networks run: auto (GPU 0 when one works, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+impl DeviceArg {
+    /// Opens the device and says once per process which it is, and under auto why it is
+    /// the CPU.
+    pub fn open(&self) -> anyhow::Result<Device> {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        let opened = self.device.open()?;
+        TOLD.call_once(|| {
+            if let Some(why) = &opened.fallback {
+                eprintln!("device: {why}");
+            }
+            eprintln!("device: {}", opened.device.describe());
+        });
+        Ok(opened.device)
     }
 }

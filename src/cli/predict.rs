@@ -64,6 +64,8 @@ pub struct PredictArgs {
     /// `<epoch>_net_G_A.pth` and `<epoch>_net_G_B.pth`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// Which checkpoint of the run (latest, best, epoch_<n>) or epoch prefix of the .pth files.
     #[arg(long, default_value = "latest")]
     epoch: String,
@@ -219,13 +221,18 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         NormArg::Instance => NormKind::Instance,
         NormArg::None => NormKind::None,
     });
+    let device = args.device.open()?;
     let mut generator = match (&args.run, &args.checkpoint) {
-        (Some(dir), _) => Generator::Run(Box::new(
-            Run::open(dir, &args.epoch).with_context(|| format!("loading {}", dir.display()))?,
-        )),
+        (Some(dir), _) => {
+            let mut run = Run::open(dir, &args.epoch)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            run.to_device(device)?;
+            Generator::Run(Box::new(run))
+        }
         (None, Some(c)) => {
-            let (net, config) =
+            let (mut net, config) =
                 load_pth(&pth_file(&args, c), args.net_g.as_deref(), norm_override)?;
+            net.arena_mut().to_device(&device)?;
             Generator::Pth { net, config }
         }
         (None, None) => bail!("give --run or --checkpoint"),

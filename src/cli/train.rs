@@ -105,6 +105,8 @@ pub struct TrainArgs {
     /// Resume the run in --run from its latest checkpoint.
     #[arg(long = "continue")]
     resume: bool,
+    #[command(flatten)]
+    device: super::DeviceArg,
     /// Training subjects, one per line (default: every subject not in --val-list / --exclude).
     #[arg(long)]
     train_list: Option<PathBuf>,
@@ -484,6 +486,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let (train, val) = split_subjects(&args)?;
+    let device = args.device.open()?;
     let (mut run, data) = if args.resume {
         let run = Run::open(&args.run, "latest")
             .with_context(|| format!("resuming {}", args.run.display()))?;
@@ -500,6 +503,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let data = load_training_data(&mut cfg, &train)?;
         (Run::create(&args.run, cfg)?, data)
     };
+    run.to_device(device)?;
     println!(
         "{:?}: {} training slices from {} subjects, {} validation subjects, {} -> {}, {} epochs",
         run.config.model,

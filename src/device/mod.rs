@@ -4,6 +4,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod flat;
 pub mod kernel_codes;
 pub mod pool;
 pub mod tiled_conv;

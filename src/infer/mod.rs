@@ -2,3 +2,19 @@
 
 pub mod slicewise;
 pub mod sliding;
+
+use crate::autograd::Tape;
+use crate::error::Result;
+use crate::nn::layers::Mode;
+use crate::nn::nets::Network;
+use crate::tensor::Tensor;
+
+/// One forward pass without gradients on the network's device: the host batch `x` goes
+/// there, the output comes back to the host.
+pub fn forward_on_host_data(net: &mut dyn Network, x: Tensor, mode: &Mode) -> Result<Tensor> {
+    let device = net.arena().device();
+    let mut tape = Tape::no_grad();
+    let x = tape.constant(x.to_device(&device)?);
+    let y = net.forward(&mut tape, x, mode)?;
+    tape.value(y).to_host()
+}

@@ -1,7 +1,6 @@
 //! 2D generators on volumes: every slice along an axis, padded to the network's size, in
 //! batches, cropped back and reassembled.
 
-use crate::autograd::Tape;
 use crate::data::dataset::batch_tensor;
 use crate::data::slices::{self, Image, PadTarget};
 use crate::error::Result;
@@ -49,10 +48,7 @@ pub fn translate(
             padding = Some(p);
         }
         let refs: Vec<&Image> = padded.iter().collect();
-        let mut tape = Tape::no_grad();
-        let x = tape.constant(batch_tensor(&refs)?);
-        let y = net.forward(&mut tape, x, &opts.mode)?;
-        let y = tape.value(y);
+        let y = super::forward_on_host_data(net, batch_tensor(&refs)?, &opts.mode)?;
         let (rows, cols) = (padded[0].rows, padded[0].cols);
         for img in y.as_slice().chunks(rows * cols).take(chunk.len()) {
             let full = Image {

@@ -138,14 +138,7 @@ pub fn network_patches(
     let data: Vec<f32> = patches.iter().flat_map(|p| p.iter().copied()).collect();
     let x =
         crate::tensor::Tensor::from_vec([patches.len(), 1, patch[2], patch[1], patch[0]], data)?;
-    let mut tape = crate::autograd::Tape::no_grad();
-    let xv = tape.constant(x);
-    let y = net.forward(&mut tape, xv, mode)?;
+    let y = super::forward_on_host_data(net, x, mode)?;
     let per: usize = patch.iter().product();
-    Ok(tape
-        .value(y)
-        .as_slice()
-        .chunks(per)
-        .map(<[f32]>::to_vec)
-        .collect())
+    Ok(y.as_slice().chunks(per).map(<[f32]>::to_vec).collect())
 }

@@ -1,5 +1,5 @@
 //! The reference's image pool (pool_size 50): the discriminator sees a mix of current and
-//! earlier fakes. It works image by image on detached data.
+//! earlier fakes. It works image by image on detached data, on the device the fakes are on.
 
 use rand::{Rng, RngExt};
 
@@ -28,16 +28,17 @@ impl ImagePool {
         if self.size == 0 {
             return Ok(batch.clone());
         }
-        let d = batch.dims();
-        let per = batch.numel() / d[0];
-        let mut shape = d.to_vec();
-        shape[0] = 1;
-        let mut out = Vec::with_capacity(d[0]);
-        for i in 0..d[0] {
-            let image = Tensor::from_vec(
-                shape.clone(),
-                batch.as_slice()[i * per..(i + 1) * per].to_vec(),
-            )?;
+        if let Some(stored) = self.images.first().filter(|s| s.device() != batch.device()) {
+            return Err(crate::error::Error::Params(format!(
+                "the image pool holds images on {}, the batch is on {}",
+                stored.device().describe(),
+                batch.device().describe()
+            )));
+        }
+        let n = batch.dims()[0];
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let image = batch.batch_item(i)?;
             if self.images.len() < self.size {
                 self.images.push(image.clone());
                 out.push(image);
@@ -49,10 +50,6 @@ impl ImagePool {
             }
         }
         // Back into one batch, in order.
-        let data: Vec<f32> = out
-            .iter()
-            .flat_map(|t| t.as_slice().iter().copied())
-            .collect();
-        Tensor::from_vec(d.to_vec(), data)
+        Tensor::cat_batch(&out)
     }
 }

@@ -63,9 +63,16 @@ impl Trained {
     /// Zero grads, add this backward pass's gradients, take one Adam step.
     pub fn step(&mut self, grads: &crate::autograd::Gradients, lr: f64) -> Result<()> {
         let arena = self.net.arena_mut();
-        arena.zero_grad();
+        arena.zero_grad()?;
         arena.accumulate_grads(grads)?;
         self.adam.step(arena, lr)
+    }
+
+    /// Moves the parameters, gradients and Adam's moments to `device` (batch norms' running
+    /// statistics stay on the host, where they are updated from each batch's statistics).
+    pub fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
+        self.net.arena_mut().to_device(device)?;
+        self.adam.to_device(device)
     }
 
     pub fn set_requires_grad(&mut self, on: bool) {

@@ -114,8 +114,8 @@ impl Conv {
     }
 
     pub fn forward(&self, tape: &mut Tape, arena: &ParamArena, x: Var) -> Result<Var> {
-        let w = tape.param(arena, self.weight);
-        let b = self.bias.map(|b| tape.param(arena, b));
+        let w = tape.param(arena, self.weight)?;
+        let b = self.bias.map(|b| tape.param(arena, b)).transpose()?;
         if self.transposed {
             tape.conv_transpose(x, w, b, self.opts)
         } else {
@@ -162,10 +162,13 @@ impl Norm {
         x: Var,
         mode: &Mode,
     ) -> Result<Var> {
-        let affine = self.affine.map(|(g, b)| Affine {
-            gamma: tape.param(arena, g),
-            beta: tape.param(arena, b),
-        });
+        let affine = match self.affine {
+            Some((g, b)) => Some(Affine {
+                gamma: tape.param(arena, g)?,
+                beta: tape.param(arena, b)?,
+            }),
+            None => None,
+        };
         match self.kind {
             NormKind::None => Ok(x),
             NormKind::Instance => tape.instance_norm(x, affine),

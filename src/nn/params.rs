@@ -1,11 +1,15 @@
 //! One contiguous arena holding every parameter of a network, with its gradients beside it.
 //!
 //! Contiguity is what lets the optimizer update a whole network in one fused pass and zero
-//! all gradients with one fill (one kernel launch each on a GPU).
+//! all gradients with one fill (one kernel launch each on a GPU). An arena is built,
+//! initialised and loaded on the host, then moved whole to the device it trains on
+//! (`to_device`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::autograd::Gradients;
+use crate::device::Device;
+use crate::device::flat::FlatBuffer;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 
@@ -44,8 +48,8 @@ static NEXT_ARENA: AtomicU64 = AtomicU64::new(1);
 /// A network's parameters and their gradients, each in one contiguous buffer.
 pub struct ParamArena {
     uid: u64,
-    values: Vec<f32>,
-    grads: Vec<f32>,
+    values: FlatBuffer,
+    grads: FlatBuffer,
     entries: Vec<ParamEntry>,
     requires_grad: bool,
     /// Bumped by every mutable access to the values, so tapes notice updated parameters.
@@ -62,8 +66,8 @@ impl ParamArena {
     pub fn new() -> Self {
         ParamArena {
             uid: NEXT_ARENA.fetch_add(1, Ordering::Relaxed),
-            values: Vec::new(),
-            grads: Vec::new(),
+            values: FlatBuffer::Host(Vec::new()),
+            grads: FlatBuffer::Host(Vec::new()),
             entries: Vec::new(),
             requires_grad: true,
             version: 0,
@@ -79,8 +83,8 @@ impl ParamArena {
         } else {
             0.0
         };
-        self.values.resize(offset + shape.numel(), fill);
-        self.grads.resize(offset + shape.numel(), 0.0);
+        self.values.extend(shape.numel(), fill);
+        self.grads.extend(shape.numel(), 0.0);
         self.entries.push(ParamEntry {
             name: name.to_string(),
             shape,
@@ -122,43 +126,76 @@ impl ParamArena {
         self.version
     }
 
-    /// A copy of parameter `id` as a tensor.
-    pub fn tensor(&self, id: ParamId) -> Tensor {
-        let e = self.entry(id);
-        Tensor::from_vec(e.shape.clone(), self.values[e.range()].to_vec())
-            .expect("entry range matches its shape")
+    /// Where the values, gradients (and the optimizer working on them) live.
+    pub fn device(&self) -> Device {
+        self.values.device()
     }
 
+    /// Moves values and gradients to `device`.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        let empty = || FlatBuffer::Host(Vec::new());
+        self.values = std::mem::replace(&mut self.values, empty()).to_device(device)?;
+        self.grads = std::mem::replace(&mut self.grads, empty()).to_device(device)?;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// A copy of parameter `id` as a tensor on the arena's device.
+    pub fn tensor(&self, id: ParamId) -> Result<Tensor> {
+        let e = self.entry(id);
+        self.values.tensor(e.range(), e.shape.clone())
+    }
+
+    /// Every value, on the host wherever the arena lives (for checkpoints).
+    pub fn values_to_vec(&self) -> Result<Vec<f32>> {
+        self.values.to_vec()
+    }
+
+    /// Replaces every value (a loaded checkpoint), on the arena's device.
+    pub fn load_values(&mut self, values: &[f32]) -> Result<()> {
+        if values.len() != self.len() {
+            return Err(Error::Params(format!(
+                "{} values given for an arena of {}",
+                values.len(),
+                self.len()
+            )));
+        }
+        self.values = FlatBuffer::Host(values.to_vec()).to_device(&self.device())?;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// The values of a host arena (initialisation, loading, tests); see `FlatBuffer::host`.
     pub fn values(&self) -> &[f32] {
-        &self.values
+        self.values.host()
     }
     pub fn values_mut(&mut self) -> &mut [f32] {
         self.version += 1;
-        &mut self.values
+        self.values.host_mut()
     }
     pub fn grads(&self) -> &[f32] {
-        &self.grads
+        self.grads.host()
     }
     /// Values and gradients together, for the optimizer.
-    pub fn values_and_grads_mut(&mut self) -> (&mut [f32], &[f32]) {
+    pub fn buffers_mut(&mut self) -> (&mut FlatBuffer, &FlatBuffer) {
         self.version += 1;
         (&mut self.values, &self.grads)
     }
     pub fn value(&self, id: ParamId) -> &[f32] {
-        &self.values[self.entry(id).range()]
+        &self.values.host()[self.entry(id).range()]
     }
     pub fn value_mut(&mut self, id: ParamId) -> &mut [f32] {
         self.version += 1;
         let range = self.entry(id).range();
-        &mut self.values[range]
+        &mut self.values.host_mut()[range]
     }
     pub fn grad(&self, id: ParamId) -> &[f32] {
-        &self.grads[self.entry(id).range()]
+        &self.grads.host()[self.entry(id).range()]
     }
 
     /// Zeroes every gradient (PyTorch's `zero_grad`).
-    pub fn zero_grad(&mut self) {
-        self.grads.fill(0.0);
+    pub fn zero_grad(&mut self) -> Result<()> {
+        self.grads.zero()
     }
 
     /// Adds this arena's parameter gradients from one backward pass into the gradient arena.
@@ -180,9 +217,7 @@ impl ParamArena {
                     e.shape
                 )));
             }
-            for (acc, v) in self.grads[e.range()].iter_mut().zip(g.as_slice()) {
-                *acc += v;
-            }
+            self.grads.add_at(e.offset, g)?;
         }
         Ok(())
     }

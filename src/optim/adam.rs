@@ -4,6 +4,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::device::Device;
+use crate::device::flat::FlatBuffer;
 use crate::error::{Error, Result};
 use crate::nn::params::ParamArena;
 
@@ -72,8 +74,8 @@ impl AdamConfig {
 /// Adam state for one arena.
 pub struct Adam {
     pub config: AdamConfig,
-    m: Vec<f32>,
-    v: Vec<f32>,
+    m: FlatBuffer,
+    v: FlatBuffer,
     steps: u64,
 }
 
@@ -81,8 +83,8 @@ impl Adam {
     pub fn new(config: AdamConfig, arena: &ParamArena) -> Self {
         Adam {
             config,
-            m: vec![0.0; arena.len()],
-            v: vec![0.0; arena.len()],
+            m: FlatBuffer::Host(vec![0.0; arena.len()]),
+            v: FlatBuffer::Host(vec![0.0; arena.len()]),
             steps: 0,
         }
     }
@@ -91,12 +93,21 @@ impl Adam {
     pub fn steps(&self) -> u64 {
         self.steps
     }
-    /// First and second moments, for checkpoints.
-    pub fn moments(&self) -> (&[f32], &[f32]) {
-        (&self.m, &self.v)
+    /// First and second moments on the host, for checkpoints.
+    pub fn moments(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.m.to_vec()?, self.v.to_vec()?))
     }
 
-    /// Restores moments and step count saved from [`Self::moments`] and [`Self::steps`].
+    /// Moves the moments to `device` (where their arena is).
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        let empty = || FlatBuffer::Host(Vec::new());
+        self.m = std::mem::replace(&mut self.m, empty()).to_device(device)?;
+        self.v = std::mem::replace(&mut self.v, empty()).to_device(device)?;
+        Ok(())
+    }
+
+    /// Restores moments and step count saved from [`Self::moments`] and [`Self::steps`], on
+    /// the device the moments are on.
     pub fn restore(&mut self, m: &[f32], v: &[f32], steps: u64) -> Result<()> {
         if m.len() != self.m.len() || v.len() != self.v.len() {
             return Err(Error::Params(format!(
@@ -106,13 +117,15 @@ impl Adam {
                 self.m.len()
             )));
         }
-        self.m.copy_from_slice(m);
-        self.v.copy_from_slice(v);
+        let device = self.m.device();
+        self.m = FlatBuffer::Host(m.to_vec()).to_device(&device)?;
+        self.v = FlatBuffer::Host(v.to_vec()).to_device(&device)?;
         self.steps = steps;
         Ok(())
     }
 
-    /// One update of every parameter at learning rate `lr` (the schedule's current value).
+    /// One update of every parameter at learning rate `lr` (the schedule's current value):
+    /// one fused pass over the arena, on the arena's device.
     pub fn step(&mut self, arena: &mut ParamArena, lr: f64) -> Result<()> {
         if arena.len() != self.m.len() {
             return Err(Error::Params(format!(
@@ -121,22 +134,54 @@ impl Adam {
                 arena.len()
             )));
         }
+        if arena.device() != self.m.device() {
+            return Err(Error::Params(format!(
+                "Adam's moments are on {}, the parameters on {}",
+                self.m.device().describe(),
+                arena.device().describe()
+            )));
+        }
         self.steps += 1;
         let f = self.config.factors(lr, self.steps as i32);
-        let (b1, b2, eps, wd) = (f.beta1, f.beta2, f.eps, f.weight_decay);
-        let (step_size, bc2_sqrt) = (f.step_size, f.bias_correction2_sqrt);
-        let (values, grads) = arena.values_and_grads_mut();
-        values
-            .par_iter_mut()
-            .zip(grads.par_iter())
-            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
-            .for_each(|((p, &g), (m, v))| {
-                let g = if wd != 0.0 { g + wd * *p } else { g };
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p -= step_size * *m / denom;
-            });
+        let (values, grads) = arena.buffers_mut();
+        match (values, grads, &mut self.m, &mut self.v) {
+            (
+                FlatBuffer::Host(p),
+                FlatBuffer::Host(g),
+                FlatBuffer::Host(m),
+                FlatBuffer::Host(v),
+            ) => host_step(p, g, (m, v), &f),
+            #[cfg(feature = "cuda")]
+            (
+                FlatBuffer::Cuda(p),
+                FlatBuffer::Cuda(g),
+                FlatBuffer::Cuda(m),
+                FlatBuffer::Cuda(v),
+            ) => {
+                let backend = std::sync::Arc::clone(p.backend());
+                backend
+                    .launch_adam(p, g, (m, v), &f)
+                    .map_err(Error::Device)?
+            }
+            #[cfg(feature = "cuda")]
+            _ => unreachable!("devices checked above"),
+        }
         Ok(())
     }
+}
+
+/// The CPU's fused pass, element by element as `kernels/adam.cu`.
+fn host_step(p: &mut [f32], g: &[f32], (m, v): (&mut [f32], &mut [f32]), f: &AdamFactors) {
+    let (b1, b2, eps, wd) = (f.beta1, f.beta2, f.eps, f.weight_decay);
+    let (step_size, bc2_sqrt) = (f.step_size, f.bias_correction2_sqrt);
+    p.par_iter_mut()
+        .zip(g.par_iter())
+        .zip(m.par_iter_mut().zip(v.par_iter_mut()))
+        .for_each(|((p, &g), (m, v))| {
+            let g = if wd != 0.0 { g + wd * *p } else { g };
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            let denom = v.sqrt() / bc2_sqrt + eps;
+            *p -= step_size * *m / denom;
+        });
 }

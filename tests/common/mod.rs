@@ -255,11 +255,11 @@ pub fn cpu_adam_trajectory(n: usize, steps: usize) -> AdamTrajectory {
         let g = kernel_test_values(n, 10 + t as u64);
         // The arena's gradient is g: d/dp sum(p * g).
         let mut tape = mrgan::autograd::Tape::new();
-        let pv = tape.param(&arena, id);
+        let pv = tape.param(&arena, id).unwrap();
         let gv = tape.constant(Tensor::from_vec([n], g.clone()).unwrap());
         let prod = tape.mul(pv, gv).unwrap();
         let l = tape.sum(prod).unwrap();
-        arena.zero_grad();
+        arena.zero_grad().unwrap();
         arena.accumulate_grads(&tape.backward(l).unwrap()).unwrap();
         adam.step(&mut arena, cfg.lr).unwrap();
         trajectory.push((g, arena.values().to_vec()));

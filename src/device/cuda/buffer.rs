@@ -38,6 +38,15 @@ impl DeviceBuffer {
     pub(crate) fn view(&self) -> CudaView<'_, f32> {
         self.data.slice(0..self.len)
     }
+    /// Sets every element to zero, in place.
+    pub fn set_zero(&mut self) -> CudaResult<()> {
+        let len = self.len;
+        let stream = &self.backend.stream;
+        stream
+            .memset_zeros(&mut self.data.slice_mut(0..len))
+            .map_err(err("memset"))
+    }
+
     /// The elements back on the host (waits for the stream).
     pub fn to_host(&self) -> CudaResult<Vec<f32>> {
         self.backend.download(&self.view())
@@ -65,9 +74,7 @@ impl CudaBackend {
     /// `len` zeros.
     pub fn zeros(self: &Arc<Self>, len: usize) -> CudaResult<DeviceBuffer> {
         let mut b = self.alloc(len)?;
-        self.stream
-            .memset_zeros(&mut b.data.slice_mut(0..len))
-            .map_err(err("memset"))?;
+        b.set_zero()?;
         Ok(b)
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{DevicePtrMut, PushKernelArg};
 
 use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::kernel_codes;
@@ -105,6 +105,34 @@ impl CudaBackend {
         // all three hold n floats.
         unsafe { l.launch(launch_1d(a.len())) }.map_err(err("binary_f32"))?;
         Ok(y)
+    }
+
+    /// `dst[at..at + src.len()] += src` in place: the gradient arena's accumulation.
+    pub fn launch_add_into(
+        &self,
+        dst: &mut DeviceBuffer,
+        at: usize,
+        src: &DeviceBuffer,
+    ) -> CudaResult<()> {
+        if at + src.len() > dst.len() {
+            return Err(format!(
+                "add into: {} elements at {at} overrun a buffer of {}",
+                src.len(),
+                dst.len()
+            ));
+        }
+        let n = src.len() as u32;
+        let kind = kernel_codes::binary(false);
+        let mut range = dst.slice_mut().slice_mut(at..at + src.len());
+        // The kernel reads a[i] and then writes y[i] in the same thread, so a and y may be
+        // the same memory; a raw pointer passes it twice (safe Rust lends it once).
+        let (ptr, _record) = range.device_ptr_mut(&self.stream);
+        let mut l = self.stream.launch_builder(&self.functions.binary);
+        l.arg(&ptr).arg(src.slice()).arg(&ptr).arg(&n).arg(&kind);
+        // SAFETY: matches binary_f32(const float* a, const float* b, float* y, unsigned n,
+        // int kind); `ptr` addresses n floats inside dst (checked above), src holds n.
+        unsafe { l.launch(launch_1d(src.len())) }.map_err(err("binary_f32 (add into)"))?;
+        Ok(())
     }
 
     /// `factor * x`.
