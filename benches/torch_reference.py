@@ -2,12 +2,14 @@
 """The reference networks and training steps in PyTorch, written from
 ../shared/reference/pix2pix-cyclegan-reference.md (module nesting gives the same state_dict
 keys as the reference implementation). Used by scripts/gen_model_fixtures.py for golden
-values and, run directly, as the PyTorch side of the CPU training benchmark:
+values and, run directly, as the PyTorch side of `mrgan bench train`:
 
-    python3 benches/torch_reference.py [--size 256] [--iters 5] [--threads N]
+    python3 benches/torch_reference.py [--size 256] [--batch 1] [--iters 5] [--threads N]
+        [--device cpu|cuda]
 
 prints the median time of one pix2pix training iteration (unet_256 + basic D, ngf/ndf 64,
-batch 1, one channel) and of one generator inference, on the CPU.
+one channel) and of one generator inference. The step's losses are read with .item(), and
+inference ends with a synchronize, so GPU work is finished inside the timing.
 """
 import argparse
 import time
@@ -241,18 +243,24 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch's defaults: cuDNN, TF32 convs)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     torch.manual_seed(0)
     G = UnetGenerator(1, 1, 8, 64, "batch", True)
     D = NLayerDiscriminator(2, 64, 3, "batch")
     init_normal(G)
     init_normal(D)
+    G.to(dev)
+    D.to(dev)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    a = torch.rand(1, 1, args.size, args.size) * 2 - 1
-    b = torch.rand(1, 1, args.size, args.size) * 2 - 1
+    a = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
+    b = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(args.iters + 1):
         t = time.perf_counter()
@@ -264,11 +272,12 @@ def main():
         for i in range(args.iters + 1):
             t = time.perf_counter()
             G(a)
+            sync()
             if i:
                 infer.append(time.perf_counter() - t)
     times.sort()
     infer.sort()
-    print(f"torch {torch.__version__} threads {torch.get_num_threads()}: pix2pix iteration {times[len(times) // 2]:.3f} s, "
+    print(f"torch {torch.__version__} {args.device} threads {torch.get_num_threads()}: pix2pix iteration {times[len(times) // 2]:.3f} s, "
           f"generator inference {infer[len(infer) // 2]:.3f} s (median of {args.iters})")
 
 

@@ -3,8 +3,11 @@
 #
 #   scripts/gpu-check.sh        builds the CUDA parity tests (--features cuda, needs nvcc)
 #                               into .gpu-bundle/ (ignored by git) with a runner script;
-#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test,
-#                               `mrgan bench kernels` and its cuDNN baseline
+#   .gpu-bundle/run.sh          on the GPU machine: runs every parity test, the
+#                               whole-network PyTorch goldens on the GPU (model_golden),
+#                               the demo on the GPU and on the CPU, `mrgan bench train`
+#                               against PyTorch on the GPU, `mrgan bench kernels` and its
+#                               cuDNN baseline
 #                               (benches/torch_kernels.py, needs python3 with torch), writes
 #                               the full logs, the CSVs and the GPU's description under $OUT
 #                               (default .gpu-bundle/results) and prints short tables last. Every step runs under
@@ -15,13 +18,17 @@ bundle=.gpu-bundle
 rm -rf "$bundle"
 mkdir -p "$bundle"
 log=$(mktemp)
-cargo test --release --locked --features cuda --test cuda_parity --no-run 2>&1 | tee "$log"
-exe=$(grep -o 'target/release/deps/cuda_parity-[0-9a-f]*' "$log" | tail -1)
-[ -n "$exe" ] || { echo "gpu-check: could not find the cuda_parity test binary" >&2; exit 1; }
-cp "$exe" "$bundle/cuda_parity"
+cargo test --release --locked --features cuda --test cuda_parity --test model_golden --no-run 2>&1 | tee "$log"
+for test in cuda_parity model_golden; do
+  exe=$(grep -o "target/release/deps/$test-[0-9a-f]*" "$log" | tail -1)
+  [ -n "$exe" ] || { echo "gpu-check: could not find the $test test binary" >&2; exit 1; }
+  cp "$exe" "$bundle/$test"
+done
+mkdir -p "$bundle/fixtures"
+cp tests/fixtures/models.safetensors "$bundle/fixtures/"
 cargo build --release --locked --features cuda --bin mrgan
 cp target/release/mrgan "$bundle/mrgan"
-cp benches/torch_kernels.py "$bundle/torch_kernels.py"
+cp benches/torch_kernels.py benches/torch_reference.py "$bundle/"
 cat > "$bundle/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs the bundled CUDA parity tests; see scripts/gpu-check.sh.
@@ -45,6 +52,33 @@ awk '/^test .* \.\.\. /{t=$2} /skipped/{print t": "$0}
      /max abs error/{e=$NF+0; if (e>m[t]) m[t]=e; seen[t]=1}
      END{for (t in seen) printf "%s: largest max abs error %.2e\n", t, m[t]}' "$out/cuda_parity.txt" | sort
 grep -E "panicked|^test result" -A2 "$out/cuda_parity.txt"
+# Whole networks on the GPU: one pix2pix, CycleGAN and 3D CycleGAN step against PyTorch's
+# goldens (the same tolerances as on the CPU), then the demo trained on each device.
+MRGAN_FIXTURES="$here/fixtures" timeout "${MRGAN_GOLDEN_TIMEOUT:-120}" "$here/model_golden" \
+  --nocapture --test-threads 1 > "$out/model_golden.txt" 2>&1
+golden_rc=$?
+echo "== whole-network goldens (model_golden.txt): devices, then results"
+grep -E " on |GPU run skipped|panicked|^test result" "$out/model_golden.txt" | sort | uniq -c
+for dev in cuda cpu; do
+  ( cd "$out" && timeout "${MRGAN_DEMO_TIMEOUT:-120}" "$here/mrgan" demo --device $dev \
+      --epochs 2 --decay 0 --out "$out/demo-$dev" > "$out/demo-$dev.txt" 2>&1 )
+  echo "== demo on $dev (exit $?): $(grep -E '^pix2pix prediction|^[0-9]+ s;' "$out/demo-$dev.txt" | tr '\n' ' ')"
+done
+# One pix2pix iteration (unet_256, batch 1 and 4) against PyTorch on the same GPU.
+for batch in 1 4; do
+  MRGAN_TORCH_REFERENCE="$here/torch_reference.py" \
+    timeout "${MRGAN_TRAIN_TIMEOUT:-120}" "$here/mrgan" bench train --device cuda --batch $batch \
+    --python python3 > "$out/bench-train-b$batch.txt" 2>&1
+  echo "== bench train batch $batch (exit $?)"
+  cat "$out/bench-train-b$batch.txt"
+done
+# The 3D CycleGAN at its defaults (ngf 64, 128x128x64 patches): prediction cost of a
+# 240x240x155 volume and one training step at batch 2, with the device memory they peak at.
+timeout "${MRGAN_VOLUMETRIC_TIMEOUT:-180}" "$here/mrgan" bench volumetric --device cuda --train \
+  --batch 2 > "$out/bench-volumetric.txt" 2>&1
+echo "== bench volumetric (exit $?)"
+cat "$out/bench-volumetric.txt"
+[ $golden_rc = 0 ] || rc=$golden_rc
 # Kernel timings (a few minutes): skip with MRGAN_SKIP_BENCH=1, shorten with
 # MRGAN_BENCH_ARGS="--batch 1".
 if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then

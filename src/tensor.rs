@@ -164,6 +164,21 @@ impl Tensor {
         }
     }
 
+    /// The elements of an operand that must be on the CPU, because the op's main operands
+    /// are (a bias, a norm's scale, a loss target); an error naming the op when it is on a
+    /// GPU.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] // op names GPU errors
+    pub fn host_operand(&self, op: &'static str) -> Result<&[f32]> {
+        match &self.storage {
+            Storage::Cpu(data) => Ok(data),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(shape_error(
+                op,
+                format!("operand {} is on a GPU, the others on the CPU", self.shape),
+            )),
+        }
+    }
+
     /// The elements in row-major order, copied from the device when they are on one.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match &self.storage {

@@ -20,6 +20,7 @@
 mod common;
 
 use common::{Fixtures, assert_close};
+use mrgan::device::Device;
 use mrgan::models::cyclegan::{CycleLoss, CycleNets};
 use mrgan::models::image_pool::ImagePool;
 use mrgan::models::pix2pix::Pix2PixLoss;
@@ -32,8 +33,15 @@ use mrgan::nn::nets::{
 use mrgan::optim::adam::{Adam, AdamConfig};
 use rand::SeedableRng;
 
-/// A network with PyTorch's initial weights (and running statistics) from `prefix`.
-fn loaded(f: &Fixtures, prefix: &str, name: &'static str, mut net: Box<dyn Network>) -> Trained {
+/// A network with PyTorch's initial weights (and running statistics) from `prefix`, on
+/// `device`.
+fn loaded(
+    f: &Fixtures,
+    prefix: &str,
+    name: &'static str,
+    mut net: Box<dyn Network>,
+    device: &Device,
+) -> Trained {
     let entries = net.arena().entries().to_vec();
     for e in &entries {
         let t = f.tensor(&format!("{prefix}.{}", e.name));
@@ -53,7 +61,9 @@ fn loaded(f: &Fixtures, prefix: &str, name: &'static str, mut net: Box<dyn Netwo
         }
     }
     let adam = Adam::new(AdamConfig::gan(), net.arena());
-    Trained { name, net, adam }
+    let mut trained = Trained { name, net, adam };
+    trained.to_device(device).unwrap();
+    trained
 }
 
 fn check_grads(f: &Fixtures, prefix: &str, t: &Trained) {
@@ -68,9 +78,10 @@ fn check_grads(f: &Fixtures, prefix: &str, t: &Trained) {
                 .fold(0.0f64, |m, v| m.max(v.abs()))
         })
         .fold(0.0, f64::max);
+    let grads = t.net.arena().grads_to_vec().unwrap();
     for e in t.net.arena().entries() {
         let want = f.f64(&format!("{prefix}.grad.{}", e.name));
-        let got = &t.net.arena().grads()[e.range()];
+        let got = &grads[e.range()];
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let worst = got
             .iter()
@@ -104,8 +115,17 @@ fn trajectory(f: &Fixtures, name: &str) -> (usize, Vec<f64>) {
     (cols, f.f64(&format!("{name}.trajectory")).to_vec())
 }
 
+/// The tests run on every device of `common::test_devices` (the CPU, and a GPU when the
+/// crate is built with `cuda` and one is present), against the same PyTorch values.
 #[test]
 fn pix2pix_step_matches_pytorch() {
+    for device in common::test_devices() {
+        println!("pix2pix on {}", device.describe());
+        pix2pix_matches_pytorch(&device);
+    }
+}
+
+fn pix2pix_matches_pytorch(device: &Device) {
     let f = Fixtures::load("models.safetensors");
     println!("fixtures made with torch {}", f.torch_version);
     let g_cfg = GeneratorConfig {
@@ -122,21 +142,22 @@ fn pix2pix_step_matches_pytorch() {
         ndf: 4,
         norm: NormKind::Batch,
     };
-    let mut g = loaded(&f, "p2p.G0", "G", build_generator(&g_cfg));
-    let mut d = loaded(&f, "p2p.D0", "D", build_discriminator(&d_cfg));
-    let (a, b) = (f.tensor("p2p.real_a"), f.tensor("p2p.real_b"));
+    let mut g = loaded(&f, "p2p.G0", "G", build_generator(&g_cfg), device);
+    let mut d = loaded(&f, "p2p.D0", "D", build_discriminator(&d_cfg), device);
+    let on_device = |name| f.tensor(name).to_device(device).unwrap();
+    let (a, b) = (on_device("p2p.real_a"), on_device("p2p.real_b"));
 
     // The step's generator output, before any update.
     let mut tape = mrgan::autograd::Tape::no_grad();
     let x = tape.constant(a.clone());
-    let mut probe = loaded(&f, "p2p.G0", "G", build_generator(&g_cfg));
+    let mut probe = loaded(&f, "p2p.G0", "G", build_generator(&g_cfg), device);
     let y = probe
         .net
         .forward(&mut tape, x, &mrgan::nn::layers::Mode::train(0))
         .unwrap();
     assert_close(
         "pix2pix fake_B",
-        tape.value(y).as_slice(),
+        tape.value(y).to_host().unwrap().as_slice(),
         f.f64("p2p.fake_b"),
         1e-5,
         1e-4,
@@ -197,7 +218,9 @@ fn cyclegan_step_matches_pytorch() {
         ndf: 4,
         norm: NormKind::Instance,
     };
-    cyclegan_matches_pytorch(&f, "cyc", "CycleGAN", &g_cfg, &d_cfg);
+    for device in common::test_devices() {
+        cyclegan_matches_pytorch(&f, "cyc", "CycleGAN", (&g_cfg, &d_cfg), &device);
+    }
 }
 
 /// The volumetric CycleGAN (resnet3d_6blocks, ngf 4, replication padding, 3D PatchGAN with
@@ -222,7 +245,9 @@ fn cyclegan3d_step_matches_pytorch() {
         ndf: 4,
         norm: NormKind::Instance,
     };
-    cyclegan_matches_pytorch(&f, "cyc3d", "3D CycleGAN", &g_cfg, &d_cfg);
+    for device in common::test_devices() {
+        cyclegan_matches_pytorch(&f, "cyc3d", "3D CycleGAN", (&g_cfg, &d_cfg), &device);
+    }
 }
 
 /// One CycleGAN configuration against its PyTorch fixtures under `prefix`: G_A's output,
@@ -232,11 +257,13 @@ fn cyclegan_matches_pytorch(
     f: &Fixtures,
     prefix: &str,
     label: &str,
-    g_cfg: &GeneratorConfig,
-    d_cfg: &DiscriminatorConfig,
+    (g_cfg, d_cfg): (&GeneratorConfig, &DiscriminatorConfig),
+    device: &Device,
 ) {
-    let net =
-        |key: &str, name: &'static str, model| loaded(f, &format!("{prefix}.{key}0"), name, model);
+    println!("{label} on {}", device.describe());
+    let net = |key: &str, name: &'static str, model| {
+        loaded(f, &format!("{prefix}.{key}0"), name, model, device)
+    };
     let mut nets = CycleNets {
         g_a: net("GA", "G_A", build_generator(g_cfg)),
         g_b: net("GB", "G_B", build_generator(g_cfg)),
@@ -245,10 +272,12 @@ fn cyclegan_matches_pytorch(
         pool_a: ImagePool::new(0),
         pool_b: ImagePool::new(0),
     };
-    let (a, b) = (
-        f.tensor(&format!("{prefix}.real_a")),
-        f.tensor(&format!("{prefix}.real_b")),
-    );
+    let on_device = |name: &str| {
+        f.tensor(&format!("{prefix}.{name}"))
+            .to_device(device)
+            .unwrap()
+    };
+    let (a, b) = (on_device("real_a"), on_device("real_b"));
     let mut tape = mrgan::autograd::Tape::no_grad();
     let x = tape.constant(a.clone());
     let y = nets
@@ -258,7 +287,7 @@ fn cyclegan_matches_pytorch(
         .unwrap();
     assert_close(
         &format!("{label} fake_B"),
-        tape.value(y).as_slice(),
+        tape.value(y).to_host().unwrap().as_slice(),
         f.f64(&format!("{prefix}.fake_b")),
         1e-5,
         1e-4,

@@ -1,6 +1,8 @@
 //! One pix2pix training iteration (unet_256 + basic PatchGAN, ngf = ndf = 64, 256 x 256,
-//! batch 1, one channel) and one generator inference, on the CPU; with the PyTorch reference
-//! (`benches/torch_reference.py`) timed in the same run when a Python with torch is found.
+//! one channel) and one generator inference, on the CPU or a GPU; with the PyTorch
+//! reference (`benches/torch_reference.py`) timed in the same run on the same device when a
+//! Python with torch is found. Every timed iteration ends with its losses read on the host
+//! and every inference with its output there, so GPU work is finished inside the timing.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
 use crate::autograd::Tape;
+use crate::device::Device;
 use crate::error::Result;
 use crate::models::Trained;
 use crate::models::pix2pix::{Pix2PixLoss, train_step};
@@ -34,8 +37,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times mrgan's pix2pix at `size` x `size` (median of `iters`, after one warm-up).
-pub fn mrgan_pix2pix(size: usize, iters: usize) -> Result<StepTimes> {
+/// What a side-by-side run measures.
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub size: usize,
+    pub batch: usize,
+    pub iters: usize,
+    pub device: Device,
+}
+
+/// Times mrgan's pix2pix (median of `iters`, after one warm-up).
+pub fn mrgan_pix2pix(b: &TrainBench) -> Result<StepTimes> {
+    let TrainBench {
+        size,
+        batch,
+        iters,
+        ref device,
+    } = *b;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
     let g_cfg = GeneratorConfig {
         arch: GeneratorArch::Unet { num_downs: 8 },
@@ -66,14 +84,17 @@ pub fn mrgan_pix2pix(size: usize, iters: usize) -> Result<StepTimes> {
         AdamConfig::gan(),
         &mut rng,
     );
-    let n = size * size;
+    g.to_device(device)?;
+    d.to_device(device)?;
+    let n = batch * size * size;
     let image = |seed: usize| {
         Tensor::from_vec(
-            [1, 1, size, size],
+            [batch, 1, size, size],
             (0..n)
                 .map(|i| (((i * 7919 + seed) % 2000) as f32 / 1000.0) - 1.0)
                 .collect(),
-        )
+        )?
+        .to_device(device)
     };
     let (a, b) = (image(1)?, image(2)?);
     let loss = Pix2PixLoss::default();
@@ -90,7 +111,8 @@ pub fn mrgan_pix2pix(size: usize, iters: usize) -> Result<StepTimes> {
         let t = Instant::now();
         let mut tape = Tape::no_grad();
         let x = tape.constant(a.clone());
-        g.net.forward(&mut tape, x, &Mode::inference(true))?;
+        let y = g.net.forward(&mut tape, x, &Mode::inference(true))?;
+        tape.value(y).to_host()?;
         if i > 0 {
             infer.push(t.elapsed().as_secs_f64());
         }
@@ -105,19 +127,23 @@ pub fn mrgan_pix2pix(size: usize, iters: usize) -> Result<StepTimes> {
 pub fn torch_pix2pix(
     python: &str,
     script: &Path,
-    size: usize,
-    iters: usize,
+    b: &TrainBench,
     threads: usize,
 ) -> std::result::Result<(StepTimes, String), String> {
+    let device = if b.device.is_cpu() { "cpu" } else { "cuda" };
     let out = Command::new(python)
         .arg(script)
         .args([
             "--size",
-            &size.to_string(),
+            &b.size.to_string(),
+            "--batch",
+            &b.batch.to_string(),
             "--iters",
-            &iters.to_string(),
+            &b.iters.to_string(),
             "--threads",
             &threads.to_string(),
+            "--device",
+            device,
         ])
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
@@ -157,14 +183,24 @@ pub fn torch_pix2pix(
 }
 
 /// The side-by-side table: mrgan, PyTorch (when `python` has torch) and their ratio.
-pub fn report(size: usize, iters: usize, python: &str) -> Result<String> {
+pub fn report(b: &TrainBench, python: &str) -> Result<String> {
     use std::fmt::Write as _;
     let threads = rayon::current_num_threads();
+    let where_ = match &b.device {
+        Device::Cpu => format!("CPU, {threads} threads"),
+        #[allow(unreachable_patterns)] // only the CPU without the cuda feature
+        other => other.describe(),
+    };
     let mut out = format!(
-        "pix2pix unet_256 + basic D, ngf/ndf 64, {size}x{size}, batch 1, CPU, {threads} threads, median of {iters}\n"
+        "pix2pix unet_256 + basic D, ngf/ndf 64, {0}x{0}, batch {1}, {where_}, median of {2}\n",
+        b.size, b.batch, b.iters
     );
-    let ours = mrgan_pix2pix(size, iters)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py");
+    let ours = mrgan_pix2pix(b)?;
+    // $MRGAN_TORCH_REFERENCE: where a copied binary finds the script (the GPU bundle).
+    let script = std::env::var_os("MRGAN_TORCH_REFERENCE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"),
+        std::path::PathBuf::from,
+    );
     let _ = writeln!(
         out,
         "{:<22} {:>14} {:>16}",
@@ -175,7 +211,7 @@ pub fn report(size: usize, iters: usize, python: &str) -> Result<String> {
         "{:<22} {:>14.3} {:>16.3}",
         "mrgan", ours.iteration, ours.inference
     );
-    match torch_pix2pix(python, &script, size, iters, threads) {
+    match torch_pix2pix(python, &script, b, threads) {
         Ok((t, line)) => {
             let _ = writeln!(
                 out,

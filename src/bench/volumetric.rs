@@ -1,24 +1,32 @@
-//! Volumetric CycleGAN prediction cost: one sliding window of the default 3D generator
-//! (resnet3d_9blocks, ngf 64, patch 128 x 128 x 64) timed, times the number of windows a
-//! 240 x 240 x 155 volume needs at strides 32 / 32.
+//! Volumetric CycleGAN costs on a device: prediction (one sliding window of the default 3D
+//! generator, resnet3d_9blocks with ngf 64 on a 128 x 128 x 64 patch, timed after a warm-up
+//! and multiplied by the windows a 240 x 240 x 155 volume needs at strides 32 / 32), and
+//! optionally one whole CycleGAN training step (both generators, both 3D PatchGANs) with the
+//! device memory the step's buffers peak at.
 
 use std::time::Instant;
 
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+
 use crate::autograd::Tape;
+use crate::device::Device;
 use crate::error::Result;
 use crate::infer::sliding::starts;
+use crate::models::Trained;
+use crate::models::cyclegan::{CycleLoss, CycleNets, train_step};
+use crate::models::image_pool::ImagePool;
+use crate::nn::init::InitKind;
 use crate::nn::layers::{Mode, NormKind};
-use crate::nn::nets::{GeneratorArch, GeneratorConfig, build_generator};
+use crate::nn::nets::{
+    DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, build_discriminator,
+    build_generator,
+};
+use crate::optim::adam::AdamConfig;
 use crate::tensor::Tensor;
 
-/// (seconds per window, windows per volume).
-pub fn window_cost(
-    ngf: usize,
-    patch: [usize; 3],
-    volume: [usize; 3],
-    stride: [usize; 3],
-) -> Result<(f64, usize)> {
-    let cfg = GeneratorConfig {
+fn generator_config(ngf: usize) -> GeneratorConfig {
+    GeneratorConfig {
         arch: GeneratorArch::Resnet3d {
             n_blocks: 9,
             replicate: true,
@@ -28,20 +36,93 @@ pub fn window_cost(
         ngf,
         norm: NormKind::Instance,
         dropout: false,
-    };
-    let mut g = build_generator(&cfg);
-    let n: usize = patch.iter().product();
-    let x = Tensor::from_vec(
-        [1, 1, patch[2], patch[1], patch[0]],
+    }
+}
+
+/// A batch of `batch` patches filled with a smooth ramp, on `device`.
+fn patches(batch: usize, patch: [usize; 3], device: &Device) -> Result<Tensor> {
+    let n: usize = batch * patch.iter().product::<usize>();
+    Tensor::from_vec(
+        [batch, 1, patch[2], patch[1], patch[0]],
         (0..n).map(|i| ((i % 97) as f32) / 50.0 - 1.0).collect(),
-    )?;
-    let t = Instant::now();
-    let mut tape = Tape::no_grad();
-    let xv = tape.constant(x);
-    g.forward(&mut tape, xv, &Mode::inference(true))?;
-    let seconds = t.elapsed().as_secs_f64();
+    )?
+    .to_device(device)
+}
+
+/// (seconds per window, windows per volume) on `device`: the second of two runs (the first
+/// fills the device's buffer cache), ending with the output on the host.
+pub fn window_cost(
+    ngf: usize,
+    patch: [usize; 3],
+    volume: [usize; 3],
+    stride: [usize; 3],
+    device: &Device,
+) -> Result<(f64, usize)> {
+    let mut g = build_generator(&generator_config(ngf));
+    g.arena_mut().to_device(device)?;
+    let x = patches(1, patch, device)?;
+    let mut seconds = 0.0;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut tape = Tape::no_grad();
+        let xv = tape.constant(x.clone());
+        let y = g.forward(&mut tape, xv, &Mode::inference(true))?;
+        tape.value(y).to_host()?;
+        seconds = t.elapsed().as_secs_f64();
+    }
     let windows = (0..3)
         .map(|a| starts(volume[a].max(patch[a]), patch[a], stride[a]).len())
         .product();
     Ok((seconds, windows))
+}
+
+/// Seconds of one CycleGAN training step (the second of two) at `batch` patches per domain,
+/// generators of `ngf` and 3D PatchGANs (n_layers 3) of `ngf` filters, on `device`.
+pub fn train_step_cost(
+    ngf: usize,
+    patch: [usize; 3],
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    let init = (InitKind::Normal, 0.02);
+    let d_cfg = DiscriminatorConfig {
+        arch: DiscriminatorArch::NLayer3d { n_layers: 3 },
+        input_nc: 1,
+        ndf: ngf,
+        norm: NormKind::Instance,
+    };
+    let mut net = |name, model| -> Result<Trained> {
+        let mut t = Trained::new(name, model, init, AdamConfig::gan(), &mut rng);
+        t.to_device(device)?;
+        Ok(t)
+    };
+    let mut nets = CycleNets {
+        g_a: net("G_A", build_generator(&generator_config(ngf)))?,
+        g_b: net("G_B", build_generator(&generator_config(ngf)))?,
+        d_a: net("D_A", build_discriminator(&d_cfg))?,
+        d_b: net("D_B", build_discriminator(&d_cfg))?,
+        pool_a: ImagePool::new(50),
+        pool_b: ImagePool::new(50),
+    };
+    let (a, b) = (
+        patches(batch, patch, device)?,
+        patches(batch, patch, device)?,
+    );
+    let mut seconds = 0.0;
+    for step in 0..2 {
+        let t = Instant::now();
+        // The step reads its losses on the host, so the device work is done when it returns.
+        train_step(
+            &mut nets,
+            &CycleLoss::default(),
+            &a,
+            &b,
+            2e-4,
+            step,
+            &mut rng,
+        )?;
+        seconds = t.elapsed().as_secs_f64();
+    }
+    Ok(seconds)
 }

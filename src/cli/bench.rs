@@ -31,12 +31,17 @@ enum Which {
         csv: Option<PathBuf>,
     },
     /// One pix2pix training iteration and one generator inference (unet_256 + basic D,
-    /// 64 filters, batch 1) on the CPU, next to PyTorch's in the same run when available.
+    /// 64 filters) on the CPU or a GPU, next to PyTorch's on the same device in the same run
+    /// when available.
     Train {
         #[arg(long, default_value_t = 256)]
         size: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         #[arg(long, default_value_t = 5)]
         iters: usize,
+        #[command(flatten)]
+        device: super::DeviceArg,
         /// Python with torch for the side-by-side (default: $MRGAN_PYTHON or python3).
         #[arg(long)]
         python: Option<String>,
@@ -57,10 +62,20 @@ enum Which {
         csv: Option<PathBuf>,
     },
     /// Volumetric CycleGAN prediction of a 240x240x155 volume: one sliding window of the
-    /// default 3D generator timed, times the windows needed (strides 32/32).
+    /// default 3D generator timed, times the windows needed (strides 32/32); with --train,
+    /// also one CycleGAN training step at --batch patches, with the device memory it peaks at.
     Volumetric {
         #[arg(long, default_value_t = 64)]
         ngf: usize,
+        /// Patch X,Y,Z.
+        #[arg(long, default_value = "128,128,64", value_parser = super::parse_triple)]
+        patch: [usize; 3],
+        #[arg(long)]
+        train: bool,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        #[command(flatten)]
+        device: super::DeviceArg,
     },
     /// Read + normalise + slice one volume on one core (default: a 240x240x155 int16
     /// phantom written to a temporary file).
@@ -90,25 +105,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             reps,
             csv,
         } => bench_kernels(gpu, &batch, reps, csv),
-        Which::Volumetric { ngf } => {
-            let (patch, volume, stride) = ([128, 128, 64], [240, 240, 155], [32, 32, 32]);
-            let (s, n) = mrgan::bench::volumetric::window_cost(ngf, patch, volume, stride)?;
-            println!(
-                "resnet3d_9blocks ngf {ngf}, patch {patch:?}, CPU, {} threads",
-                rayon::current_num_threads()
-            );
-            println!(
-                "one window {s:.1} s; a {volume:?} volume needs {n} windows: about {:.0} s ({:.1} min) per volume",
-                s * n as f64,
-                s * n as f64 / 60.0
-            );
-            Ok(())
-        }
+        Which::Volumetric {
+            ngf,
+            patch,
+            train,
+            batch,
+            device,
+        } => bench_volumetric(ngf, patch, train.then_some(batch), &device.open()?),
         Which::Train {
             size,
+            batch,
             iters,
+            device,
             python,
-        } => bench_train(size, iters, python),
+        } => {
+            let bench = mrgan::bench::train_step::TrainBench {
+                size,
+                batch,
+                iters,
+                device: device.open()?,
+            };
+            bench_train(&bench, python)
+        }
         Which::CpuConv { net, reps, csv } => {
             let chosen = match net {
                 Net::Unet256 => layers::unet_256(),
@@ -142,6 +160,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+fn bench_volumetric(
+    ngf: usize,
+    patch: [usize; 3],
+    train_batch: Option<usize>,
+    device: &mrgan::device::Device,
+) -> anyhow::Result<()> {
+    use mrgan::bench::volumetric::{train_step_cost, window_cost};
+    let (volume, stride) = ([240, 240, 155], [32, 32, 32]);
+    let on = match device {
+        mrgan::device::Device::Cpu => format!("CPU, {} threads", rayon::current_num_threads()),
+        #[allow(unreachable_patterns)] // only the CPU without the cuda feature
+        other => other.describe(),
+    };
+    println!("resnet3d_9blocks ngf {ngf}, patch {patch:?}, {on}");
+    let peak = |what: &str| {
+        if let Some(bytes) = device.memory_peak_bytes() {
+            println!(
+                "{what}: device memory peak {:.2} GiB",
+                bytes as f64 / (1u64 << 30) as f64
+            );
+        }
+    };
+    let (s, n) = window_cost(ngf, patch, volume, stride, device)?;
+    println!(
+        "predict: one window {s:.3} s; a {volume:?} volume needs {n} windows: about {:.1} s ({:.2} min) per volume",
+        s * n as f64,
+        s * n as f64 / 60.0
+    );
+    peak("predict (one window)");
+    if let Some(batch) = train_batch {
+        device.reset_memory_peak();
+        let s = train_step_cost(ngf, patch, batch, device)?;
+        println!("train: one CycleGAN step (G_A, G_B, 3D PatchGANs), batch {batch}: {s:.3} s");
+        peak("train step");
+    }
+    Ok(())
+}
+
 fn bench_data(file: Option<PathBuf>, reps: usize) -> anyhow::Result<()> {
     // One core, as the target is stated.
     rayon::ThreadPoolBuilder::new()
@@ -167,14 +223,14 @@ fn bench_data(file: Option<PathBuf>, reps: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_train(size: usize, iters: usize, python: Option<String>) -> anyhow::Result<()> {
+fn bench_train(
+    bench: &mrgan::bench::train_step::TrainBench,
+    python: Option<String>,
+) -> anyhow::Result<()> {
     let python = python
         .or_else(|| std::env::var("MRGAN_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
-    print!(
-        "{}",
-        mrgan::bench::train_step::report(size, iters, &python)?
-    );
+    print!("{}", mrgan::bench::train_step::report(bench, &python)?);
     Ok(())
 }
 

@@ -81,3 +81,26 @@ impl DeviceArg {
         Ok(opened.device)
     }
 }
+
+/// "device memory peak 1.23 GiB" on a GPU, None on the CPU.
+pub fn memory_peak_note(device: &Device) -> Option<String> {
+    device.memory_peak_bytes().map(|b| {
+        format!(
+            "device memory peak {:.2} GiB",
+            b as f64 / (1u64 << 30) as f64
+        )
+    })
+}
+
+/// "X,Y,Z" of positive integers (a patch size).
+pub fn parse_triple(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    match v[..] {
+        [x, y, z] if x > 0 && y > 0 && z > 0 => Ok([x, y, z]),
+        _ => Err(format!("{s:?}: expected X,Y,Z")),
+    }
+}

@@ -226,7 +226,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         (Some(dir), _) => {
             let mut run = Run::open(dir, &args.epoch)
                 .with_context(|| format!("loading {}", dir.display()))?;
-            run.to_device(device)?;
+            run.to_device(device.clone())?;
             Generator::Run(Box::new(run))
         }
         (None, Some(c)) => {
@@ -292,7 +292,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(target.parent().expect("output folder"))
             .with_context(|| format!("creating {}", target.display()))?;
         write(&target, &out, args.out_dtype)?;
-        let line = format!("{} -> {}", entry.path.display(), target.display());
+        let memory = super::memory_peak_note(&device).map_or(String::new(), |m| format!(" ({m})"));
+        let line = format!("{} -> {}{memory}", entry.path.display(), target.display());
         if bar.is_hidden() {
             println!("{line}");
         } else {

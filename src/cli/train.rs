@@ -68,18 +68,6 @@ fn parse_spacing(s: &str) -> Result<[f32; 3], String> {
     }
 }
 
-fn parse_triple(s: &str) -> Result<[usize; 3], String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{s:?}: {e}"))?;
-    match v[..] {
-        [x, y, z] if x > 0 && y > 0 && z > 0 => Ok([x, y, z]),
-        _ => Err(format!("{s:?}: expected X,Y,Z")),
-    }
-}
-
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 pub enum Stats {
     Batch,
@@ -191,7 +179,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 5)]
     save_epoch_freq: usize,
     /// cyclegan3d: patch size X,Y,Z in voxels.
-    #[arg(long, default_value = "128,128,64", value_parser = parse_triple)]
+    #[arg(long, default_value = "128,128,64", value_parser = super::parse_triple)]
     patch: [usize; 3],
     /// cyclegan3d: sliding-window stride in-plane (x and y) at prediction and validation.
     #[arg(long, default_value_t = 32)]
@@ -416,6 +404,7 @@ pub fn train_with_progress(
     val: &[SubjectFiles],
 ) -> anyhow::Result<()> {
     let total = run.config.total_epochs();
+    let device = run.device.clone();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "epoch {prefix} {bar:25} {pos}/{len} it, {per_sec}, ETA {eta} {msg}",
@@ -448,8 +437,10 @@ pub fn train_with_progress(
                     v.psnr, v.ssim, v.mae
                 )
             });
+            let memory =
+                super::memory_peak_note(&device).map_or(String::new(), |m| format!(" | {m}"));
             let line = format!(
-                "epoch {}/{total} lr {:.2e} {:.1}s: {}{val}",
+                "epoch {}/{total} lr {:.2e} {:.1}s: {}{val}{memory}",
                 r.epoch,
                 r.lr,
                 r.seconds,

@@ -31,6 +31,24 @@ impl Device {
         matches!(self, Device::Cpu)
     }
 
+    /// The most device memory the engine's buffers have held, in bytes (since the device was
+    /// opened or since `reset_memory_peak`); None on the CPU.
+    pub fn memory_peak_bytes(&self) -> Option<usize> {
+        match self {
+            Device::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => Some(b.pool_stats().peak * 4),
+        }
+    }
+
+    /// Starts a new memory peak from what the device holds now.
+    pub fn reset_memory_peak(&self) {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(b) = self {
+            b.reset_pool_peak();
+        }
+    }
+
     /// For people: "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)".
     pub fn describe(&self) -> String {
         match self {

@@ -99,6 +99,12 @@ impl<A: RawAllocator> Pool<A> {
         self.lock().stats
     }
 
+    /// Starts a new peak from what the pool holds now (to measure one phase of a run).
+    pub fn reset_peak(&self) {
+        let mut state = self.lock();
+        state.stats.peak = state.stats.in_use + state.stats.cached;
+    }
+
     fn pooled(self: &Arc<Self>, buffer: A::Buffer, class: usize) -> Pooled<A> {
         Pooled {
             buffer: Some(buffer),

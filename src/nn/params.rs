@@ -165,6 +165,11 @@ impl ParamArena {
         Ok(())
     }
 
+    /// Every gradient, on the host wherever the arena lives.
+    pub fn grads_to_vec(&self) -> Result<Vec<f32>> {
+        self.grads.to_vec()
+    }
+
     /// The values of a host arena (initialisation, loading, tests); see `FlatBuffer::host`.
     pub fn values(&self) -> &[f32] {
         self.values.host()

@@ -75,7 +75,11 @@ pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
         return device_result(&shape, backend.launch_concat_channels(&buffers, n, spatial));
     }
     let mut out = vec![0.0; shape.numel()];
-    let slices: Vec<(&[f32], usize)> = parts.iter().map(|p| p.as_slice()).zip(channels).collect();
+    let slices = parts
+        .iter()
+        .zip(channels)
+        .map(|(p, c)| Ok((p.host_operand("concat")?, c)))
+        .collect::<Result<Vec<(&[f32], usize)>>>()?;
     concat_channels(&slices, n, spatial, &mut out);
     Tensor::from_vec(shape, out)
 }

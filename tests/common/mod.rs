@@ -15,10 +15,14 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
+    /// Reads `file` from `$MRGAN_FIXTURES` when set (the GPU bundle carries its fixtures),
+    /// else from this crate's `tests/fixtures`.
     pub fn load(file: &str) -> Fixtures {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(file);
+        let dir = std::env::var_os("MRGAN_FIXTURES").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+            PathBuf::from,
+        );
+        let path = dir.join(file);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, meta) = SafeTensors::read_metadata(&bytes).expect("fixture header");
         let meta = meta.metadata().clone().expect("fixture metadata");
@@ -389,4 +393,17 @@ pub fn score_test_subject_prediction(
         model.psnr, model.ssim, identity.psnr, identity.ssim
     );
     (model, identity)
+}
+
+/// The devices a test runs on: the CPU, and with the `cuda` feature GPU 0 when one works
+/// (else the test says why the GPU run is skipped).
+pub fn test_devices() -> Vec<mrgan::device::Device> {
+    #[allow(unused_mut)] // one device without the cuda feature
+    let mut devices = vec![mrgan::device::Device::Cpu];
+    #[cfg(feature = "cuda")]
+    match mrgan::device::DeviceChoice::Cuda(0).open() {
+        Ok(opened) => devices.push(opened.device),
+        Err(why) => println!("GPU run skipped: {why}"),
+    }
+    devices
 }

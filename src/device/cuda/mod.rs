@@ -248,9 +248,16 @@ impl CudaBackend {
             .unwrap_or_else(|_| "unknown CUDA device".into())
     }
 
-    /// What the backend's caching pool holds and has held (elements of f32).
+    /// What the backend's caching pool holds and has held (elements of f32). Every device
+    /// tensor, arena and scratch buffer of the engine comes from this pool, so its peak is
+    /// the device memory a run's buffers needed at most.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Starts a new pool peak from what the pool holds now.
+    pub fn reset_pool_peak(&self) {
+        self.pool.reset_peak()
     }
 
     /// Median milliseconds of `launch` over `reps` runs after one warm-up, by CUDA events.

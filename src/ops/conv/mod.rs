@@ -36,7 +36,7 @@ fn run_fprop(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) ->
     let mut y = vec![0.0; g.output_shape().numel()];
     cpu::fprop(x.as_slice(), w.as_slice(), g, &mut y);
     if let Some(b) = bias {
-        cpu::add_bias(&mut y, b.as_slice(), g.c_out, g.output_volume());
+        cpu::add_bias(&mut y, b.host_operand("conv")?, g.c_out, g.output_volume());
     }
     Tensor::from_vec(g.output_shape(), y)
 }
@@ -51,7 +51,7 @@ fn run_dgrad(dy: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeometry) -
     let mut dx = vec![0.0; g.input_shape().numel()];
     cpu::dgrad(dy.as_slice(), w.as_slice(), g, &mut dx);
     if let Some(b) = bias {
-        cpu::add_bias(&mut dx, b.as_slice(), g.c_in, g.input_volume());
+        cpu::add_bias(&mut dx, b.host_operand("conv")?, g.c_in, g.input_volume());
     }
     Tensor::from_vec(g.input_shape(), dx)
 }

@@ -16,11 +16,11 @@ pub enum LossTarget {
     Const(f32),
 }
 
-fn as_target<'a>(target: &'a Option<Tensor>, constant: f32) -> cpu::Target<'a, f32> {
-    match target {
-        Some(t) => cpu::Target::Values(t.as_slice()),
+fn as_target<'a>(target: &'a Option<Tensor>, constant: f32) -> Result<cpu::Target<'a, f32>> {
+    Ok(match target {
+        Some(t) => cpu::Target::Values(t.host_operand("loss")?),
         None => cpu::Target::Const(constant),
-    }
+    })
 }
 
 /// The mean loss, a host number wherever `pred` lives (the training loop reads it anyway).
@@ -39,7 +39,7 @@ fn loss_value(
     Ok(cpu::loss(
         kind,
         pred.as_slice(),
-        as_target(target, constant),
+        as_target(target, constant)?,
     ))
 }
 
@@ -83,7 +83,7 @@ impl Backward for LossBackward {
         let mut dpred = vec![0.0; n];
         let wants_target = self.target.is_some() && needs.get(1).copied().unwrap_or(false);
         let mut dtarget = wants_target.then(|| vec![0.0; n]);
-        let target = as_target(&self.target, self.constant);
+        let target = as_target(&self.target, self.constant)?;
         cpu::loss_backward(
             self.kind,
             self.pred.as_slice(),

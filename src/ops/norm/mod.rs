@@ -101,7 +101,10 @@ impl Backward for NormBackward {
                 mean: self.stats.mean.as_slice(),
                 invstd: self.stats.invstd.as_slice(),
             },
-            self.gamma.as_ref().map(|g| g.as_slice()),
+            self.gamma
+                .as_ref()
+                .map(|g| g.host_operand("norm backward"))
+                .transpose()?,
             self.batch_stats,
             dx.as_deref_mut(),
         );
@@ -304,8 +307,8 @@ fn normalize(
             mean: stats.mean.as_slice(),
             invstd: stats.invstd.as_slice(),
         },
-        gamma.map(|g| g.as_slice()),
-        beta.map(|b| b.as_slice()),
+        gamma.map(|g| g.host_operand("norm")).transpose()?,
+        beta.map(|b| b.host_operand("norm")).transpose()?,
         &mut y,
     );
     Tensor::from_vec(x.shape().clone(), y)
