@@ -1,11 +1,12 @@
 //! The CUDA kernels' logic checked without a GPU: `tests/emulation/` compiles every
 //! `kernels/*.cu` (conv and the dense GEMM, norm, loss, pad, elementwise, reduce, concat,
-//! adam) as C++20 for the host (one
-//! thread per CUDA thread, `__syncthreads` as a barrier) and runs each kernel with the launch
-//! shape the CUDA backend uses; the results are compared with the CPU ops. This catches
-//! indexing, tiling and reduction bugs on every machine; the device's own behaviour (memory
-//! model, speed) is still for `tests/cuda_parity.rs` on a GPU, and a missing
-//! `__syncthreads` may go unnoticed here (host threads race differently from warps).
+//! adam) as C++20 for the host (a block's threads as fibers that switch at `__syncthreads`,
+//! in alternating order: `tests/emulation/cuda_host.hpp`) and runs each kernel with the
+//! launch shape the CUDA backend uses; the results are compared with the CPU ops. This
+//! catches indexing, tiling and reduction bugs on every machine, and a missing
+//! `__syncthreads` before a read of shared memory (removing the first barrier of the norms'
+//! block sum fails `emulated_norm_kernels_match_the_cpu`); the device's own behaviour
+//! (memory model, warps, speed) is still for `tests/cuda_parity.rs` on a GPU.
 //! Skips, saying why, when there is no C++ compiler; a kernel or driver that does not compile
 //! as C++20 fails.
 //!
