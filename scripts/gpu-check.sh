@@ -41,6 +41,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu
 "$here/mrgan" --version >> "$out/gpu.txt" 2>&1 || ldd "$here/mrgan" >> "$out/gpu.txt" 2>&1
 # Each step is bounded so that one call on a 15-minute device lease always returns a
 # table: MRGAN_PARITY_TIMEOUT / MRGAN_BENCH_TIMEOUT seconds (exit 124 marks a step cut off).
+# On a GPU machine a test that cannot open the GPU fails rather than skips.
+export MRGAN_REQUIRE_GPU=1
 timeout "${MRGAN_PARITY_TIMEOUT:-240}" "$here/cuda_parity" --nocapture --test-threads 1 \
   > "$out/cuda_parity.txt" 2>&1
 rc=$?
@@ -48,7 +50,7 @@ rc=$?
 echo "== GPU"
 cat "$out/gpu.txt"
 echo "== CUDA parity: the largest error of each test vs the CPU op (every case: cuda_parity.txt)"
-awk '/^test .* \.\.\. /{t=$2} /skipped/{print t": "$0}
+awk '/^test .* \.\.\. /{t=$2} /skipped|no GPU/{print t": "$0}
      /max abs error/{e=$NF+0; if (e>m[t]) m[t]=e; seen[t]=1}
      END{for (t in seen) printf "%s: largest max abs error %.2e\n", t, m[t]}' "$out/cuda_parity.txt" | sort
 grep -E "panicked|^test result" -A2 "$out/cuda_parity.txt"
@@ -58,7 +60,7 @@ MRGAN_FIXTURES="$here/fixtures" timeout "${MRGAN_GOLDEN_TIMEOUT:-120}" "$here/mo
   --nocapture --test-threads 1 > "$out/model_golden.txt" 2>&1
 golden_rc=$?
 echo "== whole-network goldens (model_golden.txt): devices, then results"
-grep -E " on |GPU run skipped|panicked|^test result" "$out/model_golden.txt" | sort | uniq -c
+grep -E " on |no GPU|panicked|^test result" "$out/model_golden.txt" | sort | uniq -c
 for dev in cuda cpu; do
   ( cd "$out" && timeout "${MRGAN_DEMO_TIMEOUT:-120}" "$here/mrgan" demo --device $dev \
       --epochs 2 --decay 0 --out "$out/demo-$dev" > "$out/demo-$dev.txt" 2>&1 )

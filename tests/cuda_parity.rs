@@ -24,7 +24,7 @@ fn gpu() -> Option<Arc<CudaBackend>> {
             Some(b)
         }
         Err(why) => {
-            println!("skipped: {why}");
+            common::gpu_missing(&why);
             None
         }
     }

@@ -16,6 +16,15 @@
 //! instance norm) into full-size updates of either sign, so CycleGAN's trajectory is chaotic
 //! at round-off level: PyTorch itself, run in f32 and in f64 from the same start, differs
 //! by 3.4% on G_A at step 6 (measured). Any real error shows at step 0, checked at 1e-5.
+//!
+//! On a GPU (or the emulated one of `scripts/emulated-device-check.sh`) the gradients are
+//! compared at 5e-2 instead of 2e-3 relative. The forward passes agree to ~4e-6, but a ReLU
+//! whose input lies within that of 0 takes the other branch on the other device, and the
+//! instance norm before it spreads the difference over the whole channel: measured on the
+//! emulated device, one such element (7.8e-8 on the CPU, -6.0e-6 on the device, among 16,384)
+//! moved every earlier gradient of a random-init CycleGAN by 2-4%, and the fixture's G_A
+//! stem by 0.24%. Wrong kernels give errors of order one; the outputs and step-0 losses
+//! stay at 1e-5, and every kernel has its own tight parity test.
 
 mod common;
 
@@ -67,6 +76,12 @@ fn loaded(
 }
 
 fn check_grads(f: &Fixtures, prefix: &str, t: &Trained) {
+    // See the module note: ReLU inputs within round-off of 0 on another device.
+    let relative = if t.net.arena().device().is_cpu() {
+        2e-3
+    } else {
+        5e-2
+    };
     let net_scale = t
         .net
         .arena()
@@ -93,7 +108,7 @@ fn check_grads(f: &Fixtures, prefix: &str, t: &Trained) {
             e.name
         );
         assert!(
-            worst <= 2e-3 * scale + 1e-4 * net_scale,
+            worst <= relative * scale + 1e-4 * net_scale,
             "{prefix} gradient of {}: max error {worst} (max |g| {scale})",
             e.name
         );

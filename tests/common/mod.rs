@@ -396,14 +396,23 @@ pub fn score_test_subject_prediction(
 }
 
 /// The devices a test runs on: the CPU, and with the `cuda` feature GPU 0 when one works
-/// (else the test says why the GPU run is skipped).
+/// (else the test says why the GPU run is skipped, or fails under `MRGAN_REQUIRE_GPU=1`).
 pub fn test_devices() -> Vec<mrgan::device::Device> {
     #[allow(unused_mut)] // one device without the cuda feature
     let mut devices = vec![mrgan::device::Device::Cpu];
     #[cfg(feature = "cuda")]
     match mrgan::device::DeviceChoice::Cuda(0).open() {
         Ok(opened) => devices.push(opened.device),
-        Err(why) => println!("GPU run skipped: {why}"),
+        Err(why) => gpu_missing(&why.to_string()),
     }
     devices
+}
+
+/// Says why a GPU test is skipped; under `MRGAN_REQUIRE_GPU=1` (the GPU bundle, the
+/// emulated-device check) a missing GPU fails the test instead.
+pub fn gpu_missing(why: &str) {
+    if std::env::var("MRGAN_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("MRGAN_REQUIRE_GPU=1 but no GPU: {why}");
+    }
+    println!("GPU run skipped: {why}");
 }

@@ -7,8 +7,6 @@
 #include <cstdio>
 #include "cuda_host.hpp"
 
-inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
-
 #include "../../kernels/norm.cu"
 
 int main(int argc, char** argv) {

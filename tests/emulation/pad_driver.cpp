@@ -5,9 +5,6 @@
 #include <cmath>
 #include "cuda_host.hpp"
 
-using std::max;
-using std::min;
-
 #include "../../kernels/pad.cu"
 
 int main(int argc, char** argv) {
