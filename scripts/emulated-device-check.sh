@@ -3,8 +3,11 @@
 # driver API calls mrgan makes, with every kernel of kernels/*.cu run by the host emulation)
 # into target/fake-cuda/libcuda.so, puts it first on LD_LIBRARY_PATH, and runs with
 # --features cuda, on that emulated device: the CUDA parity tests (every kernel against the
-# CPU ops; device tensors, arenas, the image pool) and the whole-network PyTorch goldens
-# (model_golden: pix2pix, CycleGAN and 3D CycleGAN steps on the CPU and on the "GPU").
+# CPU ops; device tensors, arenas, the image pool), the whole-network PyTorch goldens
+# (model_golden: pix2pix, CycleGAN and 3D CycleGAN steps on the CPU and on the "GPU"), and
+# the runs through the binary (runs, volumetric: `--device auto` picks the emulated GPU, so
+# training, bitwise resume, checkpoints, prediction and eval go through the device path;
+# the multi-minute real-data trainings are skipped).
 # MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open.
 # Needs nvcc (the cuda feature's build) and a C++20 compiler ($CXX, default c++).
 set -euo pipefail
@@ -16,4 +19,4 @@ ln -sf libcuda.so "$dir/libcuda.so.1"
 export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRGAN_REQUIRE_GPU=1
 cargo test --release --locked --features cuda --test cuda_parity --test model_golden \
-  -- --test-threads 1 "$@"
+  --test runs --test volumetric -- --test-threads 1 --skip real_data "$@"
