@@ -92,15 +92,25 @@ pub fn memory_peak_note(device: &Device) -> Option<String> {
     })
 }
 
-/// "X,Y,Z" of positive integers (a patch size).
-pub fn parse_triple(s: &str) -> Result<[usize; 3], String> {
-    let v: Vec<usize> = s
+/// "X,Y,Z": three comma-separated numbers that together pass `ok`; `rule` ends the error
+/// message ("expected X,Y,Z <rule>").
+pub fn parse_xyz<T>(s: &str, ok: impl Fn([T; 3]) -> bool, rule: &str) -> Result<[T; 3], String>
+where
+    T: std::str::FromStr + Copy,
+    T::Err: std::fmt::Display,
+{
+    let v: Vec<T> = s
         .split(',')
-        .map(|p| p.trim().parse::<usize>())
+        .map(|p| p.trim().parse::<T>())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{s:?}: {e}"))?;
     match v[..] {
-        [x, y, z] if x > 0 && y > 0 && z > 0 => Ok([x, y, z]),
-        _ => Err(format!("{s:?}: expected X,Y,Z")),
+        [x, y, z] if ok([x, y, z]) => Ok([x, y, z]),
+        _ => Err(format!("{s:?}: expected X,Y,Z {rule}")),
     }
+}
+
+/// "X,Y,Z" of positive integers (a patch size).
+pub fn parse_triple(s: &str) -> Result<[usize; 3], String> {
+    parse_xyz(s, |v| v.iter().all(|&x| x > 0), "of positive integers")
 }

@@ -32,17 +32,11 @@ pub struct PhantomArgs {
 }
 
 fn parse_dims(s: &str) -> Result<[usize; 3], String> {
-    let parts: Vec<usize> = s
-        .split(',')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{s:?}: {e}"))?;
-    match parts[..] {
-        [x, y, z] if x >= 8 && y >= 8 && z >= 8 && x * y * z <= 1 << 27 => Ok([x, y, z]),
-        _ => Err(format!(
-            "{s:?}: expected X,Y,Z, each at least 8, at most 2^27 voxels"
-        )),
-    }
+    super::parse_xyz(
+        s,
+        |[x, y, z]| x >= 8 && y >= 8 && z >= 8 && x * y * z <= 1 << 27,
+        "each at least 8, at most 2^27 voxels",
+    )
 }
 
 pub fn run(args: PhantomArgs) -> anyhow::Result<()> {

@@ -57,15 +57,7 @@ pub enum BlendArg {
 }
 
 fn parse_spacing(s: &str) -> Result<[f32; 3], String> {
-    let v: Vec<f32> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{s:?}: {e}"))?;
-    match v[..] {
-        [x, y, z] if x > 0.0 && y > 0.0 && z > 0.0 => Ok([x, y, z]),
-        _ => Err(format!("{s:?}: expected X,Y,Z in mm")),
-    }
+    super::parse_xyz(s, |v| v.iter().all(|&x| x > 0.0), "in mm, each above 0")
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
