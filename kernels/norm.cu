@@ -94,6 +94,23 @@ extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* y, c
     }
 }
 
+// Per channel: dbeta[ch] = the sum of sums[2g] and dgamma[ch] = the sum of sums[2g + 1] over
+// the channel's groups (itself for batch norm; g = sample * c + ch for instance norm, summed
+// in sample order). One thread per channel.
+extern "C" __global__ void norm_channel_sums_f32(const float* sums, float* dgamma, float* dbeta, int n, int c,
+                                                 int per_sample) {
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < c; ch += gridDim.x * blockDim.x) {
+        float g = 0.0f, b = 0.0f;
+        for (int sample = 0; sample < (per_sample ? n : 1); ++sample) {
+            int group = sample * c + ch;
+            b += sums[2 * group];
+            g += sums[2 * group + 1];
+        }
+        dgamma[ch] = g;
+        dbeta[ch] = b;
+    }
+}
+
 // dx = scale * (dz - mean(dz) - xhat * mean(dz * xhat)) with batch statistics, or scale * dz
 // with fixed (running) statistics; scale = invstd * gamma, dz as in norm_grad_sums_f32.
 extern "C" __global__ void norm_backward_f32(const float* dy, const float* y, const float* x, const float* mean,

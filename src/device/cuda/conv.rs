@@ -203,7 +203,7 @@ impl CudaBackend {
     }
 
     /// `y + bias` per channel of an N, C, spatial tensor: the norms' apply kernel with
-    /// identity statistics (mean 0, invstd 1, gamma 1), which computes exactly x + beta.
+    /// identity statistics (mean 0, invstd 1, no gamma), which computes exactly y + beta.
     pub fn launch_bias_add(
         self: &Arc<Self>,
         y: &DeviceBuffer,
@@ -221,24 +221,26 @@ impl CudaBackend {
         )
     }
 
-    /// The bias gradient, the per-channel sum of dy: the norms' dbeta with identity
-    /// statistics (dx, computed alongside, is dropped).
+    /// The bias gradient, the per-channel sum of dy, on the device: the norms' dbeta with
+    /// identity statistics (dx, computed alongside, is dropped).
     pub fn launch_bias_grad(
         self: &Arc<Self>,
         dy: &DeviceBuffer,
         (n, c, s): (usize, usize, usize),
-    ) -> CudaResult<Vec<f32>> {
+    ) -> CudaResult<DeviceBuffer> {
         let (mean, invstd) = (self.zeros(c)?, self.launch_fill(c, 1.0)?);
+        let identity = (&mean, &invstd);
         let grads = self.launch_norm_backward(
             (dy, dy),
             (n, c, s),
             false,
-            (&mean, &invstd),
+            identity,
             None,
             false,
             None,
+            true,
         )?;
-        Ok(grads.dbeta)
+        Ok(grads.affine.expect("asked for").1)
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as

@@ -59,12 +59,14 @@ pub struct NormStats {
     pub invstd: DeviceBuffer,
 }
 
-/// The gradients of a norm: dx, and per channel dgamma and dbeta.
+/// The gradients of a norm: dx, and (when asked for) per channel dgamma and dbeta.
 pub struct NormGrads {
     pub dx: DeviceBuffer,
-    pub dgamma: Vec<f32>,
-    pub dbeta: Vec<f32>,
+    pub affine: Option<(DeviceBuffer, DeviceBuffer)>,
 }
+
+/// A null device pointer: the norm kernels read an absent gamma as ones, beta as zeros.
+const NULL: u64 = 0;
 
 impl CudaBackend {
     /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (Welford, one block per
@@ -100,7 +102,8 @@ impl CudaBackend {
     }
 
     /// y = act((x - mean) * invstd * gamma + beta) with the given group statistics (`mean`,
-    /// `invstd`: one per group); absent gamma / beta are ones / zeros.
+    /// `invstd`: one per group); absent gamma / beta are ones / zeros (null pointers, which
+    /// the kernel reads as such).
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn launch_norm_apply(
         self: &Arc<Self>,
@@ -112,46 +115,34 @@ impl CudaBackend {
         act: Option<Activation>,
     ) -> CudaResult<DeviceBuffer> {
         let shape = NormShape::new((n, c, s), per_sample);
-        let (ones, zeros);
-        let gamma = match gamma {
-            Some(g) => g,
-            None => {
-                ones = self.launch_fill(c, 1.0)?;
-                &ones
-            }
-        };
-        let beta = match beta {
-            Some(b) => b,
-            None => {
-                zeros = self.zeros(c)?;
-                &zeros
-            }
-        };
         let mut y = self.alloc(shape.len())?;
         let (act_kind, slope) = kernel_codes::activation(act);
         let [ni, ci, si, ps] = shape.args();
         let mut b = self.stream.launch_builder(&self.functions.norm_apply);
-        b.arg(x.slice())
-            .arg(mean.slice())
-            .arg(invstd.slice())
-            .arg(gamma.slice())
-            .arg(beta.slice())
-            .arg(y.slice_mut())
+        b.arg(x.slice()).arg(mean.slice()).arg(invstd.slice());
+        for p in [gamma, beta] {
+            match p {
+                Some(p) => b.arg(p.slice()),
+                None => b.arg(&NULL),
+            };
+        }
+        b.arg(y.slice_mut())
             .arg(&ni)
             .arg(&ci)
             .arg(&si)
             .arg(&ps)
             .arg(&act_kind)
             .arg(&slope);
-        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c,
-        // mean / invstd one per group.
+        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c (or
+        // are null), mean / invstd one per group.
         unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_apply_f32"))?;
         Ok(y)
     }
 
     /// Gradients of a norm given dy and the statistics it used (`batch_stats`: whether they
     /// were this batch's, so that they depend on x). With a fused activation, `fused` holds
-    /// its output y (act' is taken from y) and the activation. Absent gamma is ones.
+    /// its output y (act' is taken from y) and the activation. Absent gamma is ones. The
+    /// per-channel dgamma and dbeta are summed on the device only `with_affine`.
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn launch_norm_backward(
         self: &Arc<Self>,
@@ -162,18 +153,39 @@ impl CudaBackend {
         gamma: Option<&DeviceBuffer>,
         batch_stats: bool,
         fused: Option<(&DeviceBuffer, Activation)>,
+        with_affine: bool,
     ) -> CudaResult<NormGrads> {
         let shape = NormShape::new((n, c, s), per_sample);
         let (sums, dx) =
             self.enqueue_norm_backward((dy, x), shape, (mean, invstd), gamma, batch_stats, fused)?;
-        // Per-group sums to per-channel gradients: a few hundred floats, added on the host.
-        let sums = sums.to_host()?;
-        let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
-        for g in 0..shape.groups() {
-            dbeta[g % c] += sums[2 * g];
-            dgamma[g % c] += sums[2 * g + 1];
-        }
-        Ok(NormGrads { dx, dgamma, dbeta })
+        let affine = with_affine
+            .then(|| self.launch_channel_sums(&sums, shape))
+            .transpose()?;
+        Ok(NormGrads { dx, affine })
+    }
+
+    /// dgamma and dbeta per channel from the per-group sums (`norm_channel_sums_f32`).
+    fn launch_channel_sums(
+        self: &Arc<Self>,
+        sums: &DeviceBuffer,
+        shape: NormShape,
+    ) -> CudaResult<(DeviceBuffer, DeviceBuffer)> {
+        let (mut dgamma, mut dbeta) = (self.alloc(shape.c)?, self.alloc(shape.c)?);
+        let [ni, ci, _, ps] = shape.args();
+        let mut b = self
+            .stream
+            .launch_builder(&self.functions.norm_channel_sums);
+        b.arg(sums.slice())
+            .arg(dgamma.slice_mut())
+            .arg(dbeta.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&ps);
+        // SAFETY: matches norm_channel_sums_f32(const float* sums, float* dgamma,
+        // float* dbeta, int n, int c, int per_sample); sums holds two floats per group,
+        // dgamma / dbeta c.
+        unsafe { b.launch(launch_1d(shape.c)) }.map_err(err("norm_channel_sums_f32"))?;
+        Ok((dgamma, dbeta))
     }
 
     /// The two backward kernels: per-group sums (dbeta, dgamma terms; two per group) and dx.
@@ -186,15 +198,7 @@ impl CudaBackend {
         batch_stats: bool,
         fused: Option<(&DeviceBuffer, Activation)>,
     ) -> CudaResult<(DeviceBuffer, DeviceBuffer)> {
-        let (c, groups) = (shape.c, shape.groups());
-        let ones;
-        let gamma = match gamma {
-            Some(g) => g,
-            None => {
-                ones = self.launch_fill(c, 1.0)?;
-                &ones
-            }
-        };
+        let groups = shape.groups();
         let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
         // Without a fused activation the kernels do not read y: any buffer stands in.
         let y = fused.map_or(dy, |f| f.0);
@@ -222,9 +226,12 @@ impl CudaBackend {
             .arg(y.slice())
             .arg(x.slice())
             .arg(mean.slice())
-            .arg(invstd.slice())
-            .arg(gamma.slice())
-            .arg(sums.slice())
+            .arg(invstd.slice());
+        match gamma {
+            Some(g) => b.arg(g.slice()),
+            None => b.arg(&NULL),
+        };
+        b.arg(sums.slice())
             .arg(dx.slice_mut())
             .arg(&ni)
             .arg(&ci)
@@ -289,8 +296,10 @@ impl CudaBackend {
             Some(&up(gamma)?),
             batch_stats,
             y.as_ref().zip(fused.map(|f| f.1)),
+            true,
         )?;
-        Ok((grads.dx.to_host()?, grads.dgamma, grads.dbeta))
+        let (dgamma, dbeta) = grads.affine.expect("asked for");
+        Ok((grads.dx.to_host()?, dgamma.to_host()?, dbeta.to_host()?))
     }
 
     /// Median milliseconds of a norm's forward (statistics + apply, fused LeakyReLU(0.2)) and

@@ -34,10 +34,6 @@ pub(super) fn primitive(
 
 /// The per-channel sum of `dy` (N, C, spatial) as a `[C]` tensor on its device.
 pub(super) fn bias_grad(dy: &DeviceBuffer, (n, c, s): (usize, usize, usize)) -> Result<Tensor> {
-    let backend = dy.backend();
-    let sums = backend
-        .launch_bias_grad(dy, (n, c, s))
-        .map_err(Error::Device)?;
-    let sums = backend.upload_buffer(&sums).map_err(Error::Device)?;
-    Tensor::from_device([c], sums)
+    let sums = dy.backend().launch_bias_grad(dy, (n, c, s));
+    Tensor::from_device([c], sums.map_err(Error::Device)?)
 }

@@ -81,15 +81,16 @@ impl Backward for NormBackward {
                     gamma,
                     self.batch_stats,
                     None,
+                    self.gamma.is_some(),
                 )
                 .map_err(crate::error::Error::Device)?;
-            let device = self.x.device();
-            let per_channel = |v: Vec<f32>| Tensor::from_vec([c], v)?.to_device(&device);
-            return Ok(vec![
-                Some(Tensor::from_device(self.x.shape().clone(), grads.dx)?),
-                Some(per_channel(grads.dgamma)?),
-                Some(per_channel(grads.dbeta)?),
-            ]);
+            let dx = Tensor::from_device(self.x.shape().clone(), grads.dx)?;
+            let mut out = vec![Some(dx)];
+            if let Some((dgamma, dbeta)) = grads.affine {
+                out.push(Some(Tensor::from_device([c], dgamma)?));
+                out.push(Some(Tensor::from_device([c], dbeta)?));
+            }
+            return Ok(out);
         }
         let mut dx = needs[0].then(|| vec![0.0; self.x.numel()]);
         let (dgamma, dbeta) = cpu::normalize_backward(
