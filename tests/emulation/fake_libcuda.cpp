@@ -86,6 +86,20 @@ using Clock = std::chrono::steady_clock;
 
 void* host(CUdeviceptr p) { return reinterpret_cast<void*>(p); }
 
+// Driver calls counted by kind; with MRGAN_FAKE_CUDA_COUNTS=1 they are printed when the
+// process exits (launches, device allocations, and copies to the host, which wait for the
+// device on a real GPU), e.g. to count what one training step costs.
+struct Counts {
+    unsigned long long launches = 0, allocations = 0, copies_to_host = 0, copies_to_device = 0;
+    ~Counts() {
+        const char* on = getenv("MRGAN_FAKE_CUDA_COUNTS");
+        if (on && strcmp(on, "1") == 0)
+            fprintf(stderr, "fake libcuda: %llu launches, %llu allocations, %llu copies to the host, %llu to the device\n",
+                    launches, allocations, copies_to_host, copies_to_device);
+    }
+};
+Counts counts;
+
 // Every allocation is followed by a guard of GUARD bytes of CANARY; after each launch and
 // copy the guards are checked, so a kernel or copy that writes past the end of a buffer
 // stops the process with its name.
@@ -212,6 +226,7 @@ CUresult cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, u
     if (by != 1 || bz != 1) return CUDA_ERROR_INVALID_VALUE;  // the emulation runs 1D blocks
     std::lock_guard<std::mutex> lock(launches);
     const Kernel* k = static_cast<Kernel*>(function);
+    ++counts.launches;
     k->run(dim3{gx, gy, gz}, bx, params);
     check_guards(k->name);
     return CUDA_SUCCESS;
@@ -221,6 +236,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     void* m = aligned_alloc(256, (bytes + GUARD + 255) / 256 * 256);
     if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
     memset(static_cast<char*>(m) + bytes, CANARY, GUARD);
+    ++counts.allocations;
     *p = reinterpret_cast<CUdeviceptr>(m);
     std::lock_guard<std::mutex> lock(allocations_lock);
     allocations[*p] = bytes;
@@ -235,6 +251,7 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+    ++counts.copies_to_device;
     memcpy(host(dst), src, bytes);
     check_guards("a copy to the device");
     return CUDA_SUCCESS;
@@ -243,6 +260,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, vo
     return cuMemcpyHtoD_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+    ++counts.copies_to_host;
     memcpy(dst, host(src), bytes);
     return CUDA_SUCCESS;
 }
