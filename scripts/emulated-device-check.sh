@@ -8,7 +8,8 @@
 # the runs through the binary (runs, volumetric: `--device auto` picks the emulated GPU, so
 # training, bitwise resume, checkpoints, prediction and eval go through the device path;
 # the multi-minute real-data trainings are skipped).
-# MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open.
+# MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open. Last, a
+# training on an emulated device of 1 MB must stop with a clear out-of-memory error.
 # Needs nvcc (the cuda feature's build) and a C++20 compiler ($CXX, default c++).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,21 @@ export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRGAN_REQUIRE_GPU=1
 cargo test --release --locked --features cuda --test cuda_parity --test model_golden \
   --test runs --test volumetric -- --test-threads 1 --skip real_data "$@"
+
+# Out of device memory (the emulated device limited to 1 MB) is a clear error and exit
+# code 1, not a crash.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+target/release/mrgan phantom --out "$tmp/data" --subjects 2 --size 32,32,16 > /dev/null
+set +e
+MRGAN_FAKE_CUDA_MEMORY=1000000 target/release/mrgan train --model pix2pix --data "$tmp/data" \
+  --a t1 --b t2 --run "$tmp/run" --net-g unet_32 --ngf 8 --ndf 8 --min-foreground 1 --device cuda \
+  > "$tmp/oom.txt" 2>&1
+code=$?
+set -e
+if [ $code != 1 ] || ! grep -q "out of memory" "$tmp/oom.txt" || grep -q panicked "$tmp/oom.txt"; then
+  echo "out-of-memory check: expected exit 1 with 'out of memory', got exit $code:" >&2
+  cat "$tmp/oom.txt" >&2
+  exit 1
+fi
+echo "out-of-memory check: exit 1, $(grep -o 'out of memory.*' "$tmp/oom.txt" | head -1)"

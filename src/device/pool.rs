@@ -78,15 +78,23 @@ impl<A: RawAllocator> Pool<A> {
             state.stats.in_use += class;
             return Ok(self.pooled(buffer, class));
         }
+        // What the engine holds, for the error: the usual cure is a smaller batch or patch.
+        let held = |why: String, in_use: usize| {
+            format!(
+                "{why} (the engine's buffers already hold {:.1} MiB; a smaller batch or patch needs less)",
+                in_use as f64 * 4.0 / (1 << 20) as f64
+            )
+        };
         let buffer = match self.raw.allocate(class) {
             Ok(buffer) => buffer,
             Err(_) if state.stats.cached > 0 => {
                 // Out of memory with buffers cached: give them back to the device, try again.
                 state.free.clear();
                 state.stats.cached = 0;
-                self.raw.allocate(class)?
+                let in_use = state.stats.in_use;
+                self.raw.allocate(class).map_err(|why| held(why, in_use))?
             }
-            Err(why) => return Err(why),
+            Err(why) => return Err(held(why, state.stats.in_use)),
         };
         let stats = &mut state.stats;
         stats.misses += 1;

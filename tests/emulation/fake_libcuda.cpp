@@ -107,6 +107,14 @@ constexpr size_t GUARD = 1024;
 constexpr unsigned char CANARY = 0xA5;
 std::mutex allocations_lock;
 std::map<CUdeviceptr, size_t> allocations;  // address -> bytes asked for
+size_t allocated = 0;                       // bytes held, against MRGAN_FAKE_CUDA_MEMORY
+
+// The device's memory in bytes: MRGAN_FAKE_CUDA_MEMORY, default 8 GiB (a small value makes
+// allocations fail, to exercise the out-of-memory paths).
+size_t memory_limit() {
+    const char* v = getenv("MRGAN_FAKE_CUDA_MEMORY");
+    return v ? strtoull(v, nullptr, 10) : size_t(8) << 30;
+}
 
 void check_guards(const char* after) {
     std::lock_guard<std::mutex> lock(allocations_lock);
@@ -153,7 +161,7 @@ CUresult cuDeviceGetAttribute(int* value, int attribute, int) {
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceTotalMem_v2(size_t* bytes, int) {
-    *bytes = size_t(8) << 30;
+    *bytes = memory_limit();
     return CUDA_SUCCESS;
 }
 CUresult cuDevicePrimaryCtxRetain(void** ctx, int) {
@@ -233,18 +241,21 @@ CUresult cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, u
 }
 
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(allocations_lock);
+    if (allocated + bytes > memory_limit()) return CUDA_ERROR_OUT_OF_MEMORY;
     void* m = aligned_alloc(256, (bytes + GUARD + 255) / 256 * 256);
     if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
     memset(static_cast<char*>(m) + bytes, CANARY, GUARD);
     ++counts.allocations;
     *p = reinterpret_cast<CUdeviceptr>(m);
-    std::lock_guard<std::mutex> lock(allocations_lock);
     allocations[*p] = bytes;
+    allocated += bytes;
     return CUDA_SUCCESS;
 }
 CUresult cuMemFree_v2(CUdeviceptr p) {
     {
         std::lock_guard<std::mutex> lock(allocations_lock);
+        allocated -= allocations[p];
         allocations.erase(p);
     }
     free(host(p));
@@ -284,7 +295,9 @@ CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, void*) 
     return cuMemsetD8_v2(dst, value, n);
 }
 CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
-    *free_bytes = *total = size_t(8) << 30;
+    std::lock_guard<std::mutex> lock(allocations_lock);
+    *total = memory_limit();
+    *free_bytes = *total > allocated ? *total - allocated : 0;
     return CUDA_SUCCESS;
 }
 
