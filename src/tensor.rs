@@ -389,3 +389,33 @@ impl fmt::Debug for Tensor {
         write!(f, "Tensor({}, {:?})", self.shape, self.device())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_items_stack_back_into_the_batch() {
+        let x = Tensor::from_vec([3, 2, 2], (0..12).map(|v| v as f32).collect()).unwrap();
+        let items: Vec<Tensor> = (0..3).map(|i| x.batch_item(i).unwrap()).collect();
+        assert_eq!(items[1].dims(), [1, 2, 2]);
+        assert_eq!(items[1].as_slice(), &[4.0, 5.0, 6.0, 7.0]);
+        let back = Tensor::cat_batch(&items).unwrap();
+        assert_eq!((back.dims(), back.as_slice()), (x.dims(), x.as_slice()));
+        assert!(x.batch_item(3).is_err());
+        let other = Tensor::zeros([1, 3, 2]);
+        assert!(Tensor::cat_batch(&[x.clone(), other]).is_err());
+        assert!(Tensor::cat_batch(&[]).is_err());
+    }
+
+    #[test]
+    fn host_copies_are_the_same_tensor_on_the_cpu() {
+        let x = Tensor::from_vec([2], vec![1.0, 2.0]).unwrap();
+        assert_eq!(x.to_host().unwrap().as_slice(), x.as_slice());
+        assert_eq!(x.to_device(&Device::Cpu).unwrap().as_slice(), x.as_slice());
+        assert_eq!(x.host_operand("test").unwrap(), x.as_slice());
+        assert_eq!(x.to_vec().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(Tensor::scalar(3.0).item().unwrap(), 3.0);
+        assert!(x.item().is_err());
+    }
+}

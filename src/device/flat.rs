@@ -134,3 +134,26 @@ impl FlatBuffer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_buffers_slice_accumulate_and_zero() {
+        let mut b = FlatBuffer::Host(vec![0.0; 2]);
+        b.extend(3, 1.5);
+        assert_eq!(b.host(), &[0.0, 0.0, 1.5, 1.5, 1.5]);
+        let t = b.tensor(1..4, Shape::new(&[3])).unwrap();
+        assert_eq!(t.as_slice(), &[0.0, 1.5, 1.5]);
+        b.add_at(3, &Tensor::from_vec([2], vec![1.0, -2.0]).unwrap())
+            .unwrap();
+        assert_eq!(b.host(), &[0.0, 0.0, 1.5, 2.5, -0.5]);
+        // A tensor taken earlier is a copy: later updates leave it alone.
+        assert_eq!(t.as_slice(), &[0.0, 1.5, 1.5]);
+        b.zero().unwrap();
+        assert!(b.host().iter().all(|&v| v == 0.0));
+        let b = b.to_device(&Device::Cpu).unwrap();
+        assert_eq!((b.len(), b.device()), (5, Device::Cpu));
+    }
+}
