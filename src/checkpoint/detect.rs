@@ -123,24 +123,25 @@ pub fn load_state_dict(net: &mut dyn Network, sd: &StateDict) -> Result<(), Stri
     }
     for norm in net.norms_mut() {
         if let Some(stats) = norm.stats.as_mut() {
-            for (suffix, target) in [
-                ("running_mean", &mut stats.mean),
-                ("running_var", &mut stats.var),
-            ] {
+            let mut loaded = Vec::with_capacity(2);
+            for suffix in ["running_mean", "running_var"] {
                 let key = format!("{}.{suffix}", norm.name);
                 let t = find(&key).ok_or_else(|| {
                     format!("the checkpoint has no {key} that this architecture's batch norm needs")
                 })?;
-                if t.data.len() != target.len() {
+                if t.data.len() != stats.channels() {
                     return Err(format!(
                         "{key} has {} values, the architecture expects {}",
                         t.data.len(),
-                        target.len()
+                        stats.channels()
                     ));
                 }
-                target.copy_from_slice(&t.data);
+                loaded.push(t.data.clone());
                 used.insert(key);
             }
+            let var = loaded.pop().expect("two statistics");
+            let mean = loaded.pop().expect("two statistics");
+            stats.load(mean, var).map_err(|e| e.to_string())?;
         }
     }
     for (k, _) in &sd.tensors {

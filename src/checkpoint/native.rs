@@ -90,13 +90,13 @@ pub fn state_tensors(net: &mut dyn Network, batch_counters: bool) -> Result<Vec<
         if let Some(s) = &n.stats {
             out.push((
                 format!("{}.running_mean", n.name),
-                vec![s.mean.len()],
-                s.mean.clone(),
+                vec![s.channels()],
+                s.mean.to_vec()?,
             ));
             out.push((
                 format!("{}.running_var", n.name),
-                vec![s.var.len()],
-                s.var.clone(),
+                vec![s.channels()],
+                s.var.to_vec()?,
             ));
             if batch_counters {
                 out.push((format!("{}.num_batches_tracked", n.name), vec![], vec![0.0]));
@@ -145,13 +145,10 @@ pub fn load_network(path: &Path, net: &mut dyn Network) -> Result<()> {
     net.arena_mut().load_values(&values)?;
     for norm in net.norms_mut() {
         if let Some(stats) = norm.stats.as_mut() {
-            let c = stats.mean.len();
-            stats
-                .mean
-                .copy_from_slice(take(&format!("{}.running_mean", norm.name), &[c])?);
-            stats
-                .var
-                .copy_from_slice(take(&format!("{}.running_var", norm.name), &[c])?);
+            let c = stats.channels();
+            let mean = take(&format!("{}.running_mean", norm.name), &[c])?.clone();
+            let var = take(&format!("{}.running_var", norm.name), &[c])?.clone();
+            stats.load(mean, var)?;
         }
     }
     Ok(())

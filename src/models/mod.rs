@@ -68,10 +68,15 @@ impl Trained {
         self.adam.step(arena, lr)
     }
 
-    /// Moves the parameters, gradients and Adam's moments to `device` (batch norms' running
-    /// statistics stay on the host, where they are updated from each batch's statistics).
+    /// Moves the parameters, gradients, batch norms' running statistics and Adam's moments
+    /// to `device`.
     pub fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
         self.net.arena_mut().to_device(device)?;
+        for norm in self.net.norms_mut() {
+            if let Some(stats) = norm.stats.as_mut() {
+                stats.to_device(device)?;
+            }
+        }
         self.adam.to_device(device)
     }
 

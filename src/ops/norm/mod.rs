@@ -13,12 +13,15 @@ use crate::tensor::Tensor;
 pub const EPS: f32 = 1e-5;
 
 /// A batch norm's running statistics (PyTorch's buffers), updated in training mode with
-/// `momentum`, and used instead of batch statistics in evaluation mode.
-#[derive(Clone, Debug, PartialEq)]
+/// `momentum`, and used instead of batch statistics in evaluation mode. They live on the
+/// device of the network (`to_device`), so a training step updates them there without
+/// waiting for the device.
+#[derive(Clone, Debug)]
 pub struct RunningStats {
-    pub mean: Vec<f32>,
-    /// Running *unbiased* variance, as PyTorch keeps it.
-    pub var: Vec<f32>,
+    /// `[channels]`.
+    pub mean: Tensor,
+    /// Running *unbiased* variance, as PyTorch keeps it; `[channels]`.
+    pub var: Tensor,
     pub momentum: f32,
 }
 
@@ -26,10 +29,43 @@ impl RunningStats {
     /// Mean 0, variance 1, momentum 0.1: PyTorch's initial state.
     pub fn new(channels: usize) -> Self {
         RunningStats {
-            mean: vec![0.0; channels],
-            var: vec![1.0; channels],
+            mean: Tensor::zeros([channels]),
+            var: Tensor::full([channels], 1.0),
             momentum: 0.1,
         }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.mean.numel()
+    }
+
+    /// Moves both statistics to `device`.
+    pub fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
+        self.mean = self.mean.to_device(device)?;
+        self.var = self.var.to_device(device)?;
+        Ok(())
+    }
+
+    /// Replaces both statistics with host values (a loaded checkpoint), keeping their device.
+    pub fn load(&mut self, mean: Vec<f32>, var: Vec<f32>) -> Result<()> {
+        let (c, device) = ([self.channels()], self.mean.device());
+        self.mean = Tensor::from_vec(c, mean)?.to_device(&device)?;
+        self.var = Tensor::from_vec(c, var)?.to_device(&device)?;
+        Ok(())
+    }
+
+    /// running = (1 - m) running + m batch, for the mean and for the variance (unbiased by
+    /// `unbias`), on the statistics' device; the same f32 products and sums as
+    /// `(1 - m) * r + (m * b) * unbias` element by element.
+    fn update(&mut self, batch_mean: &Tensor, batch_var: &Tensor, unbias: f32) -> Result<()> {
+        use crate::ops::elementwise::{add_tensors, scale_tensor};
+        let m = self.momentum;
+        let mixed =
+            |running: &Tensor, batch: Tensor| add_tensors(&scale_tensor(running, 1.0 - m)?, &batch);
+        self.mean = mixed(&self.mean, scale_tensor(batch_mean, m)?)?;
+        let var = scale_tensor(&scale_tensor(batch_var, m)?, unbias)?;
+        self.var = mixed(&self.var, var)?;
+        Ok(())
     }
 }
 
@@ -122,15 +158,13 @@ fn invstd(var: &[f32]) -> Vec<f32> {
     var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect()
 }
 
-/// The batch statistics of `x` over `over`: the group means and 1 / sqrt(var + eps) on
-/// x's device, and the biased variances on the host when `want_var` (batch norm's running
-/// statistics need them).
+/// The batch statistics of `x` over `over`, on x's device: the group means and
+/// 1 / sqrt(var + eps), and the biased variances (batch norm's running statistics need them).
 fn batch_statistics(
     x: &Tensor,
     layout: NormLayout,
     over: StatsOver,
-    want_var: bool,
-) -> Result<(GroupTensors, Option<Vec<f32>>)> {
+) -> Result<(GroupTensors, Tensor)> {
     let groups = [layout.group_count(over)];
     #[cfg(feature = "cuda")]
     if let Some(d) = x.cuda_buffer() {
@@ -142,21 +176,18 @@ fn batch_statistics(
                 over == StatsOver::Instance,
             )
             .map_err(crate::error::Error::Device)?;
-        let var = want_var
-            .then(|| stats.var.to_host().map_err(crate::error::Error::Device))
-            .transpose()?;
-        let stats_tensors = GroupTensors {
+        let group_tensors = GroupTensors {
             mean: Tensor::from_device(groups, stats.mean)?,
             invstd: Tensor::from_device(groups, stats.invstd)?,
         };
-        return Ok((stats_tensors, var));
+        return Ok((group_tensors, Tensor::from_device(groups, stats.var)?));
     }
     let (mean, var) = cpu::moments(x.as_slice(), layout, over);
     let stats = GroupTensors {
         mean: Tensor::from_vec(groups, mean)?,
         invstd: Tensor::from_vec(groups, invstd(&var))?,
     };
-    Ok((stats, want_var.then_some(var)))
+    Ok((stats, Tensor::from_vec(groups, var)?))
 }
 
 impl Tape {
@@ -172,23 +203,25 @@ impl Tape {
     ) -> Result<Var> {
         const OP: &str = "batch_norm";
         let layout = self.norm_layout(OP, x, affine)?;
-        if stats.mean.len() != layout.c || stats.var.len() != layout.c {
+        if stats.channels() != layout.c || stats.var.numel() != layout.c {
             return Err(shape_error(
                 OP,
                 format!(
                     "running statistics hold {} channels, input {} has {}",
-                    stats.mean.len(),
+                    stats.channels(),
                     self.value(x).shape(),
                     layout.c
                 ),
             ));
         }
         if !training {
+            // 1 / sqrt(var + eps) is taken on the host: evaluation mode is for inference,
+            // where one small read per layer does not matter.
             let device = self.value(x).device();
-            let c = [layout.c];
             let running = GroupTensors {
-                mean: Tensor::from_vec(c, stats.mean.clone())?.to_device(&device)?,
-                invstd: Tensor::from_vec(c, invstd(&stats.var))?.to_device(&device)?,
+                mean: stats.mean.to_device(&device)?,
+                invstd: Tensor::from_vec([layout.c], invstd(&stats.var.to_vec()?))?
+                    .to_device(&device)?,
             };
             return self.record_norm(x, affine, layout, StatsOver::Batch, running, false);
         }
@@ -202,15 +235,9 @@ impl Tape {
                 ),
             ));
         }
-        let (batch, var) = batch_statistics(self.value(x), layout, StatsOver::Batch, true)?;
-        let var = var.expect("asked for");
-        let mean = batch.mean.to_vec()?;
-        let m = stats.momentum;
+        let (batch, var) = batch_statistics(self.value(x), layout, StatsOver::Batch)?;
         let unbias = count as f32 / (count - 1) as f32;
-        for c in 0..layout.c {
-            stats.mean[c] = (1.0 - m) * stats.mean[c] + m * mean[c];
-            stats.var[c] = (1.0 - m) * stats.var[c] + m * var[c] * unbias;
-        }
+        stats.update(&batch.mean, &var, unbias)?;
         self.record_norm(x, affine, layout, StatsOver::Batch, batch, true)
     }
 
@@ -227,7 +254,7 @@ impl Tape {
                 ),
             ));
         }
-        let (stats, _) = batch_statistics(self.value(x), layout, StatsOver::Instance, false)?;
+        let (stats, _) = batch_statistics(self.value(x), layout, StatsOver::Instance)?;
         self.record_norm(x, affine, layout, StatsOver::Instance, stats, true)
     }
 
