@@ -371,3 +371,55 @@ fn bad_shapes_are_clear_errors() {
             .starts_with("loss:")
     );
 }
+
+/// A norm fused with the activation after it (`*_norm_then`, what the networks record) gives
+/// bit for bit the values and gradients of the two ops recorded one after the other: the
+/// same f32 expressions, with act' taken from the output (for the ReLU family y > 0 exactly
+/// where the norm's output is > 0).
+#[test]
+fn norm_fused_with_its_activation_equals_the_two_ops() {
+    use mrgan::ops::elementwise::Activation;
+    let x = randn(&[2, 3, 5, 4], 11);
+    let (gamma, beta) = (randn(&[3], 12), randn(&[3], 13));
+    let weight = randn(&[2, 3, 5, 4], 14);
+    for act in [
+        Activation::Relu,
+        Activation::LeakyRelu(0.2),
+        Activation::Tanh,
+    ] {
+        for batch_norm in [false, true] {
+            let run = |fused: bool| {
+                let mut tape = Tape::new();
+                let xv = tape.leaf(x.clone(), true);
+                let affine = Affine {
+                    gamma: tape.leaf(gamma.clone(), true),
+                    beta: tape.leaf(beta.clone(), true),
+                };
+                let mut stats = RunningStats::new(3);
+                let fused_act = fused.then_some(act);
+                let mut y = if batch_norm {
+                    tape.batch_norm_then(xv, Some(affine), &mut stats, true, fused_act)
+                } else {
+                    tape.instance_norm_then(xv, Some(affine), fused_act)
+                }
+                .unwrap();
+                if !fused {
+                    y = tape.activation(y, act).unwrap();
+                }
+                let w = tape.constant(weight.clone());
+                let weighted = tape.mul(y, w).unwrap();
+                let loss = tape.sum(weighted).unwrap();
+                let grads = tape.backward(loss).unwrap();
+                let grad = |v| grads.get(v).unwrap().to_vec().unwrap();
+                [
+                    tape.value(y).to_vec().unwrap(),
+                    grad(xv),
+                    grad(affine.gamma),
+                    grad(affine.beta),
+                    stats.mean.to_vec().unwrap(),
+                ]
+            };
+            assert_eq!(run(true), run(false), "{act:?}, batch norm {batch_norm}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use super::params::{ParamArena, ParamId, ParamRole};
 use crate::autograd::{Tape, Var};
 use crate::error::Result;
 use crate::ops::conv::ConvOptions;
+use crate::ops::elementwise::Activation;
 use crate::ops::norm::{Affine, RunningStats};
 
 /// The reference's `--norm`.
@@ -155,12 +156,15 @@ impl Norm {
         }
     }
 
+    /// The norm, then `act` when given, fused into one op (the reference's norm layers are
+    /// followed by a ReLU or LeakyReLU in most places).
     pub fn forward(
         &mut self,
         tape: &mut Tape,
         arena: &ParamArena,
         x: Var,
         mode: &Mode,
+        act: Option<Activation>,
     ) -> Result<Var> {
         let affine = match self.affine {
             Some((g, b)) => Some(Affine {
@@ -170,8 +174,11 @@ impl Norm {
             None => None,
         };
         match self.kind {
-            NormKind::None => Ok(x),
-            NormKind::Instance => tape.instance_norm(x, affine),
+            NormKind::None => match act {
+                Some(act) => tape.activation(x, act),
+                None => Ok(x),
+            },
+            NormKind::Instance => tape.instance_norm_then(x, affine, act),
             NormKind::Batch => {
                 let stats = self
                     .stats
@@ -180,9 +187,9 @@ impl Norm {
                 if mode.batch_stats && !mode.update_stats {
                     // Batch statistics without touching the running ones.
                     let mut scratch = stats.clone();
-                    tape.batch_norm(x, affine, &mut scratch, true)
+                    tape.batch_norm_then(x, affine, &mut scratch, true, act)
                 } else {
-                    tape.batch_norm(x, affine, stats, mode.batch_stats)
+                    tape.batch_norm_then(x, affine, stats, mode.batch_stats, act)
                 }
             }
         }

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
+use crate::ops::elementwise::Activation;
 
 pub struct NLayerDiscriminator {
     arena: ParamArena,
@@ -91,8 +92,7 @@ impl Network for NLayerDiscriminator {
         let mut h = tape.leaky_relu(h, 0.2)?;
         for (conv, norm) in &mut self.middle {
             let y = conv.forward(tape, arena, h)?;
-            let y = norm.forward(tape, arena, y, mode)?;
-            h = tape.leaky_relu(y, 0.2)?;
+            h = norm.forward(tape, arena, y, mode, Some(Activation::LeakyRelu(0.2)))?;
         }
         self.last.forward(tape, arena, h)
     }

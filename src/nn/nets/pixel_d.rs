@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
+use crate::ops::elementwise::Activation;
 
 pub struct PixelDiscriminator {
     arena: ParamArena,
@@ -67,8 +68,9 @@ impl Network for PixelDiscriminator {
         let h = self.convs[0].forward(tape, arena, x)?;
         let h = tape.leaky_relu(h, 0.2)?;
         let h = self.convs[1].forward(tape, arena, h)?;
-        let h = self.norm.forward(tape, arena, h, mode)?;
-        let h = tape.leaky_relu(h, 0.2)?;
+        let h = self
+            .norm
+            .forward(tape, arena, h, mode, Some(Activation::LeakyRelu(0.2)))?;
         self.convs[2].forward(tape, arena, h)
     }
     fn norms_mut(&mut self) -> Vec<&mut Norm> {

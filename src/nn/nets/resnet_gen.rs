@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::nn::layers::{Conv, Mode, Norm, kernel};
 use crate::nn::params::ParamArena;
 use crate::ops::conv::ConvOptions;
+use crate::ops::elementwise::Activation;
 use crate::ops::pad::PadMode;
 
 /// A conv followed by a norm (and, where the network says, a ReLU).
@@ -18,9 +19,18 @@ struct ConvNorm {
 }
 
 impl ConvNorm {
-    fn forward(&mut self, tape: &mut Tape, arena: &ParamArena, x: Var, mode: &Mode) -> Result<Var> {
+    /// conv, norm, then the ReLU when `relu` (fused with the norm).
+    fn forward(
+        &mut self,
+        tape: &mut Tape,
+        arena: &ParamArena,
+        x: Var,
+        mode: &Mode,
+        relu: bool,
+    ) -> Result<Var> {
         let h = self.conv.forward(tape, arena, x)?;
-        self.norm.forward(tape, arena, h, mode)
+        self.norm
+            .forward(tape, arena, h, mode, relu.then_some(Activation::Relu))
     }
 }
 
@@ -189,27 +199,23 @@ impl Network for ResnetGenerator {
     fn forward(&mut self, tape: &mut Tape, x: Var, mode: &Mode) -> Result<Var> {
         let arena = &self.arena;
         let h = tape.pad(x, self.pad, 3)?;
-        let h = self.stem.forward(tape, arena, h, mode)?;
-        let mut h = tape.relu(h)?;
+        let mut h = self.stem.forward(tape, arena, h, mode, true)?;
         for d in &mut self.down {
-            let y = d.forward(tape, arena, h, mode)?;
-            h = tape.relu(y)?;
+            h = d.forward(tape, arena, h, mode, true)?;
         }
         for (i, b) in self.blocks.iter_mut().enumerate() {
             let y = tape.pad(h, self.pad, 1)?;
-            let y = b.first.forward(tape, arena, y, mode)?;
-            let mut y = tape.relu(y)?;
+            let mut y = b.first.forward(tape, arena, y, mode, true)?;
             if let (true, Some(seed)) = (b.dropout, mode.dropout_seed_for(i as u64)) {
                 y = tape.dropout(y, 0.5, seed, true)?;
             }
             let y = tape.pad(y, self.pad, 1)?;
-            let y = b.second.forward(tape, arena, y, mode)?;
+            let y = b.second.forward(tape, arena, y, mode, false)?;
             // No activation after the residual addition.
             h = tape.add(h, y)?;
         }
         for u in &mut self.up {
-            let y = u.forward(tape, arena, h, mode)?;
-            h = tape.relu(y)?;
+            h = u.forward(tape, arena, h, mode, true)?;
         }
         let h = tape.pad(h, self.pad, 3)?;
         let h = self.head.forward(tape, arena, h)?;

@@ -183,7 +183,7 @@ fn block_forward(
     };
     let mut h = b.down.forward(tape, arena, h)?;
     if let Some(n) = b.down_norm.as_mut() {
-        h = n.forward(tape, arena, h, mode)?;
+        h = n.forward(tape, arena, h, mode, None)?;
     }
     if b.level != Level::Innermost {
         h = block_forward(inner, arena, tape, depth + 1, h, mode)?;
@@ -194,7 +194,7 @@ fn block_forward(
         return tape.tanh(h);
     }
     if let Some(n) = b.up_norm.as_mut() {
-        h = n.forward(tape, arena, h, mode)?;
+        h = n.forward(tape, arena, h, mode, None)?;
     }
     if let (true, Some(seed)) = (b.dropout, mode.dropout_seed_for(depth as u64)) {
         h = tape.dropout(h, 0.5, seed, true)?;

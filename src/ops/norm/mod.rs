@@ -7,6 +7,8 @@ use cpu::{GroupStats, NormLayout, StatsOver};
 
 use crate::autograd::{Backward, Tape, Var};
 use crate::error::{Result, shape_error};
+use crate::ops::elementwise::Activation;
+use crate::ops::elementwise::cpu::{activate, activate_backward};
 use crate::tensor::Tensor;
 
 /// PyTorch's default epsilon for both norms.
@@ -91,6 +93,9 @@ struct NormBackward {
     stats: GroupTensors,
     gamma: Option<Tensor>,
     batch_stats: bool,
+    /// The activation fused after the norm, with the op's output y (act' is taken from y:
+    /// for the ReLU family with a slope >= 0, y > 0 exactly where the norm's output is).
+    fused: Option<(Tensor, Activation)>,
 }
 
 impl Backward for NormBackward {
@@ -107,6 +112,10 @@ impl Backward for NormBackward {
                 .as_ref()
                 .map(|g| g.gpu_operand("norm backward"))
                 .transpose()?;
+            let fused = match &self.fused {
+                Some((y, act)) => Some((y.gpu_operand("norm backward")?, *act)),
+                None => None,
+            };
             let l = self.layout;
             let grads = backend
                 .launch_norm_backward(
@@ -116,7 +125,7 @@ impl Backward for NormBackward {
                     (mean, invstd),
                     gamma,
                     self.batch_stats,
-                    None,
+                    fused,
                     self.gamma.is_some(),
                 )
                 .map_err(crate::error::Error::Device)?;
@@ -129,8 +138,15 @@ impl Backward for NormBackward {
             return Ok(out);
         }
         let mut dx = needs[0].then(|| vec![0.0; self.x.numel()]);
+        // Through the fused activation first: the gradient at the norm's output.
+        let dz = self.fused.as_ref().map(|(y, act)| {
+            let mut dz = vec![0.0; y.numel()];
+            let y = y.as_slice();
+            activate_backward(gy.as_slice(), y, y, *act, &mut dz);
+            dz
+        });
         let (dgamma, dbeta) = cpu::normalize_backward(
-            gy.as_slice(),
+            dz.as_deref().unwrap_or(gy.as_slice()),
             self.x.as_slice(),
             self.layout,
             self.over,
@@ -201,6 +217,20 @@ impl Tape {
         stats: &mut RunningStats,
         training: bool,
     ) -> Result<Var> {
+        self.batch_norm_then(x, affine, stats, training, None)
+    }
+
+    /// [`Self::batch_norm`] followed by `act` as one op: one kernel each way on a GPU, and
+    /// one tensor kept for backward instead of two. The same values and gradients as the two
+    /// ops recorded one after the other.
+    pub fn batch_norm_then(
+        &mut self,
+        x: Var,
+        affine: Option<Affine>,
+        stats: &mut RunningStats,
+        training: bool,
+        act: Option<Activation>,
+    ) -> Result<Var> {
         const OP: &str = "batch_norm";
         let layout = self.norm_layout(OP, x, affine)?;
         if stats.channels() != layout.c || stats.var.numel() != layout.c {
@@ -223,7 +253,8 @@ impl Tape {
                 invstd: Tensor::from_vec([layout.c], invstd(&stats.var.to_vec()?))?
                     .to_device(&device)?,
             };
-            return self.record_norm(x, affine, layout, StatsOver::Batch, running, false);
+            let how = (StatsOver::Batch, false, act);
+            return self.record_norm(x, affine, layout, running, how);
         }
         let count = layout.group_len(StatsOver::Batch);
         if count < 2 {
@@ -238,11 +269,21 @@ impl Tape {
         let (batch, var) = batch_statistics(self.value(x), layout, StatsOver::Batch)?;
         let unbias = count as f32 / (count - 1) as f32;
         stats.update(&batch.mean, &var, unbias)?;
-        self.record_norm(x, affine, layout, StatsOver::Batch, batch, true)
+        self.record_norm(x, affine, layout, batch, (StatsOver::Batch, true, act))
     }
 
     /// Instance norm: every sample and channel normalised over its own spatial extent.
     pub fn instance_norm(&mut self, x: Var, affine: Option<Affine>) -> Result<Var> {
+        self.instance_norm_then(x, affine, None)
+    }
+
+    /// [`Self::instance_norm`] followed by `act` as one op (see [`Self::batch_norm_then`]).
+    pub fn instance_norm_then(
+        &mut self,
+        x: Var,
+        affine: Option<Affine>,
+        act: Option<Activation>,
+    ) -> Result<Var> {
         const OP: &str = "instance_norm";
         let layout = self.norm_layout(OP, x, affine)?;
         if layout.spatial < 2 {
@@ -255,7 +296,7 @@ impl Tape {
             ));
         }
         let (stats, _) = batch_statistics(self.value(x), layout, StatsOver::Instance)?;
-        self.record_norm(x, affine, layout, StatsOver::Instance, stats, true)
+        self.record_norm(x, affine, layout, stats, (StatsOver::Instance, true, act))
     }
 
     fn norm_layout(&self, op: &'static str, x: Var, affine: Option<Affine>) -> Result<NormLayout> {
@@ -276,19 +317,22 @@ impl Tape {
         Ok(NormLayout { n, c, spatial })
     }
 
+    /// Records a norm with the given statistics; `how`: the groups, whether the statistics
+    /// are this batch's, and the activation fused after it.
     fn record_norm(
         &mut self,
         x: Var,
         affine: Option<Affine>,
         layout: NormLayout,
-        over: StatsOver,
         stats: GroupTensors,
-        batch_stats: bool,
+        (over, batch_stats, act): (StatsOver, bool, Option<Activation>),
     ) -> Result<Var> {
         let xv = self.value(x).clone();
         let gamma = affine.map(|a| self.value(a.gamma).clone());
         let beta = affine.map(|a| self.value(a.beta).clone());
-        let y = normalize(&xv, layout, over, &stats, gamma.as_ref(), beta.as_ref())?;
+        let affine_values = (gamma.as_ref(), beta.as_ref());
+        let y = normalize(&xv, layout, over, &stats, affine_values, act)?;
+        let fused = act.map(|a| (y.clone(), a));
         let mut inputs = vec![x];
         inputs.extend(affine.iter().flat_map(|a| [a.gamma, a.beta]));
         Ok(self.record(y, &inputs, || NormBackward {
@@ -298,18 +342,19 @@ impl Tape {
             stats,
             gamma,
             batch_stats,
+            fused,
         }))
     }
 }
 
-/// (x - mean) * invstd * gamma + beta per group, on x's device.
+/// act((x - mean) * invstd * gamma + beta) per group, on x's device.
 fn normalize(
     x: &Tensor,
     layout: NormLayout,
     over: StatsOver,
     stats: &GroupTensors,
-    gamma: Option<&Tensor>,
-    beta: Option<&Tensor>,
+    (gamma, beta): (Option<&Tensor>, Option<&Tensor>),
+    act: Option<Activation>,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if let Some([d, mean, invstd]) = Tensor::cuda_buffers("norm", [x, &stats.mean, &stats.invstd])?
@@ -322,7 +367,7 @@ fn normalize(
             over == StatsOver::Instance,
             (mean, invstd),
             (gamma, beta),
-            None,
+            act,
         );
         return crate::ops::device_result(x.shape(), y);
     }
@@ -339,5 +384,10 @@ fn normalize(
         beta.map(|b| b.host_operand("norm")).transpose()?,
         &mut y,
     );
+    if let Some(act) = act {
+        let normalized = std::mem::take(&mut y);
+        y = vec![0.0; normalized.len()];
+        activate(&normalized, act, &mut y);
+    }
     Tensor::from_vec(x.shape().clone(), y)
 }
