@@ -57,7 +57,8 @@ extern "C" __global__ void norm_stats_f32(const float* x, float* mean, float* va
     }
 }
 
-// y = act((x - mean) * invstd * gamma + beta); gamma / beta may be null (1 and 0).
+// y = act((x - mean) * invstd * gamma + beta). Null pointers stand for identity values: mean
+// 0, invstd 1, gamma 1, beta 0 (with all four null, y = act(x); a conv bias is beta alone).
 extern "C" __global__ void norm_apply_f32(const float* x, const float* mean, const float* invstd, const float* gamma,
                                           const float* beta, float* y, int n, int c, int s, int per_sample, int act,
                                           float slope) {
@@ -66,13 +67,14 @@ extern "C" __global__ void norm_apply_f32(const float* x, const float* mean, con
         long long plane = i / s;
         int ch = plane % c;
         int g = per_sample ? (int)plane : ch;
-        float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
-        y[i] = activate((x[i] - mean[g]) * scale + (beta ? beta[ch] : 0.0f), act, slope);
+        float scale = (invstd ? invstd[g] : 1.0f) * (gamma ? gamma[ch] : 1.0f);
+        y[i] = activate((x[i] - (mean ? mean[g] : 0.0f)) * scale + (beta ? beta[ch] : 0.0f), act, slope);
     }
 }
 
 // Per group: sums[2g] = sum(dz), sums[2g + 1] = sum(dz * xhat), dz the gradient at the norm's
-// output (`norm_output_grad`; y is only read with a fused activation).
+// output (`norm_output_grad`; y is only read with a fused activation). Null mean / invstd
+// stand for 0 / 1, as in norm_apply_f32 (a conv bias's gradient is sums[2g] alone).
 extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* y, const float* x, const float* mean,
                                               const float* invstd, float* sums, int n, int c, int s, int per_sample,
                                               int act, float slope) {
@@ -84,7 +86,7 @@ extern "C" __global__ void norm_grad_sums_f32(const float* dy, const float* y, c
         long long e = group_elem(g, j, n, c, s, per_sample);
         float dz = norm_output_grad(dy, y, e, act, slope);
         a += dz;
-        b += dz * (x[e] - mean[g]) * invstd[g];
+        b += dz * (x[e] - (mean ? mean[g] : 0.0f)) * (invstd ? invstd[g] : 1.0f);
     }
     float sa = block_sum(a, shared);
     float sb = block_sum(b, shared);

@@ -71,13 +71,6 @@ impl CudaBackend {
         Ok(b)
     }
 
-    /// `len` zeros.
-    pub fn zeros(self: &Arc<Self>, len: usize) -> CudaResult<DeviceBuffer> {
-        let mut b = self.alloc(len)?;
-        b.set_zero()?;
-        Ok(b)
-    }
-
     /// Host data copied to the device.
     pub fn upload_buffer(self: &Arc<Self>, data: &[f32]) -> CudaResult<DeviceBuffer> {
         let mut b = self.alloc(data.len())?;

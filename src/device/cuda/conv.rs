@@ -202,47 +202,6 @@ impl CudaBackend {
             .to_host()
     }
 
-    /// `y + bias` per channel of an N, C, spatial tensor: the norms' apply kernel with
-    /// identity statistics (mean 0, invstd 1, no gamma), which computes exactly y + beta.
-    pub fn launch_bias_add(
-        self: &Arc<Self>,
-        y: &DeviceBuffer,
-        bias: &DeviceBuffer,
-        (n, c, s): (usize, usize, usize),
-    ) -> CudaResult<DeviceBuffer> {
-        let (mean, invstd) = (self.zeros(c)?, self.launch_fill(c, 1.0)?);
-        self.launch_norm_apply(
-            y,
-            (n, c, s),
-            false,
-            (&mean, &invstd),
-            (None, Some(bias)),
-            None,
-        )
-    }
-
-    /// The bias gradient, the per-channel sum of dy, on the device: the norms' dbeta with
-    /// identity statistics (dx, computed alongside, is dropped).
-    pub fn launch_bias_grad(
-        self: &Arc<Self>,
-        dy: &DeviceBuffer,
-        (n, c, s): (usize, usize, usize),
-    ) -> CudaResult<DeviceBuffer> {
-        let (mean, invstd) = (self.zeros(c)?, self.launch_fill(c, 1.0)?);
-        let identity = (&mean, &invstd);
-        let grads = self.launch_norm_backward(
-            (dy, dy),
-            (n, c, s),
-            false,
-            identity,
-            None,
-            false,
-            None,
-            true,
-        )?;
-        Ok(grads.affine.expect("asked for").1)
-    }
-
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
     /// `TiledLaunch::plan` picks for this GPU.
     pub fn tiled_launch(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::kernel_codes;
@@ -65,8 +65,16 @@ pub struct NormGrads {
     pub affine: Option<(DeviceBuffer, DeviceBuffer)>,
 }
 
-/// A null device pointer: the norm kernels read an absent gamma as ones, beta as zeros.
+/// A null device pointer: the norm kernels read an absent operand as its identity value.
 const NULL: u64 = 0;
+
+/// Pushes `p`, or a null pointer when it is absent.
+fn arg_or_null<'a>(b: &mut LaunchArgs<'a>, p: Option<&'a DeviceBuffer>) {
+    match p {
+        Some(p) => b.arg(p.slice()),
+        None => b.arg(&NULL),
+    };
+}
 
 impl CudaBackend {
     /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (Welford, one block per
@@ -102,15 +110,15 @@ impl CudaBackend {
     }
 
     /// y = act((x - mean) * invstd * gamma + beta) with the given group statistics (`mean`,
-    /// `invstd`: one per group); absent gamma / beta are ones / zeros (null pointers, which
-    /// the kernel reads as such).
+    /// `invstd`: one per group; None: mean 0 and invstd 1); absent gamma / beta are ones /
+    /// zeros. Absent operands go to the kernel as null pointers, which it reads as such.
     #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn launch_norm_apply(
         self: &Arc<Self>,
         x: &DeviceBuffer,
         (n, c, s): (usize, usize, usize),
         per_sample: bool,
-        (mean, invstd): (&DeviceBuffer, &DeviceBuffer),
+        stats: Option<(&DeviceBuffer, &DeviceBuffer)>,
         (gamma, beta): (Option<&DeviceBuffer>, Option<&DeviceBuffer>),
         act: Option<Activation>,
     ) -> CudaResult<DeviceBuffer> {
@@ -119,12 +127,9 @@ impl CudaBackend {
         let (act_kind, slope) = kernel_codes::activation(act);
         let [ni, ci, si, ps] = shape.args();
         let mut b = self.stream.launch_builder(&self.functions.norm_apply);
-        b.arg(x.slice()).arg(mean.slice()).arg(invstd.slice());
-        for p in [gamma, beta] {
-            match p {
-                Some(p) => b.arg(p.slice()),
-                None => b.arg(&NULL),
-            };
+        b.arg(x.slice());
+        for p in [stats.map(|s| s.0), stats.map(|s| s.1), gamma, beta] {
+            arg_or_null(&mut b, p);
         }
         b.arg(y.slice_mut())
             .arg(&ni)
@@ -133,8 +138,8 @@ impl CudaBackend {
             .arg(&ps)
             .arg(&act_kind)
             .arg(&slope);
-        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c (or
-        // are null), mean / invstd one per group.
+        // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c and
+        // mean / invstd one per group, or are null.
         unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_apply_f32"))?;
         Ok(y)
     }
@@ -198,27 +203,11 @@ impl CudaBackend {
         batch_stats: bool,
         fused: Option<(&DeviceBuffer, Activation)>,
     ) -> CudaResult<(DeviceBuffer, DeviceBuffer)> {
-        let groups = shape.groups();
+        let sums = self.enqueue_norm_grad_sums((dy, x), shape, Some((mean, invstd)), fused)?;
         let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
         // Without a fused activation the kernels do not read y: any buffer stands in.
         let y = fused.map_or(dy, |f| f.0);
         let [ni, ci, si, ps] = shape.args();
-        let mut sums = self.alloc(2 * groups)?;
-        let mut b = self.stream.launch_builder(&self.functions.norm_grad_sums);
-        b.arg(dy.slice())
-            .arg(y.slice())
-            .arg(x.slice())
-            .arg(mean.slice())
-            .arg(invstd.slice())
-            .arg(sums.slice_mut())
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&act_kind)
-            .arg(&slope);
-        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats.
-        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_grad_sums_f32"))?;
         let mut dx = self.alloc(shape.len())?;
         let bs = batch_stats as i32;
         let mut b = self.stream.launch_builder(&self.functions.norm_backward);
@@ -227,10 +216,7 @@ impl CudaBackend {
             .arg(x.slice())
             .arg(mean.slice())
             .arg(invstd.slice());
-        match gamma {
-            Some(g) => b.arg(g.slice()),
-            None => b.arg(&NULL),
-        };
+        arg_or_null(&mut b, gamma);
         b.arg(sums.slice())
             .arg(dx.slice_mut())
             .arg(&ni)
@@ -243,6 +229,60 @@ impl CudaBackend {
         // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
         unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_backward_f32"))?;
         Ok((sums, dx))
+    }
+
+    /// `norm_grad_sums_f32`: two sums per group, the dbeta and dgamma terms (statistics
+    /// None: mean 0 and invstd 1, so the first sum is a conv bias's gradient).
+    fn enqueue_norm_grad_sums(
+        self: &Arc<Self>,
+        (dy, x): (&DeviceBuffer, &DeviceBuffer),
+        shape: NormShape,
+        stats: Option<(&DeviceBuffer, &DeviceBuffer)>,
+        fused: Option<(&DeviceBuffer, Activation)>,
+    ) -> CudaResult<DeviceBuffer> {
+        let (act_kind, slope) = kernel_codes::activation(fused.map(|f| f.1));
+        // Without a fused activation the kernel does not read y: any buffer stands in.
+        let y = fused.map_or(dy, |f| f.0);
+        let [ni, ci, si, ps] = shape.args();
+        let mut sums = self.alloc(2 * shape.groups())?;
+        let mut b = self.stream.launch_builder(&self.functions.norm_grad_sums);
+        b.arg(dy.slice()).arg(y.slice()).arg(x.slice());
+        arg_or_null(&mut b, stats.map(|s| s.0));
+        arg_or_null(&mut b, stats.map(|s| s.1));
+        b.arg(sums.slice_mut())
+            .arg(&ni)
+            .arg(&ci)
+            .arg(&si)
+            .arg(&ps)
+            .arg(&act_kind)
+            .arg(&slope);
+        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats, mean / invstd
+        // one per group or null.
+        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_grad_sums_f32"))?;
+        Ok(sums)
+    }
+
+    /// `y + bias` per channel of an N, C, spatial tensor (a conv's bias): the apply kernel
+    /// with identity statistics and no gamma, which computes exactly y + beta.
+    pub fn launch_bias_add(
+        self: &Arc<Self>,
+        y: &DeviceBuffer,
+        bias: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+    ) -> CudaResult<DeviceBuffer> {
+        self.launch_norm_apply(y, (n, c, s), false, None, (None, Some(bias)), None)
+    }
+
+    /// A conv bias's gradient, the per-channel sum of dy (N, C, spatial): the norms' dbeta
+    /// with identity statistics, without the dx pass.
+    pub fn launch_bias_grad(
+        self: &Arc<Self>,
+        dy: &DeviceBuffer,
+        (n, c, s): (usize, usize, usize),
+    ) -> CudaResult<DeviceBuffer> {
+        let shape = NormShape::new((n, c, s), false);
+        let sums = self.enqueue_norm_grad_sums((dy, dy), shape, None, None)?;
+        Ok(self.launch_channel_sums(&sums, shape)?.1)
     }
 
     /// Batch norm (`per_sample` false) or instance norm (true) in training mode with batch
@@ -265,7 +305,7 @@ impl CudaBackend {
             &dx,
             (n, c, s),
             per_sample,
-            (&stats.mean, &stats.invstd),
+            Some((&stats.mean, &stats.invstd)),
             (Some(&up(gamma)?), Some(&up(beta)?)),
             act,
         )?;
@@ -323,8 +363,8 @@ impl CudaBackend {
         let forward = self.time_ms(reps, || {
             let stats = self.launch_norm_stats(&x, (n, c, s), per_sample)?;
             let (g, b) = (Some(&gamma), Some(&beta));
-            let y = (stats.mean, stats.invstd);
-            self.launch_norm_apply(&x, (n, c, s), per_sample, (&y.0, &y.1), (g, b), act)
+            let statistics = Some((&stats.mean, &stats.invstd));
+            self.launch_norm_apply(&x, (n, c, s), per_sample, statistics, (g, b), act)
                 .map(drop)
         })?;
         let y = filled(shape.len(), 0.5)?;

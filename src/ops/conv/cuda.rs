@@ -1,5 +1,6 @@
 //! The conv ops' CUDA arm: the tiled implicit-GEMM kernels as `TiledLaunch::plan` picks them,
-//! and the bias through the norm kernels (`CudaBackend::launch_bias_add` / `_grad`).
+//! and the bias through the norm kernels with identity statistics
+//! (`CudaBackend::launch_bias_add` / `launch_bias_grad`).
 
 use super::ConvGeometry;
 use crate::device::cuda::{ConvKernel, DeviceBuffer};

@@ -365,7 +365,7 @@ fn normalize(
             d,
             (layout.n, layout.c, layout.spatial),
             over == StatsOver::Instance,
-            (mean, invstd),
+            Some((mean, invstd)),
             (gamma, beta),
             act,
         );
