@@ -36,8 +36,8 @@ extern "C" __global__ void loss_partial_sums_f32(int kind, const float* pred, co
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
-// dpred = scale * dloss/dpred and, when has_target, dtarget = scale * dloss/dtarget, with
-// scale = upstream gradient / n.
+// dpred = scale * dloss/dpred and, when has_target and dtarget is not null (the target wants
+// its gradient), dtarget = scale * dloss/dtarget, with scale = upstream gradient / n.
 extern "C" __global__ void loss_backward_f32(int kind, const float* pred, const float* target, int has_target,
                                              float constant, long long n, float scale, float* dpred, float* dtarget) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
@@ -49,6 +49,6 @@ extern "C" __global__ void loss_backward_f32(int kind, const float* pred, const 
             default: dp = 1.0f / (1.0f + expf(-p)) - t; dt = -p; break;
         }
         dpred[i] = dp * scale;
-        if (has_target) dtarget[i] = dt * scale;
+        if (has_target && dtarget) dtarget[i] = dt * scale;
     }
 }

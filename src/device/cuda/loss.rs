@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cudarc::driver::PushKernelArg;
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, NULL, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::ops::loss::LossKind;
 
@@ -43,7 +43,9 @@ impl CudaBackend {
         Ok(sum / pred.len().max(1) as f64)
     }
 
-    /// Gradients of `gy` times the mean loss: wrt pred, and wrt target when there is one.
+    /// Gradients of `gy` times the mean loss: wrt pred, and wrt target when there is one and
+    /// `want_target` (a constant target, such as the real image of a cycle loss, needs none).
+    #[allow(clippy::too_many_arguments)] // the kernel's operands, one by one
     pub fn launch_loss_backward(
         self: &Arc<Self>,
         kind: LossKind,
@@ -51,10 +53,13 @@ impl CudaBackend {
         target: Option<&DeviceBuffer>,
         constant: f32,
         gy: f32,
+        want_target: bool,
     ) -> CudaResult<(DeviceBuffer, Option<DeviceBuffer>)> {
         let mut grad_p = self.alloc(pred.len())?;
-        // Without a target the kernel writes no target gradient: one float stands in.
-        let mut grad_t = self.alloc(if target.is_some() { pred.len() } else { 1 })?;
+        let mut grad_t = match target {
+            Some(_) if want_target => Some(self.alloc(pred.len())?),
+            _ => None,
+        };
         let (k, has, n) = (
             kernel_codes::loss(kind),
             target.is_some() as i32,
@@ -70,13 +75,16 @@ impl CudaBackend {
             .arg(&constant)
             .arg(&n)
             .arg(&scale)
-            .arg(grad_p.slice_mut())
-            .arg(grad_t.slice_mut());
+            .arg(grad_p.slice_mut());
+        match grad_t.as_mut() {
+            Some(g) => b.arg(g.slice_mut()),
+            None => b.arg(&NULL),
+        };
         // SAFETY: matches loss_backward_f32(int, const float* pred, const float* target, int,
         // float, long long, float scale, float* dpred, float* dtarget); dpred holds n floats,
-        // dtarget n with a target (else it is not written).
+        // dtarget n, or it is null and not written.
         unsafe { b.launch(launch_1d(pred.len())) }.map_err(err("loss_backward_f32"))?;
-        Ok((grad_p, target.is_some().then_some(grad_t)))
+        Ok((grad_p, grad_t))
     }
 
     /// [`Self::launch_loss`] on host data.
@@ -101,8 +109,8 @@ impl CudaBackend {
         gy: f32,
     ) -> CudaResult<(Vec<f32>, Option<Vec<f32>>)> {
         let t = target.map(|t| self.upload_buffer(t)).transpose()?;
-        let (gp, gt) =
-            self.launch_loss_backward(kind, &self.upload_buffer(pred)?, t.as_ref(), constant, gy)?;
+        let pred = self.upload_buffer(pred)?;
+        let (gp, gt) = self.launch_loss_backward(kind, &pred, t.as_ref(), constant, gy, true)?;
         Ok((gp.to_host()?, gt.map(|g| g.to_host()).transpose()?))
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig,
+    LaunchArgs, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -108,6 +108,18 @@ pub struct CudaBackend {
     poison: AtomicBool,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
+}
+
+/// A null device pointer, for a kernel operand that is absent: the norm kernels read it as
+/// its identity value, the loss backward as "no target gradient wanted".
+pub(super) const NULL: u64 = 0;
+
+/// Pushes `p`, or a null pointer when it is absent.
+fn arg_or_null<'a>(b: &mut LaunchArgs<'a>, p: Option<&'a DeviceBuffer>) {
+    match p {
+        Some(p) => b.arg(p.slice()),
+        None => b.arg(&NULL),
+    };
 }
 
 /// 1D launch over `n` elements: 256-thread blocks, grid-stride kernels.

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, arg_or_null, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
 
@@ -63,17 +63,6 @@ pub struct NormStats {
 pub struct NormGrads {
     pub dx: DeviceBuffer,
     pub affine: Option<(DeviceBuffer, DeviceBuffer)>,
-}
-
-/// A null device pointer: the norm kernels read an absent operand as its identity value.
-const NULL: u64 = 0;
-
-/// Pushes `p`, or a null pointer when it is absent.
-fn arg_or_null<'a>(b: &mut LaunchArgs<'a>, p: Option<&'a DeviceBuffer>) {
-    match p {
-        Some(p) => b.arg(p.slice()),
-        None => b.arg(&NULL),
-    };
 }
 
 impl CudaBackend {

@@ -67,9 +67,17 @@ impl Backward for LossBackward {
         #[cfg(feature = "cuda")]
         if let Some(pred) = self.pred.cuda_buffer() {
             let target = device_target(&self.pred, &self.target)?;
+            let wants_target = needs.get(1).copied().unwrap_or(false);
             let (dpred, dtarget) = pred
                 .backend()
-                .launch_loss_backward(self.kind, pred, target, self.constant, gy.item()?)
+                .launch_loss_backward(
+                    self.kind,
+                    pred,
+                    target,
+                    self.constant,
+                    gy.item()?,
+                    wants_target,
+                )
                 .map_err(crate::error::Error::Device)?;
             let shape = self.pred.shape();
             return Ok(vec![
