@@ -5,9 +5,10 @@
 # --features cuda, on that emulated device: the CUDA parity tests (every kernel against the
 # CPU ops; device tensors, arenas, the image pool), the whole-network PyTorch goldens
 # (model_golden: pix2pix, CycleGAN and 3D CycleGAN steps on the CPU and on the "GPU"), and
-# the runs through the binary (runs, volumetric: `--device auto` picks the emulated GPU, so
-# training, bitwise resume, checkpoints, prediction and eval go through the device path;
-# the multi-minute real-data trainings are skipped).
+# the runs through the binary (runs, volumetric, torch_checkpoints: `--device auto` picks the
+# emulated GPU, so training, bitwise resume, checkpoints, prediction from mrgan runs and from
+# PyTorch .pth files, and eval go through the device path; the multi-minute real-data
+# trainings are skipped).
 # MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open. Last, a
 # training on an emulated device of 1 MB must stop with a clear out-of-memory error.
 # Needs nvcc (the cuda feature's build) and a C++20 compiler ($CXX, default c++).
@@ -20,7 +21,7 @@ ln -sf libcuda.so "$dir/libcuda.so.1"
 export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRGAN_REQUIRE_GPU=1
 cargo test --release --locked --features cuda --test cuda_parity --test model_golden \
-  --test runs --test volumetric -- --test-threads 1 --skip real_data "$@"
+  --test runs --test volumetric --test torch_checkpoints -- --test-threads 1 --skip real_data "$@"
 
 # Out of device memory (the emulated device limited to 1 MB) is a clear error and exit
 # code 1, not a crash.

@@ -59,7 +59,7 @@ pub fn window_cost(
     device: &Device,
 ) -> Result<(f64, usize)> {
     let mut g = build_generator(&generator_config(ngf));
-    g.arena_mut().to_device(device)?;
+    g.to_device(device)?;
     let x = patches(1, patch, device)?;
     let mut seconds = 0.0;
     for _ in 0..2 {

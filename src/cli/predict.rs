@@ -232,7 +232,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         (None, Some(c)) => {
             let (mut net, config) =
                 load_pth(&pth_file(&args, c), args.net_g.as_deref(), norm_override)?;
-            net.arena_mut().to_device(&device)?;
+            net.to_device(&device)?;
             Generator::Pth { net, config }
         }
         (None, None) => bail!("give --run or --checkpoint"),

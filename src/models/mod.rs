@@ -71,12 +71,7 @@ impl Trained {
     /// Moves the parameters, gradients, batch norms' running statistics and Adam's moments
     /// to `device`.
     pub fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
-        self.net.arena_mut().to_device(device)?;
-        for norm in self.net.norms_mut() {
-            if let Some(stats) = norm.stats.as_mut() {
-                stats.to_device(device)?;
-            }
-        }
+        self.net.to_device(device)?;
         self.adam.to_device(device)
     }
 

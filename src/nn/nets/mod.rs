@@ -22,6 +22,18 @@ pub trait Network: Send {
     fn forward(&mut self, tape: &mut Tape, x: Var, mode: &Mode) -> Result<Var>;
     /// The norm layers, for their running statistics.
     fn norms_mut(&mut self) -> Vec<&mut Norm>;
+
+    /// Moves the parameters, their gradients and the batch norms' running statistics to
+    /// `device`, where the network then runs.
+    fn to_device(&mut self, device: &crate::device::Device) -> Result<()> {
+        self.arena_mut().to_device(device)?;
+        for norm in self.norms_mut() {
+            if let Some(stats) = norm.stats.as_mut() {
+                stats.to_device(device)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Generator architectures (`--netG`).
