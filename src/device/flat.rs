@@ -119,8 +119,8 @@ impl FlatBuffer {
     pub fn add_at(&mut self, at: usize, t: &Tensor) -> Result<()> {
         match self {
             FlatBuffer::Host(v) => {
-                let host = t.to_host()?;
-                for (acc, g) in v[at..at + t.numel()].iter_mut().zip(host.as_slice()) {
+                let g = t.host_operand("gradient accumulation")?;
+                for (acc, g) in v[at..at + g.len()].iter_mut().zip(g) {
                     *acc += g;
                 }
             }
