@@ -423,3 +423,38 @@ fn norm_fused_with_its_activation_equals_the_two_ops() {
         }
     }
 }
+
+/// `release_since` drops, on a tape that does not record, the values made after the mark,
+/// except those kept and parameter leaves; it leaves a recording tape alone.
+#[test]
+fn release_since_drops_only_later_unkept_values() {
+    let mut arena = ParamArena::new();
+    let w = arena.add("w", [3], ParamRole::Weight);
+    for recording in [false, true] {
+        let mut tape = if recording {
+            Tape::new()
+        } else {
+            Tape::no_grad()
+        };
+        let before = tape.constant(Tensor::full([4], 1.0));
+        let mark = tape.mark();
+        let p = tape.param(&arena, w).unwrap();
+        let a = tape.constant(Tensor::full([5], 2.0));
+        let b = tape.constant(Tensor::full([6], 3.0));
+        let held = tape.held_bytes();
+        assert_eq!(held, (4 + 3 + 5 + 6) * 4);
+        tape.release_since(mark, &[b]);
+        let expected = if recording { held } else { (4 + 3 + 6) * 4 };
+        assert_eq!(tape.held_bytes(), expected, "recording {recording}");
+        assert_eq!(tape.value(before).dims(), [4]);
+        assert_eq!(tape.value(b).dims(), [6]);
+        // The parameter's cached leaf stays usable.
+        assert_eq!(tape.param(&arena, w).unwrap(), p);
+        assert_eq!(tape.value(p).dims(), [3]);
+        if !recording {
+            let read =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tape.value(a).numel()));
+            assert!(read.is_err(), "a released value was readable");
+        }
+    }
+}

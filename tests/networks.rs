@@ -275,3 +275,38 @@ fn every_parameter_gets_a_gradient() {
 }
 
 use rand::SeedableRng;
+
+/// Inference releases activations as the ResNet generators go (`Tape::release_since`): at
+/// the end the tape holds the parameters, the input and the last two values (the head's
+/// output and its tanh), where a recording tape holds every activation for backward. The
+/// outputs are the same either way.
+#[test]
+fn inference_keeps_only_live_activations() {
+    for (arch, shape) in [
+        ("resnet_6blocks", vec![1, 1, 24, 20]),
+        ("resnet3d_6blocks", vec![1, 1, 12, 16, 8]),
+    ] {
+        let mut net = generator(arch, 1, NormKind::Instance, false, 4);
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_vec(
+            shape.clone(),
+            (0..n).map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0).collect(),
+        )
+        .unwrap();
+        let run = |net: &mut dyn Network, mut tape: Tape| {
+            let xv = tape.constant(x.clone());
+            let y = net.forward(&mut tape, xv, &Mode::inference(true)).unwrap();
+            (tape.value(y).to_vec().unwrap(), tape.held_bytes())
+        };
+        let (released, held) = run(&mut *net, Tape::no_grad());
+        let (recorded, held_recording) = run(&mut *net, Tape::new());
+        assert_eq!(released, recorded, "{arch}: outputs");
+        let params = net.arena().len() * 4;
+        let image = n * 4;
+        assert_eq!(held, params + 3 * image, "{arch}: held by the no-grad tape");
+        assert!(
+            held_recording > params + 40 * image,
+            "{arch}: a recording tape holds every activation ({held_recording} bytes)"
+        );
+    }
+}

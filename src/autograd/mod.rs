@@ -7,4 +7,4 @@
 
 mod tape;
 
-pub use tape::{Backward, Gradients, ParamKey, Tape, Var};
+pub use tape::{Backward, Gradients, ParamKey, Tape, TapeMark, Var};

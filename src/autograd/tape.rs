@@ -39,11 +39,16 @@ pub trait Backward {
 }
 
 struct Node {
-    value: Tensor,
+    /// None once `Tape::release_since` dropped it (only on a tape that does not record).
+    value: Option<Tensor>,
     requires_grad: bool,
     inputs: Vec<Var>,
     backward: Option<Box<dyn Backward>>,
 }
+
+/// A position on a tape (`Tape::mark`): the values recorded after it.
+#[derive(Clone, Copy, Debug)]
+pub struct TapeMark(usize);
 
 static NEXT_TAPE: AtomicU64 = AtomicU64::new(1);
 
@@ -104,7 +109,7 @@ impl Tape {
     /// Brings a tensor onto the tape. With `requires_grad`, `backward` reports its gradient.
     pub fn leaf(&mut self, value: Tensor, requires_grad: bool) -> Var {
         self.push(Node {
-            value,
+            value: Some(value),
             requires_grad: requires_grad && self.recording,
             inputs: Vec::new(),
             backward: None,
@@ -134,7 +139,7 @@ impl Tape {
             return Ok(v);
         }
         let v = self.push(Node {
-            value: arena.tensor(id)?,
+            value: Some(arena.tensor(id)?),
             requires_grad,
             inputs: Vec::new(),
             backward: None,
@@ -145,7 +150,10 @@ impl Tape {
 
     /// The value of `v`.
     pub fn value(&self, v: Var) -> &Tensor {
-        &self.node(v).value
+        self.node(v)
+            .value
+            .as_ref()
+            .expect("the value of a Var was read after Tape::release_since dropped it")
     }
 
     pub fn requires_grad(&self, v: Var) -> bool {
@@ -176,11 +184,42 @@ impl Tape {
             (Vec::new(), None)
         };
         self.push(Node {
-            value,
+            value: Some(value),
             requires_grad,
             inputs,
             backward,
         })
+    }
+
+    /// Where the tape stands now, for [`Self::release_since`].
+    pub fn mark(&self) -> TapeMark {
+        TapeMark(self.nodes.len())
+    }
+
+    /// On a tape that does not record: drops the values made since `mark`, except `keep` and
+    /// parameter leaves, so that inference holds a network's live activations rather than
+    /// all of them (a 3D ResNet generator's patch needs about a quarter). Values from before
+    /// the mark, such as the network's input, are never touched. A no-op on a recording
+    /// tape, whose backward needs the values. Reading a released value is a bug and panics.
+    pub fn release_since(&mut self, mark: TapeMark, keep: &[Var]) {
+        if self.recording {
+            return;
+        }
+        let params: std::collections::HashSet<usize> =
+            self.params.values().map(|v| v.index).collect();
+        for index in mark.0..self.nodes.len() {
+            let kept = keep.iter().any(|k| k.tape == self.id && k.index == index);
+            if !kept && !params.contains(&index) {
+                self.nodes[index].value = None;
+            }
+        }
+    }
+
+    /// Bytes of the values the tape holds now (parameter leaves included): what inference
+    /// keeps alive, for tests and measurements of `release_since`.
+    pub fn held_bytes(&self) -> usize {
+        let held = self.nodes.iter().filter_map(|n| n.value.as_ref());
+        held.map(|v| v.numel() * std::mem::size_of::<f32>()).sum()
     }
 
     /// Reverse sweep from the scalar `loss`. Returns the gradients of every leaf that
@@ -188,15 +227,16 @@ impl Tape {
     /// soon as they have been passed on.
     pub fn backward(&self, loss: Var) -> Result<Gradients> {
         let root = self.node(loss);
-        if root.value.numel() != 1 {
+        let loss_value = self.value(loss);
+        if loss_value.numel() != 1 {
             return Err(Error::Autograd(format!(
                 "backward needs a one-element loss, got shape {}",
-                root.value.shape()
+                loss_value.shape()
             )));
         }
         let mut grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         if root.requires_grad {
-            grads[loss.index] = Some(Tensor::full(root.value.shape().clone(), 1.0));
+            grads[loss.index] = Some(Tensor::full(loss_value.shape().clone(), 1.0));
         }
         for index in (0..=loss.index).rev() {
             let node = &self.nodes[index];
@@ -216,9 +256,7 @@ impl Tape {
                 let Some(grad) = grad.filter(|_| need) else {
                     continue;
                 };
-                self.node(input)
-                    .value
-                    .expect_same_shape("backward", &grad)?;
+                self.value(input).expect_same_shape("backward", &grad)?;
                 let slot = &mut grads[input.index];
                 *slot = Some(match slot.take() {
                     Some(acc) => elementwise::add_tensors(&acc, &grad)?,

@@ -175,11 +175,8 @@ fn bench_volumetric(
     };
     println!("resnet3d_9blocks ngf {ngf}, patch {patch:?}, {on}");
     let peak = |what: &str| {
-        if let Some(bytes) = device.memory_peak_bytes() {
-            println!(
-                "{what}: device memory peak {:.2} GiB",
-                bytes as f64 / (1u64 << 30) as f64
-            );
+        if let Some(note) = super::memory_peak_note(device) {
+            println!("{what}: {note}");
         }
     };
     let (s, n) = window_cost(ngf, patch, volume, stride, device)?;

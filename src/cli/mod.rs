@@ -82,12 +82,21 @@ impl DeviceArg {
     }
 }
 
-/// "device memory peak 1.23 GiB" on a GPU, None on the CPU.
+/// "device memory peak 1.23 GiB held, 812.0 MiB in use" on a GPU, None on the CPU.
 pub fn memory_peak_note(device: &Device) -> Option<String> {
-    device.memory_peak_bytes().map(|b| {
+    let size = |bytes: usize| {
+        let mib = bytes as f64 / (1u64 << 20) as f64;
+        if mib < 1024.0 {
+            format!("{mib:.1} MiB")
+        } else {
+            format!("{:.2} GiB", mib / 1024.0)
+        }
+    };
+    device.memory_peak().map(|p| {
         format!(
-            "device memory peak {:.2} GiB",
-            b as f64 / (1u64 << 30) as f64
+            "device memory peak {} held, {} in use",
+            size(p.held_bytes),
+            size(p.in_use_bytes)
         )
     })
 }

@@ -26,18 +26,34 @@ pub enum Device {
     Cuda(Arc<cuda::CudaBackend>),
 }
 
+/// Device memory at its peak, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryPeak {
+    /// What the engine's live buffers needed (PyTorch's `max_memory_allocated`).
+    pub in_use_bytes: usize,
+    /// What the engine held from the driver, its buffer cache included (PyTorch's
+    /// `max_memory_reserved`): the number that decides whether a run fits.
+    pub held_bytes: usize,
+}
+
 impl Device {
     pub fn is_cpu(&self) -> bool {
         matches!(self, Device::Cpu)
     }
 
-    /// The most device memory the engine's buffers have held, in bytes (since the device was
-    /// opened or since `reset_memory_peak`); None on the CPU.
-    pub fn memory_peak_bytes(&self) -> Option<usize> {
+    /// The device memory peaks since the device was opened or since `reset_memory_peak`;
+    /// None on the CPU.
+    pub fn memory_peak(&self) -> Option<MemoryPeak> {
         match self {
             Device::Cpu => None,
             #[cfg(feature = "cuda")]
-            Device::Cuda(b) => Some(b.pool_stats().peak * 4),
+            Device::Cuda(b) => {
+                let stats = b.pool_stats();
+                Some(MemoryPeak {
+                    in_use_bytes: stats.peak_in_use * 4,
+                    held_bytes: stats.peak * 4,
+                })
+            }
         }
     }
 

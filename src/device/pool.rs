@@ -29,6 +29,9 @@ pub struct PoolStats {
     pub cached: usize,
     /// The most `in_use + cached` has been: the device memory the pool held at its peak.
     pub peak: usize,
+    /// The most `in_use` has been: what the engine's live buffers needed at their peak
+    /// (PyTorch's `max_memory_allocated`, where `peak` is its `max_memory_reserved`).
+    pub peak_in_use: usize,
     /// Requests served from the cache, and by the raw allocator.
     pub hits: usize,
     pub misses: usize,
@@ -73,9 +76,11 @@ impl<A: RawAllocator> Pool<A> {
         let class = size_class(len);
         let mut state = self.lock();
         if let Some(buffer) = state.free.get_mut(&class).and_then(Vec::pop) {
-            state.stats.hits += 1;
-            state.stats.cached -= class;
-            state.stats.in_use += class;
+            let stats = &mut state.stats;
+            stats.hits += 1;
+            stats.cached -= class;
+            stats.in_use += class;
+            stats.peak_in_use = stats.peak_in_use.max(stats.in_use);
             return Ok(self.pooled(buffer, class));
         }
         // What the engine holds, for the error: the usual cure is a smaller batch or patch.
@@ -100,6 +105,7 @@ impl<A: RawAllocator> Pool<A> {
         stats.misses += 1;
         stats.in_use += class;
         stats.peak = stats.peak.max(stats.in_use + stats.cached);
+        stats.peak_in_use = stats.peak_in_use.max(stats.in_use);
         Ok(self.pooled(buffer, class))
     }
 
@@ -107,10 +113,11 @@ impl<A: RawAllocator> Pool<A> {
         self.lock().stats
     }
 
-    /// Starts a new peak from what the pool holds now (to measure one phase of a run).
+    /// Starts new peaks from what the pool holds now (to measure one phase of a run).
     pub fn reset_peak(&self) {
-        let mut state = self.lock();
-        state.stats.peak = state.stats.in_use + state.stats.cached;
+        let stats = &mut self.lock().stats;
+        stats.peak = stats.in_use + stats.cached;
+        stats.peak_in_use = stats.in_use;
     }
 
     fn pooled(self: &Arc<Self>, buffer: A::Buffer, class: usize) -> Pooled<A> {
@@ -252,7 +259,17 @@ mod tests {
         assert_eq!(stats.in_use, 0);
         assert_eq!(stats.cached, 1024 + 512 * 1024);
         assert_eq!(stats.peak, 1024 + 512 * 1024);
+        // a and b, then b and c: never more than one buffer of each class at once.
+        assert_eq!(stats.peak_in_use, 1024 + 512 * 1024);
         assert_eq!((stats.hits, stats.misses), (4, 2));
+        pool.reset_peak();
+        let small = pool.take(100).unwrap();
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.peak_in_use, stats.peak),
+            (128, 1024 + 512 * 1024 + 128)
+        );
+        drop(small);
     }
 
     #[test]

@@ -198,10 +198,15 @@ impl Network for ResnetGenerator {
     }
     fn forward(&mut self, tape: &mut Tape, x: Var, mode: &Mode) -> Result<Var> {
         let arena = &self.arena;
+        // Inference keeps only the live activations: after each layer, the values of the
+        // earlier ones are released (nothing happens on a tape that records).
+        let scope = tape.mark();
         let h = tape.pad(x, self.pad, 3)?;
         let mut h = self.stem.forward(tape, arena, h, mode, true)?;
+        tape.release_since(scope, &[h]);
         for d in &mut self.down {
             h = d.forward(tape, arena, h, mode, true)?;
+            tape.release_since(scope, &[h]);
         }
         for (i, b) in self.blocks.iter_mut().enumerate() {
             let y = tape.pad(h, self.pad, 1)?;
@@ -209,16 +214,20 @@ impl Network for ResnetGenerator {
             if let (true, Some(seed)) = (b.dropout, mode.dropout_seed_for(i as u64)) {
                 y = tape.dropout(y, 0.5, seed, true)?;
             }
+            tape.release_since(scope, &[h, y]);
             let y = tape.pad(y, self.pad, 1)?;
             let y = b.second.forward(tape, arena, y, mode, false)?;
             // No activation after the residual addition.
             h = tape.add(h, y)?;
+            tape.release_since(scope, &[h]);
         }
         for u in &mut self.up {
             h = u.forward(tape, arena, h, mode, true)?;
+            tape.release_since(scope, &[h]);
         }
         let h = tape.pad(h, self.pad, 3)?;
         let h = self.head.forward(tape, arena, h)?;
+        tape.release_since(scope, &[h]);
         tape.tanh(h)
     }
     fn norms_mut(&mut self) -> Vec<&mut Norm> {
