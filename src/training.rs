@@ -642,8 +642,9 @@ impl Run {
                     blend: v.blend,
                     batch: 2,
                 };
-                sliding::run(data, dims, background, &window, |patches| {
-                    sliding::network_patches(g.net.as_mut(), patches, v.patch, &mode)
+                let device = g.net.arena().device();
+                sliding::run(data, dims, background, &window, &device, |patches| {
+                    crate::infer::forward_no_grad(g.net.as_mut(), patches, &mode)
                 })
             }
             None => translate(g.net.as_mut(), data, dims, background, &slices),

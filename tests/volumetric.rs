@@ -85,11 +85,17 @@ fn shapes_of_the_3d_networks() {
     }
 }
 
+/// On the CPU and (with a GPU, or the emulated one) on the device, where the volume stays
+/// and kernels cut and blend the windows: an identity generator gives back the input exactly,
+/// and a non-linear one (0.7 x^2, the same f32 operations on both) blends to the same bits on
+/// either device, because both sum in f64 in the same order.
 #[test]
 fn sliding_window_reassembly_is_exact() {
+    use mrgan::ops::elementwise::{mul_tensors, scale_tensor};
     assert_eq!(starts(240, 128, 32), vec![0, 32, 64, 96, 112]);
     assert_eq!(starts(155, 64, 32), vec![0, 32, 64, 91]);
     assert_eq!(starts(10, 16, 4), vec![0]);
+    let devices = common::test_devices();
     for dims in [[13usize, 9, 7], [5, 4, 3], [16, 16, 8], [17, 23, 11]] {
         let n: usize = dims.iter().product();
         let data: Vec<f32> = (0..n)
@@ -103,19 +109,34 @@ fn sliding_window_reassembly_is_exact() {
                     blend,
                     batch: 3,
                 };
-                let mut calls = 0;
-                let out = run(&data, dims, -1.0, &opts, |patches| {
-                    calls += 1;
-                    assert!(patches.len() <= 3);
-                    Ok(patches.to_vec())
-                })
-                .unwrap();
-                assert!(calls > 0);
-                let same = out.iter().zip(&data).all(|(a, b)| a == b);
-                assert!(
-                    same && out.len() == data.len(),
-                    "dims {dims:?} stride {stride:?} {blend:?}: not exact"
-                );
+                let case = format!("dims {dims:?} stride {stride:?} {blend:?}");
+                let mut squared_on_cpu = None;
+                for device in &devices {
+                    let mut calls = 0;
+                    let out = run(&data, dims, -1.0, &opts, device, |patches| {
+                        calls += 1;
+                        assert!(patches.dims()[0] <= 3);
+                        assert_eq!(patches.device(), *device);
+                        Ok(patches)
+                    })
+                    .unwrap();
+                    assert!(calls > 0);
+                    assert!(
+                        out == data,
+                        "{case} on {}: identity not exact",
+                        device.describe()
+                    );
+                    let squared = run(&data, dims, -1.0, &opts, device, |p| {
+                        scale_tensor(&mul_tensors(&p, &p)?, 0.7)
+                    })
+                    .unwrap();
+                    let want = squared_on_cpu.get_or_insert_with(|| squared.clone());
+                    assert!(
+                        squared == *want,
+                        "{case} on {}: differs from the CPU's blend",
+                        device.describe()
+                    );
+                }
             }
         }
     }

@@ -9,9 +9,9 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
-use crate::autograd::Tape;
 use crate::device::Device;
 use crate::error::Result;
+use crate::infer::forward_no_grad;
 use crate::infer::sliding::starts;
 use crate::models::Trained;
 use crate::models::cyclegan::{CycleLoss, CycleNets, train_step};
@@ -64,10 +64,7 @@ pub fn window_cost(
     let mut seconds = 0.0;
     for _ in 0..2 {
         let t = Instant::now();
-        let mut tape = Tape::no_grad();
-        let xv = tape.constant(x.clone());
-        let y = g.forward(&mut tape, xv, &Mode::inference(true))?;
-        tape.value(y).to_host()?;
+        forward_no_grad(g.as_mut(), x.clone(), &Mode::inference(true))?.to_host()?;
         seconds = t.elapsed().as_secs_f64();
     }
     let windows = (0..3)

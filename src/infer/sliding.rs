@@ -6,7 +6,9 @@
 //! cropped back. Accumulation is in f64, so an identity generator returns the input exactly.
 
 use crate::data::patches::extract;
+use crate::device::Device;
 use crate::error::Result;
+use crate::tensor::Tensor;
 
 /// How overlapping outputs are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,14 +73,214 @@ fn weights(patch: [usize; 3], blend: Blend) -> Vec<f64> {
     w
 }
 
-/// Runs `generator` (a batch of patches in, one output per patch out, each first axis
-/// fastest) over the volume `data` of `dims`; returns the blended output volume.
+/// The running blend of one volume, on the device that runs the generator: the (padded)
+/// source volume, the f64 sums of weighted outputs and of weights, and the patch weights.
+/// On a GPU the volume stays there: windows are cut and outputs added by kernels
+/// (`kernels/window.cu`) with the same f64 arithmetic, in the same order, as on the host.
+#[cfg_attr(feature = "cuda", allow(clippy::large_enum_variant))] // one per volume
+enum Canvas {
+    Host {
+        source: Vec<f32>,
+        sum: Vec<f64>,
+        weight_sum: Vec<f64>,
+        weights: Vec<f64>,
+    },
+    #[cfg(feature = "cuda")]
+    Cuda {
+        source: crate::device::cuda::DeviceBuffer,
+        sum: crate::device::cuda::DeviceBuffer,
+        weight_sum: crate::device::cuda::DeviceBuffer,
+        weights: crate::device::cuda::DeviceBuffer,
+    },
+}
+
+#[cfg(feature = "cuda")]
+fn device_error(e: String) -> crate::error::Error {
+    crate::error::Error::Device(e)
+}
+
+#[cfg(feature = "cuda")]
+fn window_box(padded: [usize; 3], origin: [usize; 3], patch: [usize; 3]) -> WindowBox {
+    WindowBox {
+        volume: padded,
+        origin,
+        patch,
+    }
+}
+
+#[cfg(feature = "cuda")]
+use crate::device::cuda::WindowBox;
+
+impl Canvas {
+    fn new(device: &Device, source: Vec<f32>, weights: Vec<f64>) -> Result<Canvas> {
+        let n = source.len();
+        match device {
+            Device::Cpu => Ok(Canvas::Host {
+                source,
+                sum: vec![0.0; n],
+                weight_sum: vec![0.0; n],
+                weights,
+            }),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(backend) => {
+                // f64 arrays as twice as many f32s (see kernels/window.cu).
+                let zeros = || -> Result<_> {
+                    let mut b = backend.alloc(2 * n).map_err(device_error)?;
+                    b.set_zero().map_err(device_error)?;
+                    Ok(b)
+                };
+                Ok(Canvas::Cuda {
+                    source: backend.upload_buffer(&source).map_err(device_error)?,
+                    sum: zeros()?,
+                    weight_sum: zeros()?,
+                    weights: backend
+                        .upload_buffer(bytemuck::cast_slice(&weights))
+                        .map_err(device_error)?,
+                })
+            }
+        }
+    }
+
+    /// The windows at `origins` as a batch `[origins, 1, pz, py, px]` on the canvas's device.
+    fn cut(
+        &self,
+        padded: [usize; 3],
+        origins: &[[usize; 3]],
+        patch: [usize; 3],
+        background: f32,
+    ) -> Result<Tensor> {
+        let dims = [origins.len(), 1, patch[2], patch[1], patch[0]];
+        match self {
+            Canvas::Host { source, .. } => {
+                let data = origins
+                    .iter()
+                    .flat_map(|&o| extract(source, padded, o, patch, background))
+                    .collect();
+                Tensor::from_vec(dims, data)
+            }
+            #[cfg(feature = "cuda")]
+            Canvas::Cuda { source, .. } => {
+                let backend = source.backend();
+                let per: usize = patch.iter().product();
+                let mut batch = backend.alloc(origins.len() * per).map_err(device_error)?;
+                for (slot, &o) in origins.iter().enumerate() {
+                    backend
+                        .launch_window_cut(source, &window_box(padded, o, patch), &mut batch, slot)
+                        .map_err(device_error)?;
+                }
+                Tensor::from_device(dims, batch)
+            }
+        }
+    }
+
+    /// Adds the generator's `outputs` for the windows at `origins`, one window after the
+    /// other.
+    fn add(
+        &mut self,
+        padded: [usize; 3],
+        origins: &[[usize; 3]],
+        patch: [usize; 3],
+        outputs: &Tensor,
+    ) -> Result<()> {
+        let want = [origins.len(), 1, patch[2], patch[1], patch[0]];
+        if outputs.dims() != want {
+            return Err(crate::error::shape_error(
+                "sliding window",
+                format!(
+                    "the generator gave {} for a batch of {want:?} patches",
+                    outputs.shape()
+                ),
+            ));
+        }
+        match self {
+            Canvas::Host {
+                sum,
+                weight_sum,
+                weights,
+                ..
+            } => {
+                let outputs = outputs.to_host()?;
+                let [px, py, pz] = patch;
+                for (o, out) in origins.iter().zip(outputs.as_slice().chunks(px * py * pz)) {
+                    for z in 0..pz {
+                        for y in 0..py {
+                            let dst = o[0] + padded[0] * (o[1] + y + padded[1] * (o[2] + z));
+                            let src = px * (y + py * z);
+                            for x in 0..px {
+                                sum[dst + x] += weights[src + x] * out[src + x] as f64;
+                                weight_sum[dst + x] += weights[src + x];
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Canvas::Cuda {
+                sum,
+                weight_sum,
+                weights,
+                ..
+            } => {
+                let outputs = outputs.gpu_operand("sliding window")?;
+                let backend = std::sync::Arc::clone(outputs.backend());
+                for (slot, &o) in origins.iter().enumerate() {
+                    backend
+                        .launch_window_add(
+                            outputs,
+                            slot,
+                            weights,
+                            &window_box(padded, o, patch),
+                            (&mut *sum, &mut *weight_sum),
+                        )
+                        .map_err(device_error)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The blended volume of `dims` (the padded one's low corner), on the host.
+    fn blend(self, padded: [usize; 3], dims: [usize; 3], background: f32) -> Result<Vec<f32>> {
+        match self {
+            Canvas::Host {
+                sum, weight_sum, ..
+            } => {
+                let blended: Vec<f32> = sum
+                    .iter()
+                    .zip(&weight_sum)
+                    .map(|(a, w)| (a / w) as f32)
+                    .collect();
+                Ok(if padded == dims {
+                    blended
+                } else {
+                    extract(&blended, padded, [0; 3], dims, background)
+                })
+            }
+            #[cfg(feature = "cuda")]
+            Canvas::Cuda {
+                sum, weight_sum, ..
+            } => {
+                let backend = std::sync::Arc::clone(sum.backend());
+                backend
+                    .launch_window_blend(&sum, &weight_sum, &window_box(padded, [0; 3], dims))
+                    .and_then(|out| out.to_host())
+                    .map_err(device_error)
+            }
+        }
+    }
+}
+
+/// Runs `generator` (a batch `[patches, 1, pz, py, px]` in, the same shape out, on
+/// `device`) over the volume `data` of `dims`; returns the blended output volume. On a GPU
+/// the volume goes there once and only the result comes back.
 pub fn run(
     data: &[f32],
     dims: [usize; 3],
     background: f32,
     opts: &SlidingWindow,
-    mut generator: impl FnMut(&[Vec<f32>]) -> Result<Vec<Vec<f32>>>,
+    device: &Device,
+    mut generator: impl FnMut(Tensor) -> Result<Tensor>,
 ) -> Result<Vec<f32>> {
     let padded: [usize; 3] = std::array::from_fn(|a| dims[a].max(opts.patch[a]));
     let source = if padded == dims {
@@ -97,48 +299,11 @@ pub fn run(
         }
         all
     };
-    let w = weights(opts.patch, opts.blend);
-    let n: usize = padded.iter().product();
-    let (mut acc, mut wsum) = (vec![0.0f64; n], vec![0.0f64; n]);
+    let mut canvas = Canvas::new(device, source, weights(opts.patch, opts.blend))?;
     for chunk in origins.chunks(opts.batch.max(1)) {
-        let inputs: Vec<Vec<f32>> = chunk
-            .iter()
-            .map(|&o| extract(&source, padded, o, opts.patch, background))
-            .collect();
-        let outputs = generator(&inputs)?;
-        for (o, out) in chunk.iter().zip(&outputs) {
-            let [px, py, pz] = opts.patch;
-            for z in 0..pz {
-                for y in 0..py {
-                    let dst = o[0] + padded[0] * (o[1] + y + padded[1] * (o[2] + z));
-                    let src = px * (y + py * z);
-                    for x in 0..px {
-                        acc[dst + x] += w[src + x] * out[src + x] as f64;
-                        wsum[dst + x] += w[src + x];
-                    }
-                }
-            }
-        }
+        let inputs = canvas.cut(padded, chunk, opts.patch, background)?;
+        let outputs = generator(inputs)?;
+        canvas.add(padded, chunk, opts.patch, &outputs)?;
     }
-    let blended: Vec<f32> = acc.iter().zip(&wsum).map(|(a, w)| (a / w) as f32).collect();
-    Ok(if padded == dims {
-        blended
-    } else {
-        extract(&blended, padded, [0; 3], dims, background)
-    })
-}
-
-/// Runs a volumetric network on patches: each becomes a `[1, pz, py, px]` item of a batch.
-pub fn network_patches(
-    net: &mut dyn crate::nn::nets::Network,
-    patches: &[Vec<f32>],
-    patch: [usize; 3],
-    mode: &crate::nn::layers::Mode,
-) -> Result<Vec<Vec<f32>>> {
-    let data: Vec<f32> = patches.iter().flat_map(|p| p.iter().copied()).collect();
-    let x =
-        crate::tensor::Tensor::from_vec([patches.len(), 1, patch[2], patch[1], patch[0]], data)?;
-    let y = super::forward_on_host_data(net, x, mode)?;
-    let per: usize = patch.iter().product();
-    Ok(y.as_slice().chunks(per).map(<[f32]>::to_vec).collect())
+    canvas.blend(padded, dims, background)
 }

@@ -28,6 +28,7 @@
 #include "../../kernels/norm.cu"
 #include "../../kernels/pad.cu"
 #include "../../kernels/reduce.cu"
+#include "../../kernels/window.cu"
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
@@ -77,7 +78,8 @@ const Kernel KERNELS[] = {
     KERNEL(loss_partial_sums_f32),  KERNEL(loss_backward_f32),      KERNEL(norm_stats_f32),
     KERNEL(norm_apply_f32),         KERNEL(norm_grad_sums_f32),     KERNEL(norm_backward_f32),
     KERNEL(pad_fwd_f32),            KERNEL(pad_bwd_f32),            KERNEL(sum_partial_f32),
-    KERNEL(fill_f32),               KERNEL(norm_channel_sums_f32),
+    KERNEL(fill_f32),               KERNEL(norm_channel_sums_f32),  KERNEL(window_cut_f32),
+    KERNEL(window_add_f64),         KERNEL(window_blend_f32),
 };
 
 std::mutex launches;

@@ -2,7 +2,7 @@
 //! and stream, the embedded kernel modules (the device's own cubin when there is one, else
 //! the compute_80 PTX), function handles resolved once, a caching pool for scratch buffers
 //! (`super::pool`), and typed launch wrappers, one file per kernel family (`conv`, `norm`,
-//! `elementwise`, `loss`, `pad`, `adam`, `reduce`, `concat`, as `kernels/*.cu`).
+//! `elementwise`, `loss`, `pad`, `adam`, `reduce`, `concat`, `window`, as `kernels/*.cu`).
 //!
 //! Each family's launchers work on `DeviceBuffer`s (`buffer`), the storage of device
 //! tensors, which the ops call (`crate::ops::*`); a host-slice wrapper beside each (copy in,
@@ -31,9 +31,11 @@ mod loss;
 mod norm;
 mod pad;
 mod reduce;
+mod window;
 
 pub use buffer::DeviceBuffer;
 pub use conv::ConvKernel;
+pub use window::WindowBox;
 
 mod kernels {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -80,6 +82,9 @@ struct Functions {
     fill: CudaFunction,
     channel_slice_copy: CudaFunction,
     adam: CudaFunction,
+    window_cut: CudaFunction,
+    window_add: CudaFunction,
+    window_blend: CudaFunction,
 }
 
 /// Zeroed f32 buffers on one stream: the raw allocator under the backend's `Pool`.
@@ -168,6 +173,7 @@ impl CudaBackend {
         let pad = load("pad", PAD_PTX, PAD_SM80, PAD_SM90)?;
         let reduce = load("reduce", REDUCE_PTX, REDUCE_SM80, REDUCE_SM90)?;
         let concat = load("concat", CONCAT_PTX, CONCAT_SM80, CONCAT_SM90)?;
+        let window = load("window", WINDOW_PTX, WINDOW_SM80, WINDOW_SM90)?;
         let f = |m: &Arc<CudaModule>, name: &str| m.load_function(name).map_err(err(name));
         let functions = Functions {
             pad_fwd: f(&pad, "pad_fwd_f32")?,
@@ -202,6 +208,9 @@ impl CudaBackend {
             fill: f(&reduce, "fill_f32")?,
             channel_slice_copy: f(&concat, "channel_slice_copy_f32")?,
             adam: f(&adam, "adam_step_f32")?,
+            window_cut: f(&window, "window_cut_f32")?,
+            window_add: f(&window, "window_add_f64")?,
+            window_blend: f(&window, "window_blend_f32")?,
         };
         let stream = ctx.default_stream();
         let multiprocessors = ctx
@@ -217,7 +226,17 @@ impl CudaBackend {
             target_blocks: 2 * multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
             functions,
-            _modules: vec![elementwise, adam, conv, norm, loss, pad, reduce, concat],
+            _modules: vec![
+                elementwise,
+                adam,
+                conv,
+                norm,
+                loss,
+                pad,
+                reduce,
+                concat,
+                window,
+            ],
         })
     }
 
