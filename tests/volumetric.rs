@@ -85,13 +85,11 @@ fn shapes_of_the_3d_networks() {
     }
 }
 
-/// On the CPU and (with a GPU, or the emulated one) on the device, where the volume stays
-/// and kernels cut and blend the windows: an identity generator gives back the input exactly,
-/// and a non-linear one (0.7 x^2, the same f32 operations on both) blends to the same bits on
-/// either device, because both sum in f64 in the same order.
+/// An identity generator gives back the input exactly, on the CPU and (with a GPU, or the
+/// emulated one) on the device, where the volume stays and kernels cut and blend the windows
+/// (`cuda_parity` compares the two blends of a non-linear generator).
 #[test]
 fn sliding_window_reassembly_is_exact() {
-    use mrgan::ops::elementwise::{mul_tensors, scale_tensor};
     assert_eq!(starts(240, 128, 32), vec![0, 32, 64, 96, 112]);
     assert_eq!(starts(155, 64, 32), vec![0, 32, 64, 91]);
     assert_eq!(starts(10, 16, 4), vec![0]);
@@ -110,7 +108,6 @@ fn sliding_window_reassembly_is_exact() {
                     batch: 3,
                 };
                 let case = format!("dims {dims:?} stride {stride:?} {blend:?}");
-                let mut squared_on_cpu = None;
                 for device in &devices {
                     let mut calls = 0;
                     let out = run(&data, dims, -1.0, &opts, device, |patches| {
@@ -124,16 +121,6 @@ fn sliding_window_reassembly_is_exact() {
                     assert!(
                         out == data,
                         "{case} on {}: identity not exact",
-                        device.describe()
-                    );
-                    let squared = run(&data, dims, -1.0, &opts, device, |p| {
-                        scale_tensor(&mul_tensors(&p, &p)?, 0.7)
-                    })
-                    .unwrap();
-                    let want = squared_on_cpu.get_or_insert_with(|| squared.clone());
-                    assert!(
-                        squared == *want,
-                        "{case} on {}: differs from the CPU's blend",
                         device.describe()
                     );
                 }
