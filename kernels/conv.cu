@@ -63,7 +63,25 @@ __device__ __forceinline__ Strided strided(const float* base, int stride, bool v
 // TILE_K). With one split it writes the result; with several, its partial sums go to
 // `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
 // so results do not depend on scheduling.
+// Shared-memory banks: the loads write A with consecutive threads on consecutive k of one row
+// m. With rows of TM floats (a multiple of 32) those all fall in one bank: 16-way conflicts.
+// Rows of TM + 4 floats (`ARow`) move each k four banks on, down to 2-way, and keep every
+// 16-byte chunk aligned for the vector reads, whose offsets stay compile-time constants.
+// A thread's RN columns are groups of four adjacent ones, the groups TN / (RN / 4) apart
+// (`b_slot`), so that a warp's vector reads of B are consecutive 16-byte chunks rather than
+// chunks 32 bytes apart (2-way conflicts with 8 x 8 sub-tiles).
 // Launch: grid (ceil(N / TN), ceil(M / TM), splits), 256 threads (src/device/tiled_conv.rs).
+template <int TM>
+struct ARow {
+    static constexpr int floats = TM >= 32 ? TM + 4 : TM;
+};
+template <int TN, int RN>
+__device__ __forceinline__ int b_slot(int tx, int j) {
+    constexpr int TX = TN / RN;
+    if (RN % 4 != 0) return tx * RN + j;
+    return j / 4 * (TX * 4) + tx * 4 + j % 4;
+}
+
 template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
     static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
@@ -72,7 +90,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
     const int k_begin = blockIdx.z * k_chunk;
     const int k_end = min(K, k_begin + k_chunk);
-    __shared__ float a_tile[TILE_K][TM];
+    __shared__ float a_tile[TILE_K][ARow<TM>::floats];
     __shared__ float b_tile[TILE_K][TN];
     __shared__ unsigned long long column_taps[TN];
     const int m0 = blockIdx.y * TM;
@@ -122,7 +140,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
 #pragma unroll
             for (int i = 0; i < RM; ++i) a[i] = a_tile[kk][ty * RM + i];
 #pragma unroll
-            for (int j = 0; j < RN; ++j) b[j] = b_tile[kk][tx * RN + j];
+            for (int j = 0; j < RN; ++j) b[j] = b_tile[kk][b_slot<TN, RN>(tx, j)];
 #pragma unroll
             for (int i = 0; i < RM; ++i)
 #pragma unroll
@@ -136,7 +154,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < RN; ++j) {
-            int n = n0 + tx * RN + j;
+            int n = n0 + b_slot<TN, RN>(tx, j);
             if (n < N) ops.store(m, n, acc[i][j]);
         }
     }
