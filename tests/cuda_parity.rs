@@ -237,6 +237,19 @@ fn conv_primitives_match_the_cpu() {
                 let what = format!("case {k} {} {plan}", kernel.name());
                 close(&what, &got, &want, 1e-4 * scale, 0.0);
             }
+            if kernel.tiled() {
+                // Autotuned: the launch timing picked, remembered for the geometry.
+                gpu.set_autotune(true);
+                let got = gpu.conv(kernel, &g, None, a, b);
+                gpu.set_autotune(false);
+                let tuned = gpu.tuned_launches();
+                let (.., launch) = tuned
+                    .iter()
+                    .find(|(tk, tg, _)| *tk == kernel && *tg == g)
+                    .expect("the tuned launch is remembered");
+                let what = format!("case {k} {} autotuned {}", kernel.name(), launch.label());
+                close(&what, &got.unwrap(), &want, 1e-4 * scale, 0.0);
+            }
         }
     }
 }

@@ -64,6 +64,11 @@ pub struct DeviceArg {
     /// Where networks run: auto (GPU 0 when one works, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// On a GPU, time every candidate launch of each conv shape the first time it runs and
+    /// keep the fastest (as PyTorch's cudnn.benchmark): a slower first step, faster ones
+    /// after; results may differ in the last bits from an untuned run.
+    #[arg(long)]
+    pub autotune: bool,
 }
 
 impl DeviceArg {
@@ -77,7 +82,11 @@ impl DeviceArg {
                 eprintln!("device: {why}");
             }
             eprintln!("device: {}", opened.device.describe());
+            if self.autotune && opened.device.is_cpu() {
+                eprintln!("device: --autotune has nothing to tune on the CPU");
+            }
         });
+        opened.device.set_autotune(self.autotune);
         Ok(opened.device)
     }
 }

@@ -57,6 +57,17 @@ impl Device {
         }
     }
 
+    /// From now on (`on`), tiled conv launches are picked by timing the candidates the first
+    /// time each shape runs (`CudaBackend::set_autotune`); the CPU has nothing to tune.
+    pub fn set_autotune(&self, on: bool) {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(b) = self {
+            b.set_autotune(on);
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = on;
+    }
+
     /// Starts a new memory peak from what the device holds now.
     pub fn reset_memory_peak(&self) {
         #[cfg(feature = "cuda")]

@@ -155,6 +155,34 @@ impl TiledLaunch {
         }
     }
 
+    /// The launches autotuning times for a GEMM (`CudaBackend::set_autotune`): the plan's
+    /// own first, then each tile shape that suits the GEMM (narrow and square for at most
+    /// four rows, else square and large) with K unsplit and split for a half, one and two
+    /// times `target_blocks`; no launch twice.
+    pub fn candidates(gemm: GemmSize, target_blocks: usize) -> Vec<TiledLaunch> {
+        let shapes = if gemm.rows <= 4 {
+            [TileShape::Narrow, TileShape::Square]
+        } else {
+            [TileShape::Square, TileShape::Large]
+        };
+        let targets = [
+            1,
+            target_blocks.div_ceil(2),
+            target_blocks,
+            2 * target_blocks,
+        ];
+        let mut all = vec![TiledLaunch::plan(gemm, target_blocks)];
+        for shape in shapes {
+            for target in targets {
+                let launch = TiledLaunch::with_shape(gemm, shape, target);
+                if !all.contains(&launch) {
+                    all.push(launch);
+                }
+            }
+        }
+        all
+    }
+
     /// Short description for tables: tile shape and K splits, e.g. "128x128/5".
     pub fn label(&self) -> String {
         let (rows, columns) = self.shape.size();
@@ -208,6 +236,30 @@ mod tests {
         assert_eq!(plan.grid, (32, 2, 5));
         assert_eq!(plan.label(), "128x128/5");
         assert_eq!(TiledLaunch::plan(g, 264).label(), "64x64/2");
+    }
+
+    #[test]
+    fn tuning_candidates_start_with_the_plan_and_are_distinct() {
+        let g = gemm(256, 4096, 2304);
+        let all = TiledLaunch::candidates(g, 264);
+        assert_eq!(all[0], TiledLaunch::plan(g, 264));
+        let labels: Vec<String> = all.iter().map(TiledLaunch::label).collect();
+        // Square: unsplit, 2 (the plan, also for half the target), 3; large: 1, 3, 5, 9.
+        assert_eq!(
+            labels,
+            [
+                "64x64/2",
+                "64x64/1",
+                "64x64/3",
+                "128x128/1",
+                "128x128/3",
+                "128x128/5",
+                "128x128/9"
+            ]
+        );
+        let one_row = TiledLaunch::candidates(gemm(1, 65536, 3136), 264);
+        assert!(one_row.iter().all(|l| l.shape != TileShape::Large));
+        assert!(one_row.iter().any(|l| l.shape == TileShape::Square));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! pool, and their timing.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 
@@ -75,7 +76,7 @@ impl PreparedConv<'_> {
 /// The conv kernels of `kernels/conv.cu`: each primitive direct (one thread per result, the
 /// correctness baseline) and as a tiled implicit GEMM (shape and K split per
 /// `TiledLaunch::plan`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
     Fprop,
@@ -181,11 +182,68 @@ impl CudaBackend {
                 b.len()
             ));
         }
-        let conv = self.prepare_conv(kernel, g, shape)?;
+        let plan = match shape {
+            None if kernel.tiled() && self.autotune.load(Ordering::Relaxed) => {
+                Some(self.tuned_launch(kernel, g, a.slice(), b.slice())?)
+            }
+            _ => self.planned_launch(kernel, g, shape),
+        };
+        let conv = self.prepare_conv(kernel, g, plan)?;
         let mut out = self.alloc(conv.out_len)?;
         let mut workspace = self.pool.take(conv.workspace_len())?;
         self.enqueue_conv(&conv, a.slice(), b.slice(), out.slice_mut(), &mut workspace)?;
         Ok(out)
+    }
+
+    /// From now on (`on`), each tiled conv primitive picks its launch by timing: the first
+    /// time a kernel meets a geometry, every `TiledLaunch::candidates` launch runs on the
+    /// real operands (median of 3 after a warm-up) and the fastest is kept for the process,
+    /// as PyTorch's `cudnn.benchmark`. The first step pays for the timing, and results may
+    /// differ in the last bits from the planned launch's (another K split sums in another
+    /// order). Off by default.
+    pub fn set_autotune(&self, on: bool) {
+        self.autotune.store(on, Ordering::Relaxed);
+    }
+
+    /// The launches autotuning has picked so far, as (kernel, geometry, launch).
+    pub fn tuned_launches(&self) -> Vec<(ConvKernel, ConvGeometry, TiledLaunch)> {
+        let tuned = self.tuned.lock().unwrap_or_else(|e| e.into_inner());
+        tuned.iter().map(|(&(k, g), &l)| (k, g, l)).collect()
+    }
+
+    /// The fastest candidate launch of `kernel` on `g`, timed on the operands `a`, `b` the
+    /// first time and remembered after.
+    fn tuned_launch(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+    ) -> CudaResult<TiledLaunch> {
+        const REPS: usize = 3;
+        let known = |s: &Self| {
+            let tuned = s.tuned.lock().unwrap_or_else(|e| e.into_inner());
+            tuned.get(&(kernel, *g)).copied()
+        };
+        if let Some(launch) = known(self) {
+            return Ok(launch);
+        }
+        let mut out = self.pool.take(kernel.operand_lens(g).2)?;
+        let mut best = (f64::INFINITY, None);
+        for launch in TiledLaunch::candidates(kernel.pass().gemm(g), self.target_blocks) {
+            let conv = self.prepare_conv(kernel, g, Some(launch))?;
+            let mut workspace = self.pool.take(conv.workspace_len())?;
+            let ms = self.time_ms(REPS, || {
+                self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)
+            })?;
+            if ms < best.0 {
+                best = (ms, Some(launch));
+            }
+        }
+        let launch = best.1.expect("the plan is always a candidate");
+        let mut tuned = self.tuned.lock().unwrap_or_else(|e| e.into_inner());
+        tuned.insert((kernel, *g), launch);
+        Ok(launch)
     }
 
     /// [`Self::launch_conv`] on host data.
@@ -217,15 +275,26 @@ impl CudaBackend {
         }
     }
 
-    /// Everything a launch of `kernel` on `g` needs that does not change between launches,
-    /// worked out once (the timing loop launches the same conv many times).
-    fn prepare_conv(
+    /// A tiled kernel's launch in tiles of `shape`, or (None) as planned; None for the
+    /// direct kernels.
+    fn planned_launch(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
         shape: Option<TileShape>,
+    ) -> Option<TiledLaunch> {
+        kernel.tiled().then(|| self.tiled_launch(kernel, g, shape))
+    }
+
+    /// Everything a launch of `kernel` on `g` needs that does not change between launches,
+    /// worked out once (the timing loop launches the same conv many times); `plan` is the
+    /// tiled kernels' launch.
+    fn prepare_conv(
+        &self,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        plan: Option<TiledLaunch>,
     ) -> CudaResult<PreparedConv<'_>> {
-        let plan = kernel.tiled().then(|| self.tiled_launch(kernel, g, shape));
         Ok(PreparedConv {
             kernel,
             params: ConvParams::of(g)?,
@@ -311,7 +380,7 @@ impl CudaBackend {
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
-            let conv = self.prepare_conv(kernel, g, shape)?;
+            let conv = self.prepare_conv(kernel, g, self.planned_launch(kernel, g, shape))?;
             let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
                 self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)

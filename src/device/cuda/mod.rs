@@ -111,6 +111,14 @@ pub struct CudaBackend {
     /// Fill every new buffer with NaN, so that elements a kernel fails to write show
     /// (the parity tests switch it on).
     poison: AtomicBool,
+    /// Pick tiled conv launches by timing (`set_autotune`), and what was picked.
+    autotune: AtomicBool,
+    tuned: Mutex<
+        HashMap<
+            (ConvKernel, crate::ops::conv::ConvGeometry),
+            crate::device::tiled_conv::TiledLaunch,
+        >,
+    >,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
@@ -225,6 +233,8 @@ impl CudaBackend {
             stream,
             target_blocks: 2 * multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
+            autotune: AtomicBool::new(false),
+            tuned: Mutex::new(HashMap::new()),
             functions,
             _modules: vec![
                 elementwise,

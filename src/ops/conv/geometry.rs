@@ -33,7 +33,7 @@ impl ConvOptions {
 /// The geometry of a (forward) convolution `input [n, c_in, d, h, w] -> output [n, c_out, ...]`
 /// with weights `[c_out, c_in, kd, kh, kw]`. A transposed conv is described by the conv it is
 /// the adjoint of: its own output is this geometry's `input`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeometry {
     pub batch: usize,
     pub c_in: usize,
