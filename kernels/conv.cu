@@ -107,29 +107,40 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
     }
 
+    // Fixed trip counts, so that the loads unroll with no remainder loop: a thread loads
+    // A_LOADS elements of A (element e = tid + i * THREADS; the narrow tiles' 64 fill only
+    // part of a round) and B_LOADS of B (row kk = tid / TN + i * THREADS / TN of its column).
+    constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
+    constexpr bool A_PARTIAL = TILE_K * TM % THREADS != 0;
     float acc[RM][RN] = {};
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         const typename Ops::Slice slice = ops.slice(k0);
         if (slice.uniform) {
             if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
-#pragma unroll
-            for (int e = tid; e < TILE_K * TM; e += THREADS) {
+#pragma unroll 4
+            for (int i = 0; i < A_LOADS; ++i) {
+                int e = tid + i * THREADS;
+                if (A_PARTIAL && e >= TILE_K * TM) break;
                 int kk = e % TILE_K, m = m0 + e / TILE_K;
                 a_tile[kk][m - m0] = (m < M && k0 + kk < k_end) ? ops.a(m, slice)(kk) : 0.0f;
             }
             const Strided b = ops.b(column, slice);
-#pragma unroll
-            for (int kk = tid / TN; kk < TILE_K; kk += THREADS / TN)
+#pragma unroll 4
+            for (int i = 0; i < B_LOADS; ++i) {
+                int kk = tid / TN + i * (THREADS / TN);
                 b_tile[kk][col] = (column.valid && k0 + kk < k_end) ? b(kk) : 0.0f;
+            }
         } else {
-#pragma unroll
-            for (int e = tid; e < TILE_K * TM; e += THREADS) {
+#pragma unroll 4
+            for (int i = 0; i < A_LOADS; ++i) {
+                int e = tid + i * THREADS;
+                if (A_PARTIAL && e >= TILE_K * TM) break;
                 int kk = e % TILE_K, m = m0 + e / TILE_K, k = k0 + kk;
                 a_tile[kk][m - m0] = (m < M && k < k_end) ? ops.a(m, ops.slice(k))(0) : 0.0f;
             }
-#pragma unroll
-            for (int kk = tid / TN; kk < TILE_K; kk += THREADS / TN) {
-                int k = k0 + kk;
+#pragma unroll 4
+            for (int i = 0; i < B_LOADS; ++i) {
+                int kk = tid / TN + i * (THREADS / TN), k = k0 + kk;
                 b_tile[kk][col] = (column.valid && k < k_end) ? ops.b(column, ops.slice(k))(0) : 0.0f;
             }
         }
