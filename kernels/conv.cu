@@ -33,9 +33,9 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // K order: fprop and dgrad run K tap-major, k = tap * C + channel (C = c_in, resp. c_out);
 // wgrad runs it image-major, k = image * out_sp + output position. A `Slice` is what a run of
 // TILE_K consecutive k from k0 share: one tap and consecutive channels when C is a multiple
-// of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes k once
-// per tile and reads its operands as `Strided` runs; otherwise (and in the direct kernels)
-// every k gets its own slice.
+// of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes its first
+// k once, counts on from tile to tile (`next`, no division) and reads its operands as
+// `Strided` runs; otherwise (and in the direct kernels) every k gets its own slice.
 #define TILE_K 16
 #define THREADS 256
 
@@ -113,8 +113,13 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
     constexpr bool A_PARTIAL = TILE_K * TM % THREADS != 0;
     float acc[RM][RN] = {};
+    // With `Ops::counts_slices`, a uniform slice is decomposed once and counted on from tile
+    // to tile (`Ops::next`, no division); otherwise each tile decomposes its own. Non-uniform
+    // slices decompose each k where they read it.
+    static_assert(!(Ops::counts_slices && Ops::skips_taps), "a skipped tile would not count on");
+    typename Ops::Slice slice = ops.slice(k_begin);
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        const typename Ops::Slice slice = ops.slice(k0);
+        if constexpr (!Ops::counts_slices) slice = ops.slice(k0);
         if (slice.uniform) {
             if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
 #pragma unroll 4
@@ -158,6 +163,8 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                 for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();
+        if constexpr (Ops::counts_slices)
+            if (slice.uniform) ops.next(slice);
     }
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
@@ -219,6 +226,19 @@ struct ConvShape {
         int t = k0 / channels;
         return {channels % TILE_K == 0, t, tap(t, g), k0 % channels};
     }
+    // A uniform slice moved TILE_K on by counting instead of dividing: the channels, then
+    // the tap (w, then h, then d), as tap_slice(k0 + TILE_K, channels) gives.
+    __device__ void next_tap_slice(TapSlice& s, int channels) const {
+        s.c0 += TILE_K;
+        if (s.c0 < channels) return;
+        s.c0 = 0;
+        ++s.tap;
+        if (++s.t.w < g.k_w) return;
+        s.t.w = 0;
+        if (++s.t.h < g.k_h) return;
+        s.t.h = 0;
+        ++s.t.d;
+    }
     // Every K tile is needed unless the Ops skips taps (dgrad).
     template <class Slice>
     __device__ bool needed(const Slice&, unsigned long long) const { return true; }
@@ -249,6 +269,8 @@ struct FpropOps : ConvShape {
         return {true, n / out_sp, position(n % out_sp, g.out_h, g.out_w)};
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
+    static constexpr bool counts_slices = true;
+    __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
     // A[co, (tap, ci)] = w[co, ci, tap].
     __device__ Strided a(int m, const Slice& s) const {
         return strided(w + ((long long)m * g.c_in + s.c0) * kvol + s.tap, kvol, true);
@@ -292,6 +314,9 @@ struct DgradOps : ConvShape {
                 {phase.d + step.d * q.d, phase.h + step.h * q.h, phase.w + step.w * q.w}};
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
+    // Each tile's slice decomposed afresh: counting on keeps the tap's state live across the
+    // K loop, which spills at dgrad's 64-register cap (and skipped tiles would not count).
+    static constexpr bool counts_slices = false;
     // The output position input position i receives from with tap t, or a negative axis.
     __device__ Position source(Position i, Position t) const {
         return {out_index(i.d, t.d, g.s_d, g.p_d, g.out_d), out_index(i.h, t.h, g.s_h, g.p_h, g.out_h),
@@ -353,6 +378,21 @@ struct WgradOps : ConvShape {
     __device__ Slice slice(int k0) const {
         int flat = k0 % out_sp;
         return {g.out_w % TILE_K == 0, k0 / out_sp, position(flat, g.out_h, g.out_w), flat};
+    }
+    // A uniform slice moved TILE_K on by counting (a row holds whole tiles): along the row,
+    // then the rows, the planes and the images, as slice(k0 + TILE_K) gives.
+    static constexpr bool counts_slices = true;
+    __device__ void next(Slice& s) const {
+        s.flat += TILE_K;
+        s.o.w += TILE_K;
+        if (s.o.w < g.out_w) return;
+        s.o.w = 0;
+        if (++s.o.h < g.out_h) return;
+        s.o.h = 0;
+        if (++s.o.d < g.out_d) return;
+        s.o.d = 0;
+        s.flat = 0;
+        ++s.image;
     }
     // A[co, (img, o)] = dy[img, co, o].
     __device__ Strided a(int m, const Slice& s) const {
@@ -452,6 +492,8 @@ struct GemmOps {
     __device__ int depth() const { return K; }
     __device__ Column column(int n, bool valid) const { return {valid, n}; }
     __device__ Slice slice(int k0) const { return {true, k0}; }
+    static constexpr bool counts_slices = true;
+    __device__ void next(Slice& s) const { s.k0 += TILE_K; }
     __device__ bool needed(const Slice&, unsigned long long) const { return true; }
     __device__ unsigned long long tap_mask(const Column&) const { return ~0ull; }
     __device__ Strided a(int m, const Slice& s) const { return strided(A + (long long)m * K + s.k0, 1, true); }

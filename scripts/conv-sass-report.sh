@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What the tiled conv kernels cost per K tile, read from the sm_90 SASS without a GPU: for
+# each tiled kernel, the instructions of its main loop on the uniform path (kernels/conv.cu
+# compiled with the general path cut off, so the loop body is what one K tile executes),
+# its FFMA, shared-memory and global loads and stores, and ptxas's registers and spills for
+# the real kernels.
+# Needs nvcc and cuobjdump (the cuda feature's toolkit). A static count, not a timing:
+# `mrgan bench kernels` on a GPU says what the count is worth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sed 's/if (slice.uniform) {/if (true) {/' kernels/conv.cu > "$tmp/uniform.cu"
+nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/conv.cubin" "$tmp/uniform.cu"
+# Registers and spills of the real kernels (both paths).
+nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
+  kernels/conv.cu 2> "$tmp/ptxas.txt"
+cuobjdump -sass "$tmp/conv.cubin" > "$tmp/conv.sass"
+python3 - "$tmp/conv.sass" "$tmp/ptxas.txt" <<'PY'
+import re, sys
+funcs, cur = {}, None
+for line in open(sys.argv[1]):
+    m = re.search(r'Function : (\S+)', line)
+    if m:
+        cur = m.group(1); funcs[cur] = []; continue
+    m = re.match(r'\s+/\*([0-9a-f]{4,})\*/\s+(.*?);', line)
+    if cur and m:
+        funcs[cur].append((int(m.group(1), 16), m.group(2).strip()))
+usage, name = {}, None
+for line in open(sys.argv[2]):
+    m = re.search(r"Function properties for (\w+)", line)
+    if m: name = m.group(1)
+    m = re.search(r"(\d+) bytes spill stores", line)
+    if m and name: usage.setdefault(name, {})["spill"] = int(m.group(1))
+    m = re.search(r"Compiling entry function '(\w+)'", line)
+    if m: name = m.group(1)
+    m = re.search(r"Used (\d+) registers", line)
+    if m and name: usage.setdefault(name, {})["regs"] = int(m.group(1))
+print(f"{'kernel':24s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
+for f, ins in sorted(funcs.items()):
+    if not re.search(r'_(tiled|large|narrow)_f32$', f):
+        continue
+    best = None  # the backward branch whose body holds the most FFMA: the K loop
+    for addr, op in ins:
+        if 'BRA' not in op:
+            continue
+        t = re.search(r'0x([0-9a-f]+)', op.split('BRA')[1])
+        if not t or int(t.group(1), 16) >= addr:
+            continue
+        body = [o for a, o in ins if int(t.group(1), 16) <= a <= addr]
+        count = lambda k: sum(1 for o in body if k in o)
+        key = (count('FFMA'), -len(body))
+        if best is None or key > best[0]:
+            best = (key, len(body), count('FFMA'), count('LDS'), count('LDG'), count('STS'))
+    _, n, ffma, lds, ldg, sts = best
+    u = usage.get(f, {})
+    print(f"{f:24s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
+print("The 128 x 128 tiles load their 8 + 8 elements in an inner loop of two rounds of four,\n"
+      "counted once here: their instructions per K tile are a lower bound.")
+PY
