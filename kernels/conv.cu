@@ -32,7 +32,9 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // an operand struct (never materialised; M, N, K are its rows, columns and depth):
 // fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad dX[c_in, n*in_sp] = W^T * gather(dY),
 // wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T. Indices are 32-bit (the backend refuses
-// tensors of 2^31 elements or more): 64-bit division is several times slower.
+// tensors of 2^31 elements or more): 64-bit division is several times slower. fprop's and
+// wgrad's gathers also compute their element offsets in 32 bits, which saves the wide
+// multiply-adds; dgrad's stay 64-bit, because 32-bit ones spill at its register cap.
 //
 // K order: fprop and dgrad run K tap-major, k = tap * C + channel (C = c_in, resp. c_out);
 // wgrad runs it image-major, k = image * out_sp + output position. A `Slice` is what a run of
@@ -277,11 +279,11 @@ struct FpropOps : ConvShape {
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
     // A[co, (tap, ci)] = w[co, ci, tap].
     __device__ Strided a(int m, const Slice& s) const {
-        return strided(w + ((long long)m * g.c_in + s.c0) * kvol + s.tap, kvol, true);
+        return strided(w + (m * g.c_in + s.c0) * kvol + s.tap, kvol, true);
     }
     __device__ Strided b(const Column& c, const Slice& s) const {
         int offset = input_offset(c.pos, s.t);
-        return strided(x + ((long long)c.index * g.c_in + s.c0) * in_sp + offset, in_sp, offset >= 0);
+        return strided(x + (c.index * g.c_in + s.c0) * in_sp + offset, in_sp, offset >= 0);
     }
     __device__ void store(int m, int n, float v) const { out[column_offset(n, out_sp, g.c_out, m)] = v; }
 };
@@ -400,7 +402,7 @@ struct WgradOps : ConvShape {
     }
     // A[co, (img, o)] = dy[img, co, o].
     __device__ Strided a(int m, const Slice& s) const {
-        return strided(dy + ((long long)s.image * g.c_out + m) * out_sp + s.flat, 1, true);
+        return strided(dy + (s.image * g.c_out + m) * out_sp + s.flat, 1, true);
     }
     // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the valid
     // run of output columns is the one whose input column lands inside.
@@ -411,7 +413,7 @@ struct WgradOps : ConvShape {
         // kk with 0 <= iw0 + kk * s_w < in_w.
         int lo = iw0 >= 0 ? 0 : (-iw0 + g.s_w - 1) / g.s_w;
         int hi = iw0 >= g.in_w ? 0 : (g.in_w - iw0 + g.s_w - 1) / g.s_w;
-        const float* row = x + ((long long)s.image * g.c_in + c.index) * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
+        const float* row = x + (s.image * g.c_in + c.index) * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
         return {row, g.s_w, lo, row_inside ? hi : 0};
     }
     __device__ void store(int m, int n, float v) const { out[(long long)m * g.c_in * kvol + n] = v; }
