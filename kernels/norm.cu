@@ -135,3 +135,18 @@ extern "C" __global__ void norm_backward_f32(const float* dy, const float* y, co
         }
     }
 }
+
+// Batch norm's running statistics, one launch per call: running = (1 - m) running + m batch
+// for the mean, and with the batch variance unbiased, (1 - m) running + (m batch) unbias.
+// Each product and sum is rounded on its own (__fmul_rn, __fadd_rn), as the CPU's separate
+// scale and add do, so both devices keep the same bits. Writes new arrays; one thread per
+// channel.
+extern "C" __global__ void running_stats_f32(const float* mean, const float* var, const float* batch_mean,
+                                             const float* batch_var, float* new_mean, float* new_var, int c,
+                                             float momentum, float unbias) {
+    float keep = 1.0f - momentum;
+    for (int ch = blockIdx.x * blockDim.x + threadIdx.x; ch < c; ch += gridDim.x * blockDim.x) {
+        new_mean[ch] = __fadd_rn(__fmul_rn(mean[ch], keep), __fmul_rn(batch_mean[ch], momentum));
+        new_var[ch] = __fadd_rn(__fmul_rn(var[ch], keep), __fmul_rn(__fmul_rn(batch_var[ch], momentum), unbias));
+    }
+}

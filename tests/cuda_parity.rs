@@ -591,3 +591,34 @@ fn sliding_window_blend_matches_the_cpu() {
         }
     }
 }
+
+/// Batch norm's running-statistics update in one launch against the CPU's formula
+/// (`r * (1 - m) + (b * m) * unbias`, each product and sum rounded on its own): exact.
+#[test]
+fn running_statistics_update_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let c = 300;
+    let values = |seed| common::kernel_test_values(c, seed);
+    let (mean, var, batch_mean) = (values(61), values(62), values(63));
+    let batch_var: Vec<f32> = values(64).iter().map(|v| v.abs()).collect();
+    let var: Vec<f32> = var.iter().map(|v| v.abs()).collect();
+    let (m, unbias) = (0.1f32, 4096.0f32 / 4095.0);
+    let up = |v: &[f32]| gpu.upload_buffer(v).unwrap();
+    let (got_mean, got_var) = gpu
+        .launch_running_stats(
+            (&up(&mean), &up(&var)),
+            (&up(&batch_mean), &up(&batch_var)),
+            m,
+            unbias,
+        )
+        .unwrap();
+    let mix = |r: &[f32], b: &[f32], unbias: f32| -> Vec<f32> {
+        r.iter()
+            .zip(b)
+            .map(|(&r, &b)| r * (1.0 - m) + (b * m) * unbias)
+            .collect()
+    };
+    assert_eq!(got_mean.to_host().unwrap(), mix(&mean, &batch_mean, 1.0));
+    assert_eq!(got_var.to_host().unwrap(), mix(&var, &batch_var, unbias));
+    println!("running statistics ({c} channels): max abs error 0.00e0 (exact)");
+}

@@ -130,9 +130,11 @@ inline void sync_threads() { switch_context(block.fiber[block.current], block.sc
 using std::max;
 using std::min;
 inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
-// Separately rounded f64 product and sum (host C++ in ISO mode contracts nothing either).
+// Separately rounded products and sums (host C++ in ISO mode contracts nothing either).
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 
 // Runs `kernel` for every thread of every block of a launch with 1D blocks and a grid of up
 // to three dimensions, block after block.

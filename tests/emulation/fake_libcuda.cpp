@@ -79,7 +79,7 @@ const Kernel KERNELS[] = {
     KERNEL(norm_apply_f32),         KERNEL(norm_grad_sums_f32),     KERNEL(norm_backward_f32),
     KERNEL(pad_fwd_f32),            KERNEL(pad_bwd_f32),            KERNEL(sum_partial_f32),
     KERNEL(fill_f32),               KERNEL(norm_channel_sums_f32),  KERNEL(window_cut_f32),
-    KERNEL(window_add_f64),         KERNEL(window_blend_f32),
+    KERNEL(window_add_f64),         KERNEL(window_blend_f32),       KERNEL(running_stats_f32),
 };
 
 std::mutex launches;

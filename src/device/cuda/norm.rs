@@ -262,6 +262,43 @@ impl CudaBackend {
         self.launch_norm_apply(y, (n, c, s), false, None, (None, Some(bias)), None)
     }
 
+    /// Batch norm's running statistics after one training call, as new buffers (mean,
+    /// variance): `(1 - momentum) running + momentum batch`, the variance's batch term
+    /// times `unbias`, as `ops::norm::RunningStats::update`. One launch.
+    pub fn launch_running_stats(
+        self: &Arc<Self>,
+        running: (&DeviceBuffer, &DeviceBuffer),
+        batch: (&DeviceBuffer, &DeviceBuffer),
+        momentum: f32,
+        unbias: f32,
+    ) -> CudaResult<(DeviceBuffer, DeviceBuffer)> {
+        let c = running.0.len();
+        if [running.1.len(), batch.0.len(), batch.1.len()] != [c; 3] {
+            return Err(format!(
+                "running statistics: {c} channels, but arrays of {}, {} and {}",
+                running.1.len(),
+                batch.0.len(),
+                batch.1.len()
+            ));
+        }
+        let (mut mean, mut var) = (self.alloc(c)?, self.alloc(c)?);
+        let channels = c as i32;
+        let mut b = self.stream.launch_builder(&self.functions.running_stats);
+        b.arg(running.0.slice())
+            .arg(running.1.slice())
+            .arg(batch.0.slice())
+            .arg(batch.1.slice())
+            .arg(mean.slice_mut())
+            .arg(var.slice_mut())
+            .arg(&channels)
+            .arg(&momentum)
+            .arg(&unbias);
+        // SAFETY: matches running_stats_f32(const float* x4, float* x2, int c, float, float);
+        // every array holds c floats (checked above).
+        unsafe { b.launch(launch_1d(c)) }.map_err(err("running_stats_f32"))?;
+        Ok((mean, var))
+    }
+
     /// A conv bias's gradient, the per-channel sum of dy (N, C, spatial): the norms' dbeta
     /// with identity statistics, without the dx pass.
     pub fn launch_bias_grad(

@@ -57,16 +57,32 @@ impl RunningStats {
     }
 
     /// running = (1 - m) running + m batch, for the mean and for the variance (unbiased by
-    /// `unbias`), on the statistics' device; the same f32 products and sums as
-    /// `(1 - m) * r + (m * b) * unbias` element by element.
+    /// `unbias`), on the statistics' device (one launch on a GPU,
+    /// `CudaBackend::launch_running_stats`): element by element the f32 products and sums
+    /// `r * (1 - m) + (b * m) * unbias`, each rounded on its own on either device.
     fn update(&mut self, batch_mean: &Tensor, batch_var: &Tensor, unbias: f32) -> Result<()> {
-        use crate::ops::elementwise::{add_tensors, scale_tensor};
         let m = self.momentum;
-        let mixed =
-            |running: &Tensor, batch: Tensor| add_tensors(&scale_tensor(running, 1.0 - m)?, &batch);
-        self.mean = mixed(&self.mean, scale_tensor(batch_mean, m)?)?;
-        let var = scale_tensor(&scale_tensor(batch_var, m)?, unbias)?;
-        self.var = mixed(&self.var, var)?;
+        #[cfg(feature = "cuda")]
+        if let Some([r_mean, r_var, b_mean, b_var]) = Tensor::cuda_buffers(
+            "batch norm running statistics",
+            [&self.mean, &self.var, batch_mean, batch_var],
+        )? {
+            let (mean, var) = r_mean
+                .backend()
+                .launch_running_stats((r_mean, r_var), (b_mean, b_var), m, unbias)
+                .map_err(crate::error::Error::Device)?;
+            let c = [self.channels()];
+            self.mean = Tensor::from_device(c, mean)?;
+            self.var = Tensor::from_device(c, var)?;
+            return Ok(());
+        }
+        let mix = |running: &Tensor, batch: &Tensor, unbias: f32| -> Result<Tensor> {
+            let values = running.as_slice().iter().zip(batch.as_slice());
+            let mixed = values.map(|(&r, &b)| r * (1.0 - m) + (b * m) * unbias);
+            Tensor::from_vec(running.shape().clone(), mixed.collect())
+        };
+        self.mean = mix(&self.mean, batch_mean, 1.0)?;
+        self.var = mix(&self.var, batch_var, unbias)?;
         Ok(())
     }
 }
