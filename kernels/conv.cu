@@ -88,7 +88,14 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
 
-template <int TM, int TN, int RM, int RN, class Ops>
+// Moves a uniform slice on by one K tile where the kernel counts (`COUNT`).
+template <bool COUNT, class Ops>
+__device__ __forceinline__ void next_slice(const Ops& ops, typename Ops::Slice& slice) {
+    if constexpr (COUNT)
+        if (slice.uniform) ops.next(slice);
+}
+
+template <int TM, int TN, int RM, int RN, bool COUNT, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
     static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
     constexpr int TX = TN / RN;
@@ -119,13 +126,12 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
     constexpr bool A_PARTIAL = TILE_K * TM % THREADS != 0;
     float acc[RM][RN] = {};
-    // With `Ops::counts_slices`, a uniform slice is decomposed once and counted on from tile
-    // to tile (`Ops::next`, no division); otherwise each tile decomposes its own. Non-uniform
-    // slices decompose each k where they read it.
-    static_assert(!(Ops::counts_slices && Ops::skips_taps), "a skipped tile would not count on");
+    // With COUNT, a uniform slice is decomposed once and counted on from tile to tile
+    // (`Ops::next`, no division; in the loop's step, so skipped tiles count too); without,
+    // each tile decomposes its own. Non-uniform slices decompose each k where they read it.
     typename Ops::Slice slice = ops.slice(k_begin);
-    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        if constexpr (!Ops::counts_slices) slice = ops.slice(k0);
+    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K, next_slice<COUNT>(ops, slice)) {
+        if constexpr (!COUNT) slice = ops.slice(k0);
         if (slice.uniform) {
             if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
 #pragma unroll 4
@@ -169,8 +175,6 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                 for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
         }
         __syncthreads();
-        if constexpr (Ops::counts_slices)
-            if (slice.uniform) ops.next(slice);
     }
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
@@ -275,7 +279,6 @@ struct FpropOps : ConvShape {
         return {true, n / out_sp, position(n % out_sp, g.out_h, g.out_w)};
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
-    static constexpr bool counts_slices = true;
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
     // A[co, (tap, ci)] = w[co, ci, tap].
     __device__ Strided a(int m, const Slice& s) const {
@@ -296,16 +299,16 @@ struct DgradOps : ConvShape {
     static constexpr bool skips_taps = true;
     const float* dy;
     const float* w;
-    Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
-    int sub_sp;
-    __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
     __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
-        : ConvShape(p, dx),
-          dy(dy_),
-          w(w_),
-          step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
-          sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
-          sub_sp(sub.d * sub.h * sub.w) {}
+        : ConvShape(p, dx), dy(dy_), w(w_) {}
+    // The phase grid's step per axis (the stride where it divides the input, else 1) and
+    // the sub-grid's size, worked out where used (column, store) rather than kept in
+    // registers through the K loop.
+    __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
+    __device__ Position step() const {
+        return {step_of(g.in_d, g.s_d), step_of(g.in_h, g.s_h), step_of(g.in_w, g.s_w)};
+    }
+    __device__ Position sub(Position step) const { return {g.in_d / step.d, g.in_h / step.h, g.in_w / step.w}; }
     __device__ int rows() const { return g.c_in; }
     __device__ int columns() const { return g.n * in_sp; }
     __device__ int depth() const { return g.c_out * kvol; }
@@ -313,16 +316,15 @@ struct DgradOps : ConvShape {
     using Slice = TapSlice;
     __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
-        int per_phase = g.n * sub_sp;
+        const Position step = this->step(), sub = this->sub(step);
+        int sub_sp = sub.d * sub.h * sub.w, per_phase = g.n * sub_sp;
         Position phase = position(n / per_phase, step.h, step.w);
         Position q = position(n % per_phase % sub_sp, sub.h, sub.w);
         return {true, n % per_phase / sub_sp,
                 {phase.d + step.d * q.d, phase.h + step.h * q.h, phase.w + step.w * q.w}};
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
-    // Each tile's slice decomposed afresh: counting on keeps the tap's state live across the
-    // K loop, which spills at dgrad's 64-register cap (and skipped tiles would not count).
-    static constexpr bool counts_slices = false;
+    __device__ void next(Slice& s) const { next_tap_slice(s, g.c_out); }
     // The output position input position i receives from with tap t, or a negative axis.
     __device__ Position source(Position i, Position t) const {
         return {out_index(i.d, t.d, g.s_d, g.p_d, g.out_d), out_index(i.h, t.h, g.s_h, g.p_h, g.out_h),
@@ -387,7 +389,6 @@ struct WgradOps : ConvShape {
     }
     // A uniform slice moved TILE_K on by counting (a row holds whole tiles): along the row,
     // then the rows, the planes and the images, as slice(k0 + TILE_K) gives.
-    static constexpr bool counts_slices = true;
     __device__ void next(Slice& s) const {
         s.flat += TILE_K;
         s.o.w += TILE_K;
@@ -452,19 +453,21 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 // twice the multiply-adds per shared-memory read, for GEMMs with tiles enough to fill the
 // GPU) and narrow (4 x 256) tiles. The second launch bound keeps the large tile's 64
 // accumulators in registers at two blocks per multiprocessor.
-#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                             \
+#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, count, Ops)                                      \
     extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                  \
         name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
-        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
+        tiled_gemm<TM, TN, RM, RN, count>(Ops(g, a, b, out), partial, k_chunk);                        \
     }
-#define TILED_KERNELS(pass, Ops)                                            \
-    TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)             \
-    TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, Ops)           \
-    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)
-// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy).
-TILED_KERNELS(fprop, FpropOps)
-TILED_KERNELS(dgrad, DgradOps)
-TILED_KERNELS(wgrad, WgradOps)
+// `square_counts`: whether the 64 x 64 tiles count their K slices on (see tiled_gemm).
+#define TILED_KERNELS(pass, Ops, square_counts)                                    \
+    TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, square_counts, Ops)     \
+    TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, true, Ops)            \
+    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, true, Ops)
+// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy). dgrad's 64 x 64
+// tiles decompose every K slice afresh: the count's state spills at their 64-register cap.
+TILED_KERNELS(fprop, FpropOps, true)
+TILED_KERNELS(dgrad, DgradOps, false)
+TILED_KERNELS(wgrad, WgradOps, true)
 
 // out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
 extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
@@ -498,7 +501,6 @@ struct GemmOps {
     __device__ int depth() const { return K; }
     __device__ Column column(int n, bool valid) const { return {valid, n}; }
     __device__ Slice slice(int k0) const { return {true, k0}; }
-    static constexpr bool counts_slices = true;
     __device__ void next(Slice& s) const { s.k0 += TILE_K; }
     __device__ bool needed(const Slice&, unsigned long long) const { return true; }
     __device__ unsigned long long tap_mask(const Column&) const { return ~0ull; }
@@ -512,5 +514,5 @@ struct GemmOps {
 // Grid (ceil(N / 128), ceil(M / 128)), 256 threads; no K split.
 extern "C" __global__ void __launch_bounds__(THREADS, 2)
 gemm_f32(int M, int N, int K, const float* A, const float* B, float* C) {
-    tiled_gemm<128, 128, 8, 8>(GemmOps{M, N, K, A, B, C}, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
+    tiled_gemm<128, 128, 8, 8, true>(GemmOps{M, N, K, A, B, C}, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
 }
