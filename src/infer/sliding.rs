@@ -7,6 +7,8 @@
 
 use crate::data::patches::extract;
 use crate::device::Device;
+#[cfg(feature = "cuda")]
+use crate::device::cuda::WindowBox;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -107,9 +109,6 @@ fn window_box(padded: [usize; 3], origin: [usize; 3], patch: [usize; 3]) -> Wind
         patch,
     }
 }
-
-#[cfg(feature = "cuda")]
-use crate::device::cuda::WindowBox;
 
 impl Canvas {
     fn new(device: &Device, source: Vec<f32>, weights: Vec<f64>) -> Result<Canvas> {
