@@ -69,6 +69,14 @@ pub struct VolumetricConfig {
     /// Resample to this voxel size (mm, x y z) before patching, and predictions back.
     #[serde(default)]
     pub spacing: Option<[f32; 3]>,
+    /// Windows per generator call at prediction and validation (runs from before it was
+    /// an option used 2).
+    #[serde(default = "default_window_batch")]
+    pub window_batch: usize,
+}
+
+fn default_window_batch() -> usize {
+    2
 }
 
 /// One modality's normalised training volumes.
@@ -640,7 +648,7 @@ impl Run {
                     patch: v.patch,
                     stride: v.stride,
                     blend: v.blend,
-                    batch: 2,
+                    batch: v.window_batch,
                 };
                 let device = g.net.arena().device();
                 sliding::run(data, dims, background, &window, &device, |patches| {

@@ -100,6 +100,10 @@ pub struct PredictArgs {
     /// Override the detected norm.
     #[arg(long, value_enum)]
     norm: Option<NormArg>,
+    /// Volumetric runs: windows per generator call (default: the run's, 2 unless trained
+    /// with --window-batch). More use more device memory and can keep a GPU busier.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    window_batch: Option<u64>,
     /// float32 (default), input, uint8, int16, int32, float64.
     #[arg(long, default_value = "float32")]
     out_dtype: OutDtype,
@@ -227,6 +231,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             let mut run = Run::open(dir, &args.epoch)
                 .with_context(|| format!("loading {}", dir.display()))?;
             run.to_device(device.clone())?;
+            if let (Some(n), Some(v)) = (args.window_batch, run.config.volumetric.as_mut()) {
+                v.window_batch = n as usize;
+            }
             Generator::Run(Box::new(run))
         }
         (None, Some(c)) => {

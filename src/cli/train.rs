@@ -182,6 +182,10 @@ pub struct TrainArgs {
     /// cyclegan3d: blending of overlapping windows.
     #[arg(long, value_enum, default_value_t = BlendArg::Gaussian)]
     blend: BlendArg,
+    /// cyclegan3d: windows per generator call at validation and prediction (predict can
+    /// override it).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    window_batch: u64,
     /// cyclegan3d: patches per domain per epoch.
     #[arg(long, default_value_t = 100)]
     patches_per_epoch: usize,
@@ -385,6 +389,7 @@ fn config(
             min_foreground: args.patch_min_foreground,
             foreground_bias: args.foreground_bias,
             spacing: args.spacing,
+            window_batch: args.window_batch as usize,
         }),
     })
 }
