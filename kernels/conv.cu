@@ -299,16 +299,16 @@ struct DgradOps : ConvShape {
     static constexpr bool skips_taps = true;
     const float* dy;
     const float* w;
-    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
-        : ConvShape(p, dx), dy(dy_), w(w_) {}
-    // The phase grid's step per axis (the stride where it divides the input, else 1) and
-    // the sub-grid's size, worked out where used (column, store) rather than kept in
-    // registers through the K loop.
+    Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
+    int sub_sp;
     __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
-    __device__ Position step() const {
-        return {step_of(g.in_d, g.s_d), step_of(g.in_h, g.s_h), step_of(g.in_w, g.s_w)};
-    }
-    __device__ Position sub(Position step) const { return {g.in_d / step.d, g.in_h / step.h, g.in_w / step.w}; }
+    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
+        : ConvShape(p, dx),
+          dy(dy_),
+          w(w_),
+          step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
+          sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
+          sub_sp(sub.d * sub.h * sub.w) {}
     __device__ int rows() const { return g.c_in; }
     __device__ int columns() const { return g.n * in_sp; }
     __device__ int depth() const { return g.c_out * kvol; }
@@ -316,8 +316,7 @@ struct DgradOps : ConvShape {
     using Slice = TapSlice;
     __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
-        const Position step = this->step(), sub = this->sub(step);
-        int sub_sp = sub.d * sub.h * sub.w, per_phase = g.n * sub_sp;
+        int per_phase = g.n * sub_sp;
         Position phase = position(n / per_phase, step.h, step.w);
         Position q = position(n % per_phase % sub_sp, sub.h, sub.w);
         return {true, n % per_phase / sub_sp,
