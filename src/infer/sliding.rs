@@ -9,6 +9,8 @@ use crate::data::patches::extract;
 use crate::device::Device;
 #[cfg(feature = "cuda")]
 use crate::device::cuda::WindowBox;
+#[cfg(feature = "cuda")]
+use crate::error::Error;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -75,12 +77,44 @@ fn weights(patch: [usize; 3], blend: Blend) -> Vec<f64> {
     w
 }
 
-/// The running blend of one volume, on the device that runs the generator: the (padded)
-/// source volume, the f64 sums of weighted outputs and of weights, and the patch weights.
-/// On a GPU the volume stays there: windows are cut and outputs added by kernels
+/// The running blend of one volume on the device that runs the generator: the source
+/// volume padded to at least a patch (`padded` voxels), and the sums of weighted outputs and
+/// of weights. On a GPU the volume stays there: windows are cut and outputs added by kernels
 /// (`kernels/window.cu`) with the same f64 arithmetic, in the same order, as on the host.
+struct Canvas {
+    frame: Frame,
+    sums: Sums,
+}
+
+/// A canvas's sizes: the padded volume, the patch, and the value outside the volume.
+#[derive(Clone, Copy)]
+struct Frame {
+    padded: [usize; 3],
+    patch: [usize; 3],
+    background: f32,
+}
+
+impl Frame {
+    /// The window at `origin`, for the kernels.
+    #[cfg(feature = "cuda")]
+    fn window(&self, origin: [usize; 3]) -> WindowBox {
+        WindowBox {
+            volume: self.padded,
+            origin,
+            patch: self.patch,
+        }
+    }
+
+    /// A batch `[origins, 1, pz, py, px]`.
+    fn batch_dims(&self, origins: &[[usize; 3]]) -> [usize; 5] {
+        let p = self.patch;
+        [origins.len(), 1, p[2], p[1], p[0]]
+    }
+}
+
+/// Where a canvas keeps the volume, the f64 sums and the patch weights.
 #[cfg_attr(feature = "cuda", allow(clippy::large_enum_variant))] // one per volume
-enum Canvas {
+enum Sums {
     Host {
         source: Vec<f32>,
         sum: Vec<f64>,
@@ -96,76 +130,58 @@ enum Canvas {
     },
 }
 
-#[cfg(feature = "cuda")]
-fn device_error(e: String) -> crate::error::Error {
-    crate::error::Error::Device(e)
-}
-
-#[cfg(feature = "cuda")]
-fn window_box(padded: [usize; 3], origin: [usize; 3], patch: [usize; 3]) -> WindowBox {
-    WindowBox {
-        volume: padded,
-        origin,
-        patch,
-    }
-}
-
 impl Canvas {
-    fn new(device: &Device, source: Vec<f32>, weights: Vec<f64>) -> Result<Canvas> {
+    fn new(device: &Device, source: Vec<f32>, frame: Frame, weights: Vec<f64>) -> Result<Canvas> {
         let n = source.len();
-        match device {
-            Device::Cpu => Ok(Canvas::Host {
+        let sums = match device {
+            Device::Cpu => Sums::Host {
                 source,
                 sum: vec![0.0; n],
                 weight_sum: vec![0.0; n],
                 weights,
-            }),
+            },
             #[cfg(feature = "cuda")]
             Device::Cuda(backend) => {
                 // f64 arrays as twice as many f32s (see kernels/window.cu).
                 let zeros = || -> Result<_> {
-                    let mut b = backend.alloc(2 * n).map_err(device_error)?;
-                    b.set_zero().map_err(device_error)?;
+                    let mut b = backend.alloc(2 * n).map_err(Error::Device)?;
+                    b.set_zero().map_err(Error::Device)?;
                     Ok(b)
                 };
-                Ok(Canvas::Cuda {
-                    source: backend.upload_buffer(&source).map_err(device_error)?,
+                Sums::Cuda {
+                    source: backend.upload_buffer(&source).map_err(Error::Device)?,
                     sum: zeros()?,
                     weight_sum: zeros()?,
                     weights: backend
                         .upload_buffer(bytemuck::cast_slice(&weights))
-                        .map_err(device_error)?,
-                })
+                        .map_err(Error::Device)?,
+                }
             }
-        }
+        };
+        Ok(Canvas { frame, sums })
     }
 
-    /// The windows at `origins` as a batch `[origins, 1, pz, py, px]` on the canvas's device.
-    fn cut(
-        &self,
-        padded: [usize; 3],
-        origins: &[[usize; 3]],
-        patch: [usize; 3],
-        background: f32,
-    ) -> Result<Tensor> {
-        let dims = [origins.len(), 1, patch[2], patch[1], patch[0]];
-        match self {
-            Canvas::Host { source, .. } => {
+    /// The windows at `origins` as a batch on the canvas's device.
+    fn cut(&self, origins: &[[usize; 3]]) -> Result<Tensor> {
+        let f = self.frame;
+        let dims = f.batch_dims(origins);
+        match &self.sums {
+            Sums::Host { source, .. } => {
                 let data = origins
                     .iter()
-                    .flat_map(|&o| extract(source, padded, o, patch, background))
+                    .flat_map(|&o| extract(source, f.padded, o, f.patch, f.background))
                     .collect();
                 Tensor::from_vec(dims, data)
             }
             #[cfg(feature = "cuda")]
-            Canvas::Cuda { source, .. } => {
+            Sums::Cuda { source, .. } => {
                 let backend = source.backend();
-                let per: usize = patch.iter().product();
-                let mut batch = backend.alloc(origins.len() * per).map_err(device_error)?;
+                let per: usize = f.patch.iter().product();
+                let mut batch = backend.alloc(origins.len() * per).map_err(Error::Device)?;
                 for (slot, &o) in origins.iter().enumerate() {
                     backend
-                        .launch_window_cut(source, &window_box(padded, o, patch), &mut batch, slot)
-                        .map_err(device_error)?;
+                        .launch_window_cut(source, &f.window(o), &mut batch, slot)
+                        .map_err(Error::Device)?;
                 }
                 Tensor::from_device(dims, batch)
             }
@@ -174,14 +190,9 @@ impl Canvas {
 
     /// Adds the generator's `outputs` for the windows at `origins`, one window after the
     /// other.
-    fn add(
-        &mut self,
-        padded: [usize; 3],
-        origins: &[[usize; 3]],
-        patch: [usize; 3],
-        outputs: &Tensor,
-    ) -> Result<()> {
-        let want = [origins.len(), 1, patch[2], patch[1], patch[0]];
+    fn add(&mut self, origins: &[[usize; 3]], outputs: &Tensor) -> Result<()> {
+        let f = self.frame;
+        let want = f.batch_dims(origins);
         if outputs.dims() != want {
             return Err(crate::error::shape_error(
                 "sliding window",
@@ -191,15 +202,15 @@ impl Canvas {
                 ),
             ));
         }
-        match self {
-            Canvas::Host {
+        let ([px, py, pz], padded) = (f.patch, f.padded);
+        match &mut self.sums {
+            Sums::Host {
                 sum,
                 weight_sum,
                 weights,
                 ..
             } => {
                 let outputs = outputs.to_host()?;
-                let [px, py, pz] = patch;
                 for (o, out) in origins.iter().zip(outputs.as_slice().chunks(px * py * pz)) {
                     for z in 0..pz {
                         for y in 0..py {
@@ -215,24 +226,18 @@ impl Canvas {
                 Ok(())
             }
             #[cfg(feature = "cuda")]
-            Canvas::Cuda {
+            Sums::Cuda {
                 sum,
                 weight_sum,
                 weights,
                 ..
             } => {
                 let outputs = outputs.gpu_operand("sliding window")?;
-                let backend = std::sync::Arc::clone(outputs.backend());
+                let backend = outputs.backend();
                 for (slot, &o) in origins.iter().enumerate() {
                     backend
-                        .launch_window_add(
-                            outputs,
-                            slot,
-                            weights,
-                            &window_box(padded, o, patch),
-                            (&mut *sum, &mut *weight_sum),
-                        )
-                        .map_err(device_error)?;
+                        .launch_window_add(outputs, slot, weights, &f.window(o), (sum, weight_sum))
+                        .map_err(Error::Device)?;
                 }
                 Ok(())
             }
@@ -240,9 +245,10 @@ impl Canvas {
     }
 
     /// The blended volume of `dims` (the padded one's low corner), on the host.
-    fn blend(self, padded: [usize; 3], dims: [usize; 3], background: f32) -> Result<Vec<f32>> {
-        match self {
-            Canvas::Host {
+    fn blend(self, dims: [usize; 3]) -> Result<Vec<f32>> {
+        let f = self.frame;
+        match self.sums {
+            Sums::Host {
                 sum, weight_sum, ..
             } => {
                 let blended: Vec<f32> = sum
@@ -250,21 +256,25 @@ impl Canvas {
                     .zip(&weight_sum)
                     .map(|(a, w)| (a / w) as f32)
                     .collect();
-                Ok(if padded == dims {
+                Ok(if f.padded == dims {
                     blended
                 } else {
-                    extract(&blended, padded, [0; 3], dims, background)
+                    extract(&blended, f.padded, [0; 3], dims, f.background)
                 })
             }
             #[cfg(feature = "cuda")]
-            Canvas::Cuda {
+            Sums::Cuda {
                 sum, weight_sum, ..
             } => {
-                let backend = std::sync::Arc::clone(sum.backend());
-                backend
-                    .launch_window_blend(&sum, &weight_sum, &window_box(padded, [0; 3], dims))
+                let whole = WindowBox {
+                    volume: f.padded,
+                    origin: [0; 3],
+                    patch: dims,
+                };
+                sum.backend()
+                    .launch_window_blend(&sum, &weight_sum, &whole)
                     .and_then(|out| out.to_host())
-                    .map_err(device_error)
+                    .map_err(Error::Device)
             }
         }
     }
@@ -298,11 +308,15 @@ pub fn run(
         }
         all
     };
-    let mut canvas = Canvas::new(device, source, weights(opts.patch, opts.blend))?;
+    let frame = Frame {
+        padded,
+        patch: opts.patch,
+        background,
+    };
+    let mut canvas = Canvas::new(device, source, frame, weights(opts.patch, opts.blend))?;
     for chunk in origins.chunks(opts.batch.max(1)) {
-        let inputs = canvas.cut(padded, chunk, opts.patch, background)?;
-        let outputs = generator(inputs)?;
-        canvas.add(padded, chunk, opts.patch, &outputs)?;
+        let outputs = generator(canvas.cut(chunk)?)?;
+        canvas.add(chunk, &outputs)?;
     }
-    canvas.blend(padded, dims, background)
+    canvas.blend(dims)
 }
