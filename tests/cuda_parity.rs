@@ -576,11 +576,7 @@ fn sliding_window_blend_matches_the_cpu() {
                 .unwrap()
             };
             let (want, got) = (squared(&Device::Cpu), squared(&gpu));
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(g, w)| (g - w).abs())
-                .fold(0.0f32, f32::max);
+            let worst = common::max_abs_difference(&got, &want);
             println!(
                 "sliding window {dims:?} patch {patch:?} {blend:?}: max abs error {worst:.2e}"
             );

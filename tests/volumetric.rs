@@ -243,11 +243,7 @@ fn cyclegan3d_on_phantoms_through_the_binary() {
         .data
     };
     let (two, five) = (read(&out), read(&batched));
-    let worst = two
-        .iter()
-        .zip(&five)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = common::max_abs_difference(&two, &five);
     let range = two.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(
         worst <= 1e-4 * range.max(1.0),

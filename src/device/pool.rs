@@ -37,6 +37,14 @@ pub struct PoolStats {
     pub misses: usize,
 }
 
+impl PoolStats {
+    /// A buffer of `class` elements goes to a user.
+    fn hand_out(&mut self, class: usize) {
+        self.in_use += class;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
+    }
+}
+
 struct State<B> {
     free: HashMap<usize, Vec<B>>,
     stats: PoolStats,
@@ -79,8 +87,7 @@ impl<A: RawAllocator> Pool<A> {
             let stats = &mut state.stats;
             stats.hits += 1;
             stats.cached -= class;
-            stats.in_use += class;
-            stats.peak_in_use = stats.peak_in_use.max(stats.in_use);
+            stats.hand_out(class);
             return Ok(self.pooled(buffer, class));
         }
         // What the engine holds, for the error: the usual cure is a smaller batch or patch.
@@ -103,9 +110,8 @@ impl<A: RawAllocator> Pool<A> {
         };
         let stats = &mut state.stats;
         stats.misses += 1;
-        stats.in_use += class;
+        stats.hand_out(class);
         stats.peak = stats.peak.max(stats.in_use + stats.cached);
-        stats.peak_in_use = stats.peak_in_use.max(stats.in_use);
         Ok(self.pooled(buffer, class))
     }
 

@@ -141,6 +141,15 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
         .collect()
 }
 
+/// The largest |a - b| over two equally long runs of values.
+pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared runs differ in length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 /// Deterministic test values in [-3, 3) (the CPU dropout hash), for the kernel tests.
 pub fn kernel_test_values(n: usize, seed: u64) -> Vec<f32> {
     (0..n)

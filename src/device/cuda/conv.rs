@@ -207,8 +207,14 @@ impl CudaBackend {
 
     /// The launches autotuning has picked so far, as (kernel, geometry, launch).
     pub fn tuned_launches(&self) -> Vec<(ConvKernel, ConvGeometry, TiledLaunch)> {
-        let tuned = self.tuned.lock().unwrap_or_else(|e| e.into_inner());
+        let tuned = self.tuned();
         tuned.iter().map(|(&(k, g), &l)| (k, g, l)).collect()
+    }
+
+    /// The launches autotuning picked. Every update is whole before the guard drops, so a
+    /// lock poisoned by a panic elsewhere is still consistent.
+    fn tuned(&self) -> std::sync::MutexGuard<'_, super::TunedLaunches> {
+        self.tuned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The fastest candidate launch of `kernel` on `g`, timed on the operands `a`, `b` the
@@ -221,11 +227,7 @@ impl CudaBackend {
         b: &CudaSlice<f32>,
     ) -> CudaResult<TiledLaunch> {
         const REPS: usize = 3;
-        let known = |s: &Self| {
-            let tuned = s.tuned.lock().unwrap_or_else(|e| e.into_inner());
-            tuned.get(&(kernel, *g)).copied()
-        };
-        if let Some(launch) = known(self) {
+        if let Some(&launch) = self.tuned().get(&(kernel, *g)) {
             return Ok(launch);
         }
         let mut out = self.pool.take(kernel.operand_lens(g).2)?;
@@ -241,8 +243,7 @@ impl CudaBackend {
             }
         }
         let launch = best.1.expect("the plan is always a candidate");
-        let mut tuned = self.tuned.lock().unwrap_or_else(|e| e.into_inner());
-        tuned.insert((kernel, *g), launch);
+        self.tuned().insert((kernel, *g), launch);
         Ok(launch)
     }
 

@@ -100,6 +100,10 @@ impl RawAllocator for StreamAllocator {
     }
 }
 
+/// The launch autotuning picked for each tiled conv kernel and geometry.
+type TunedLaunches =
+    HashMap<(ConvKernel, crate::ops::conv::ConvGeometry), crate::device::tiled_conv::TiledLaunch>;
+
 /// One GPU with the engine's kernels loaded.
 pub struct CudaBackend {
     ordinal: usize,
@@ -114,12 +118,7 @@ pub struct CudaBackend {
     poison: AtomicBool,
     /// Pick tiled conv launches by timing (`set_autotune`), and what was picked.
     autotune: AtomicBool,
-    tuned: Mutex<
-        HashMap<
-            (ConvKernel, crate::ops::conv::ConvGeometry),
-            crate::device::tiled_conv::TiledLaunch,
-        >,
-    >,
+    tuned: Mutex<TunedLaunches>,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
