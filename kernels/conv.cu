@@ -31,28 +31,51 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through
 // an operand struct (never materialised; M, N, K are its rows, columns and depth):
 // fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad dX[c_in, n*in_sp] = W^T * gather(dY),
-// wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T. Indices are 32-bit (the backend refuses
-// tensors of 2^31 elements or more): 64-bit division is several times slower. fprop's and
-// wgrad's gathers also compute their element offsets in 32 bits, which saves the wide
-// multiply-adds; dgrad's stay 64-bit, because 32-bit ones spill at its register cap.
+// wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T. Indices and element offsets are 32-bit
+// (the backend refuses tensors of 2^31 elements or more): 64-bit arithmetic costs two
+// instructions for one.
 //
 // K order: fprop and dgrad run K tap-major, k = tap * C + channel (C = c_in, resp. c_out);
 // wgrad runs it image-major, k = image * out_sp + output position. A `Slice` is what a run of
 // TILE_K consecutive k from k0 share: one tap and consecutive channels when C is a multiple
 // of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes its first
-// k once, counts on from tile to tile (`next`, no division) and reads its operands as
-// `Strided` runs; otherwise (and in the direct kernels) every k gets its own slice.
+// k once and counts on from tile to tile (`next`, no division); otherwise (and in the direct
+// kernels) every k gets its own slice.
+//
+// Operand addressing, the same for every primitive: A is affine in its row and its place in
+// a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice)];
+// B's column fixes a base pointer (`b_origin`), and a slice the run of that column's elements
+// (`b_gather`, a `Gather`). So a thread works out its pointers once, and a K tile costs it
+// one offset for A, one gather for B and an add per element.
 #define TILE_K 16
 #define THREADS 256
 
-// Values at base[kk * stride] for kk in [lo, hi), zero elsewhere (padding, invalid taps).
-struct Strided {
-    const float* base;
-    int stride, lo, hi;
-    __device__ float operator()(int kk) const { return kk >= lo && kk < hi ? base[kk * stride] : 0.0f; }
+// A run of a B column's elements: origin[offset + kk * stride] for kk in [lo, hi), zero
+// elsewhere (padding, invalid taps, columns past the GEMM's end).
+struct Gather {
+    int offset, stride, lo, hi;
+    __device__ bool has(int kk) const { return kk >= lo && kk < hi; }
+    __device__ const float* at(const float* origin, int kk) const { return origin + offset + kk * stride; }
 };
-__device__ __forceinline__ Strided strided(const float* base, int stride, bool valid) {
-    return {base, stride, 0, valid ? TILE_K : 0};
+
+// Copies one float from global to shared memory without passing through registers
+// (cp.async, sm_80 on), or zero-fills it where !valid; `copies_wait` waits for this thread's
+// copies. The host emulation of the kernels copies at once.
+__device__ __forceinline__ void copy_async(float* shared, const float* global, bool valid) {
+#ifdef __CUDA_ARCH__
+    unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(to), "l"(global), "r"(valid ? 4 : 0) : "memory");
+#else
+    *shared = valid ? *global : 0.0f;
+#endif
+}
+__device__ __forceinline__ void copies_wait() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
+    return {offset, stride, 0, valid ? TILE_K : 0};
 }
 
 // Tiled: a 256-thread block computes a TM x TN tile of C, each thread an RM x RN register
@@ -60,8 +83,13 @@ __device__ __forceinline__ Strided strided(const float* base, int stride, bool v
 // points at the end): square 64 x 64 tiles (4 x 4 per thread), large 128 x 128 ones (8 x 8)
 // and narrow 4 x 256 ones (4 x 1) for GEMMs of at most four rows (one-channel images in and
 // out), which would leave most of a square tile idle.
-// Each thread gathers B for one fixed column, so the column's decomposition is done once
-// (`Ops::column`).
+// Loads: a thread loads the A elements (m0 + a_row + i * A_ROUND, k0 + a_kk) and the B
+// elements (k0 + b_kk + j * B_ROUND, n0 + col), the same places in every K tile.
+// Pipeline: two shared buffers. A K tile's elements are copied straight into one
+// (`copy_async`) while the block multiplies the previous tile out of the other, so the load
+// latency hides behind the FFMAs and no register holds a loaded element. One barrier per tile
+// suffices: a warp starts filling a buffer only after every warp has passed the barrier
+// behind which that buffer was last read.
 // Skipped taps: dgrad ORs its columns' valid taps into a block mask (`Ops::tap_mask`) and
 // skips the K tiles of taps no column of the block receives from: with its phase-major
 // columns, 3 of 4 taps of a 4 x 4 kernel at stride 2.
@@ -69,10 +97,10 @@ __device__ __forceinline__ Strided strided(const float* base, int stride, bool v
 // TILE_K). With one split it writes the result; with several, its partial sums go to
 // `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
 // so results do not depend on scheduling.
-// Shared-memory banks: the loads write A with consecutive threads on consecutive k of one row
-// m. With rows of TM floats (a multiple of 32) those all fall in one bank: 16-way conflicts.
-// Rows of TM + 4 floats (`ARow`) move each k four banks on, down to 2-way, and keep every
-// 16-byte chunk aligned for the vector reads, whose offsets stay compile-time constants.
+// Shared-memory banks: the stores write A with consecutive threads on consecutive k of one
+// row m. With rows of TM floats (a multiple of 32) those all fall in one bank: 16-way
+// conflicts. Rows of TM + 4 floats (`ARow`) move each k four banks on, down to 2-way, and keep
+// every 16-byte chunk aligned for the vector reads, whose offsets stay compile-time constants.
 // A thread's RN columns are groups of four adjacent ones, the groups TN / (RN / 4) apart
 // (`b_slot`), so that a warp's vector reads of B are consecutive 16-byte chunks rather than
 // chunks 32 bytes apart (2-way conflicts with 8 x 8 sub-tiles).
@@ -88,29 +116,27 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
 
-// Moves a uniform slice on by one K tile where the kernel counts (`COUNT`).
-template <bool COUNT, class Ops>
-__device__ __forceinline__ void next_slice(const Ops& ops, typename Ops::Slice& slice) {
-    if constexpr (COUNT)
-        if (slice.uniform) ops.next(slice);
-}
-
-template <int TM, int TN, int RM, int RN, bool COUNT, class Ops>
+template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
     static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
     constexpr int TX = TN / RN;
+    // Loads per thread and K tile, in fixed trip counts so that they unroll with no
+    // remainder loop (the narrow tiles' 64 A elements take a quarter of one round).
+    constexpr int A_ROUND = THREADS / TILE_K, B_ROUND = THREADS / TN;
+    constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
     const int M = ops.rows(), N = ops.columns(), K = ops.depth();
     if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
     const int k_begin = blockIdx.z * k_chunk;
     const int k_end = min(K, k_begin + k_chunk);
-    __shared__ float a_tile[TILE_K][ARow<TM>::floats];
-    __shared__ float b_tile[TILE_K][TN];
+    __shared__ float a_tile[2][TILE_K][ARow<TM>::floats];
+    __shared__ float b_tile[2][TILE_K][TN];
     __shared__ unsigned long long column_taps[TN];
     const int m0 = blockIdx.y * TM;
     const int n0 = blockIdx.x * TN;
     const int tid = threadIdx.x;
     const int tx = tid % TX, ty = tid / TX;
-    const int col = tid % TN;
+    const int col = tid % TN, b_kk = tid / TN;
+    const int a_kk = tid % TILE_K, a_row = tid / TILE_K;
     const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
     unsigned long long block_taps = ~0ull;
     if (Ops::skips_taps) {
@@ -120,61 +146,86 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
     }
 
-    // Fixed trip counts, so that the loads unroll with no remainder loop: a thread loads
-    // A_LOADS elements of A (element e = tid + i * THREADS; the narrow tiles' 64 fill only
-    // part of a round) and B_LOADS of B (row kk = tid / TN + i * THREADS / TN of its column).
-    constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
-    constexpr bool A_PARTIAL = TILE_K * TM % THREADS != 0;
-    float acc[RM][RN] = {};
-    // With COUNT, a uniform slice is decomposed once and counted on from tile to tile
-    // (`Ops::next`, no division; in the loop's step, so skipped tiles count too); without,
-    // each tile decomposes its own. Non-uniform slices decompose each k where they read it.
-    typename Ops::Slice slice = ops.slice(k_begin);
-    for (int k0 = k_begin; k0 < k_end; k0 += TILE_K, next_slice<COUNT>(ops, slice)) {
-        if constexpr (!COUNT) slice = ops.slice(k0);
+    // Worked out once: this thread's A rows (bit i: row a_row + i * A_ROUND is in the tile
+    // and the GEMM), their offsets, and its B column's base.
+    const float* a_origin = ops.a_origin();
+    const int a_stride = ops.a_row_stride();
+    // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice)].
+    const int a_first = (m0 + a_row) * a_stride + a_kk * ops.a_k_stride(), a_step = A_ROUND * a_stride;
+    unsigned a_rows = 0;
+#pragma unroll
+    for (int i = 0; i < A_LOADS; ++i) {
+        int r = a_row + i * A_ROUND;
+        if (r < TM && m0 + r < M) a_rows |= 1u << i;
+    }
+    const float* b_origin = ops.b_origin(column);
+
+    // Starts the copies of one K tile's elements into `buffer` (zeros past k_end and where
+    // the operands hold none). A uniform slice gives each element's place by an add; other
+    // slices decompose each k.
+    auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
+        const int limit = k_end - k0;
+        const bool a_in = a_kk < limit;
+        int a_at;
         if (slice.uniform) {
-            if (!ops.needed(slice, block_taps)) continue;  // the same for the whole block
-#pragma unroll 4
-            for (int i = 0; i < A_LOADS; ++i) {
-                int e = tid + i * THREADS;
-                if (A_PARTIAL && e >= TILE_K * TM) break;
-                int kk = e % TILE_K, m = m0 + e / TILE_K;
-                a_tile[kk][m - m0] = (m < M && k0 + kk < k_end) ? ops.a(m, slice)(kk) : 0.0f;
-            }
-            const Strided b = ops.b(column, slice);
-#pragma unroll 4
-            for (int i = 0; i < B_LOADS; ++i) {
-                int kk = tid / TN + i * (THREADS / TN);
-                b_tile[kk][col] = (column.valid && k0 + kk < k_end) ? b(kk) : 0.0f;
+            a_at = a_first + ops.a_offset(slice);
+            const Gather b = ops.b_gather(column, slice);
+#pragma unroll
+            for (int j = 0; j < B_LOADS; ++j) {
+                int kk = b_kk + j * B_ROUND;
+                copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
             }
         } else {
-#pragma unroll 4
-            for (int i = 0; i < A_LOADS; ++i) {
-                int e = tid + i * THREADS;
-                if (A_PARTIAL && e >= TILE_K * TM) break;
-                int kk = e % TILE_K, m = m0 + e / TILE_K, k = k0 + kk;
-                a_tile[kk][m - m0] = (m < M && k < k_end) ? ops.a(m, ops.slice(k))(0) : 0.0f;
-            }
-#pragma unroll 4
-            for (int i = 0; i < B_LOADS; ++i) {
-                int kk = tid / TN + i * (THREADS / TN), k = k0 + kk;
-                b_tile[kk][col] = (column.valid && k < k_end) ? ops.b(column, ops.slice(k))(0) : 0.0f;
+            a_at = a_in ? a_first - a_kk * ops.a_k_stride() + ops.a_offset(ops.slice(k0 + a_kk)) : 0;
+#pragma unroll
+            for (int j = 0; j < B_LOADS; ++j) {
+                int kk = b_kk + j * B_ROUND;
+                const Gather b = ops.b_gather(column, ops.slice(k0 + kk));
+                copy_async(&b_tile[buffer][kk][col], b.at(b_origin, 0), kk < limit && b.has(0));
             }
         }
+#pragma unroll
+        for (int i = 0; i < A_LOADS; ++i)
+            if (TM % A_ROUND == 0 || a_row + i * A_ROUND < TM)  // only the narrow tiles have rows to spare
+                copy_async(&a_tile[buffer][a_kk][a_row + i * A_ROUND], a_origin + a_at + i * a_step,
+                           a_in && (a_rows >> i & 1));
+    };
+
+    // The K tiles in order; a uniform slice counts on from tile to tile (skipped tiles too).
+    // `seek` moves on to the next tile the block needs (the same for every thread) and says
+    // whether there is one.
+    int k0 = k_begin;
+    typename Ops::Slice slice = ops.slice(k0);
+    auto seek = [&](bool step) {
+        for (;; step = true) {
+            if (step) {
+                k0 += TILE_K;
+                if (slice.uniform) ops.next(slice);
+            }
+            if (k0 >= k_end) return false;
+            if (!slice.uniform || ops.needed(slice, block_taps)) return true;
+        }
+    };
+    float acc[RM][RN] = {};
+    bool more = seek(false);
+    if (more) fill(0, k0, slice);
+    for (int buffer = 0; more; buffer ^= 1) {
+        copies_wait();
         __syncthreads();
+        more = seek(true);
+        if (more) fill(buffer ^ 1, k0, slice);  // lands while the FFMAs below run
 #pragma unroll
         for (int kk = 0; kk < TILE_K; ++kk) {
             float a[RM], b[RN];
 #pragma unroll
-            for (int i = 0; i < RM; ++i) a[i] = a_tile[kk][ty * RM + i];
+            for (int i = 0; i < RM; ++i) a[i] = a_tile[buffer][kk][ty * RM + i];
 #pragma unroll
-            for (int j = 0; j < RN; ++j) b[j] = b_tile[kk][b_slot<TN, RN>(tx, j)];
+            for (int j = 0; j < RN; ++j) b[j] = b_tile[buffer][kk][b_slot<TN, RN>(tx, j)];
 #pragma unroll
             for (int i = 0; i < RM; ++i)
 #pragma unroll
                 for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
         }
-        __syncthreads();
     }
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
@@ -281,12 +332,15 @@ struct FpropOps : ConvShape {
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
     // A[co, (tap, ci)] = w[co, ci, tap].
-    __device__ Strided a(int m, const Slice& s) const {
-        return strided(w + (m * g.c_in + s.c0) * kvol + s.tap, kvol, true);
-    }
-    __device__ Strided b(const Column& c, const Slice& s) const {
+    __device__ const float* a_origin() const { return w; }
+    __device__ int a_row_stride() const { return g.c_in * kvol; }
+    __device__ int a_k_stride() const { return kvol; }
+    __device__ int a_offset(const Slice& s) const { return s.c0 * kvol + s.tap; }
+    // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
+    __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
+    __device__ Gather b_gather(const Column& c, const Slice& s) const {
         int offset = input_offset(c.pos, s.t);
-        return strided(x + (c.index * g.c_in + s.c0) * in_sp + offset, in_sp, offset >= 0);
+        return gather(s.c0 * in_sp + offset, in_sp, c.valid && offset >= 0);
     }
     __device__ void store(int m, int n, float v) const { out[column_offset(n, out_sp, g.c_out, m)] = v; }
 };
@@ -343,14 +397,16 @@ struct DgradOps : ConvShape {
         return s.tap >= 64 || (block_taps >> s.tap & 1);
     }
     // A[ci, (tap, co)] = w[co, ci, tap].
-    __device__ Strided a(int m, const Slice& s) const {
-        return strided(w + ((long long)s.c0 * g.c_in + m) * kvol + s.tap, g.c_in * kvol, true);
-    }
-    __device__ Strided b(const Column& c, const Slice& s) const {
+    __device__ const float* a_origin() const { return w; }
+    __device__ int a_row_stride() const { return kvol; }
+    __device__ int a_k_stride() const { return g.c_in * kvol; }
+    __device__ int a_offset(const Slice& s) const { return s.c0 * g.c_in * kvol + s.tap; }
+    // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
+    __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * out_sp; }
+    __device__ Gather b_gather(const Column& c, const Slice& s) const {
         Position o = source(c.pos, s.t);
         bool valid = o.d >= 0 && o.h >= 0 && o.w >= 0;
-        int offset = valid ? (o.d * g.out_h + o.h) * g.out_w + o.w : 0;
-        return strided(dy + ((long long)c.index * g.c_out + s.c0) * out_sp + offset, out_sp, valid);
+        return gather(s.c0 * out_sp + (o.d * g.out_h + o.h) * g.out_w + o.w, out_sp, c.valid && valid);
     }
     __device__ void store(int m, int n, float v) const {
         Column c = column(n, true);
@@ -401,20 +457,22 @@ struct WgradOps : ConvShape {
         ++s.image;
     }
     // A[co, (img, o)] = dy[img, co, o].
-    __device__ Strided a(int m, const Slice& s) const {
-        return strided(dy + (s.image * g.c_out + m) * out_sp + s.flat, 1, true);
-    }
+    __device__ const float* a_origin() const { return dy; }
+    __device__ int a_row_stride() const { return out_sp; }
+    __device__ int a_k_stride() const { return 1; }
+    __device__ int a_offset(const Slice& s) const { return s.image * g.c_out * out_sp + s.flat; }
     // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the valid
     // run of output columns is the one whose input column lands inside.
-    __device__ Strided b(const Column& c, const Slice& s) const {
+    __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * in_sp; }
+    __device__ Gather b_gather(const Column& c, const Slice& s) const {
         int id = s.o.d * g.s_d + c.pos.d - g.p_d, ih = s.o.h * g.s_h + c.pos.h - g.p_h;
         int iw0 = s.o.w * g.s_w + c.pos.w - g.p_w;
-        bool row_inside = id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
+        bool row_inside = c.valid && id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
         // kk with 0 <= iw0 + kk * s_w < in_w.
         int lo = iw0 >= 0 ? 0 : (-iw0 + g.s_w - 1) / g.s_w;
         int hi = iw0 >= g.in_w ? 0 : (g.in_w - iw0 + g.s_w - 1) / g.s_w;
-        const float* row = x + (s.image * g.c_in + c.index) * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
-        return {row, g.s_w, lo, row_inside ? hi : 0};
+        int offset = s.image * g.c_in * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
+        return {offset, g.s_w, lo, row_inside ? hi : 0};
     }
     __device__ void store(int m, int n, float v) const { out[(long long)m * g.c_in * kvol + n] = v; }
 };
@@ -427,10 +485,13 @@ __device__ __forceinline__ void direct_gemm(const Ops& ops) {
         const int n = i % N;
         const int m = i / N;
         const typename Ops::Column column = ops.column(n, true);
+        const float* a_row = ops.a_origin() + m * ops.a_row_stride();
+        const float* b_origin = ops.b_origin(column);
         float acc = 0.0f;
         for (int k = 0; k < K; ++k) {
             const typename Ops::Slice s = ops.slice(k);
-            acc += ops.a(m, s)(0) * ops.b(column, s)(0);
+            const Gather b = ops.b_gather(column, s);
+            acc += a_row[ops.a_offset(s)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
         }
         ops.store(m, n, acc);
     }
@@ -452,21 +513,19 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 // twice the multiply-adds per shared-memory read, for GEMMs with tiles enough to fill the
 // GPU) and narrow (4 x 256) tiles. The second launch bound keeps the large tile's 64
 // accumulators in registers at two blocks per multiprocessor.
-#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, count, Ops)                                      \
+#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                             \
     extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                  \
         name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
-        tiled_gemm<TM, TN, RM, RN, count>(Ops(g, a, b, out), partial, k_chunk);                        \
+        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
     }
-// `square_counts`: whether the 64 x 64 tiles count their K slices on (see tiled_gemm).
-#define TILED_KERNELS(pass, Ops, square_counts)                                    \
-    TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, square_counts, Ops)     \
-    TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, true, Ops)            \
-    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, true, Ops)
-// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy). dgrad's 64 x 64
-// tiles decompose every K slice afresh: the count's state spills at their 64-register cap.
-TILED_KERNELS(fprop, FpropOps, true)
-TILED_KERNELS(dgrad, DgradOps, false)
-TILED_KERNELS(wgrad, WgradOps, true)
+#define TILED_KERNELS(pass, Ops)                                           \
+    TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)            \
+    TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, Ops)          \
+    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)
+// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy).
+TILED_KERNELS(fprop, FpropOps)
+TILED_KERNELS(dgrad, DgradOps)
+TILED_KERNELS(wgrad, WgradOps)
 
 // out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
 extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
@@ -503,15 +562,17 @@ struct GemmOps {
     __device__ void next(Slice& s) const { s.k0 += TILE_K; }
     __device__ bool needed(const Slice&, unsigned long long) const { return true; }
     __device__ unsigned long long tap_mask(const Column&) const { return ~0ull; }
-    __device__ Strided a(int m, const Slice& s) const { return strided(A + (long long)m * K + s.k0, 1, true); }
-    __device__ Strided b(const Column& c, const Slice& s) const {
-        return strided(B + (long long)s.k0 * N + c.n, N, true);
-    }
+    __device__ const float* a_origin() const { return A; }
+    __device__ int a_row_stride() const { return K; }
+    __device__ int a_k_stride() const { return 1; }
+    __device__ int a_offset(const Slice& s) const { return s.k0; }
+    __device__ const float* b_origin(const Column& c) const { return B + c.n; }
+    __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * N, N, c.valid); }
     __device__ void store(int m, int n, float v) const { out[(long long)m * N + n] = v; }
 };
 
 // Grid (ceil(N / 128), ceil(M / 128)), 256 threads; no K split.
 extern "C" __global__ void __launch_bounds__(THREADS, 2)
 gemm_f32(int M, int N, int K, const float* A, const float* B, float* C) {
-    tiled_gemm<128, 128, 8, 8, true>(GemmOps{M, N, K, A, B, C}, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
+    tiled_gemm<128, 128, 8, 8>(GemmOps{M, N, K, A, B, C}, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
 }
