@@ -50,12 +50,13 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 #define TILE_K 16
 #define THREADS 256
 
-// A run of a B column's elements: origin[offset + kk * stride] for kk in [lo, hi), zero
-// elsewhere (padding, invalid taps, columns past the GEMM's end).
+// A run of a B column's elements: origin[offset + kk * stride] where 0 <= first + kk * step
+// < limit, zero elsewhere (padding, invalid taps, columns past the GEMM's end). The range
+// test needs no division, unlike bounds on kk would at strides above 1.
 struct Gather {
-    int offset, stride, lo, hi;
-    __device__ bool has(int kk) const { return kk >= lo && kk < hi; }
-    __device__ const float* at(const float* origin, int kk) const { return origin + offset + kk * stride; }
+    int offset, stride, first, step, limit;
+    __device__ bool has(int kk) const { return (unsigned)(first + kk * step) < (unsigned)limit; }
+    __device__ const float* at(const float* origin, int kk) const { return origin + (offset + kk * stride); }
 };
 
 // Copies one float from global to shared memory without passing through registers
@@ -75,7 +76,7 @@ __device__ __forceinline__ void copies_wait() {
 #endif
 }
 __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
-    return {offset, stride, 0, valid ? TILE_K : 0};
+    return {offset, stride, 0, 0, valid ? 1 : 0};
 }
 
 // Tiled: a 256-thread block computes a TM x TN tile of C, each thread an RM x RN register
@@ -115,6 +116,12 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     if (RN % 4 != 0) return tx * RN + j;
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
+
+// A compile-time choice passed to a generic lambda.
+template <bool B>
+struct Flag {
+    static constexpr bool value = B;
+};
 
 template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
@@ -160,73 +167,82 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     }
     const float* b_origin = ops.b_origin(column);
 
-    // Starts the copies of one K tile's elements into `buffer` (zeros past k_end and where
-    // the operands hold none). A uniform slice gives each element's place by an add; other
-    // slices decompose each k.
-    auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
-        const int limit = k_end - k0;
-        const bool a_in = a_kk < limit;
-        int a_at;
-        if (slice.uniform) {
-            a_at = a_first + ops.a_offset(slice);
-            const Gather b = ops.b_gather(column, slice);
-#pragma unroll
-            for (int j = 0; j < B_LOADS; ++j) {
-                int kk = b_kk + j * B_ROUND;
-                copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
-            }
-        } else {
-            a_at = a_in ? a_first - a_kk * ops.a_k_stride() + ops.a_offset(ops.slice(k0 + a_kk)) : 0;
-#pragma unroll
-            for (int j = 0; j < B_LOADS; ++j) {
-                int kk = b_kk + j * B_ROUND;
-                const Gather b = ops.b_gather(column, ops.slice(k0 + kk));
-                copy_async(&b_tile[buffer][kk][col], b.at(b_origin, 0), kk < limit && b.has(0));
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < A_LOADS; ++i)
-            if (TM % A_ROUND == 0 || a_row + i * A_ROUND < TM)  // only the narrow tiles have rows to spare
-                copy_async(&a_tile[buffer][a_kk][a_row + i * A_ROUND], a_origin + a_at + i * a_step,
-                           a_in && (a_rows >> i & 1));
-    };
-
-    // The K tiles in order; a uniform slice counts on from tile to tile (skipped tiles too).
-    // `seek` moves on to the next tile the block needs (the same for every thread) and says
-    // whether there is one.
-    int k0 = k_begin;
-    typename Ops::Slice slice = ops.slice(k0);
-    auto seek = [&](bool step) {
-        for (;; step = true) {
-            if (step) {
-                k0 += TILE_K;
-                if (slice.uniform) ops.next(slice);
-            }
-            if (k0 >= k_end) return false;
-            if (!slice.uniform || ops.needed(slice, block_taps)) return true;
-        }
-    };
+    // The K loop, compiled once for uniform slices and once for the rest (`UNIFORM`, the same
+    // for every slice of a launch), so that the general path's register needs do not spill
+    // the uniform one's state.
     float acc[RM][RN] = {};
-    bool more = seek(false);
-    if (more) fill(0, k0, slice);
-    for (int buffer = 0; more; buffer ^= 1) {
-        copies_wait();
-        __syncthreads();
-        more = seek(true);
-        if (more) fill(buffer ^ 1, k0, slice);  // lands while the FFMAs below run
+    auto k_loop = [&](auto uniform) {
+        constexpr bool UNIFORM = decltype(uniform)::value;
+        // Starts the copies of one K tile's elements into `buffer` (zeros past k_end and
+        // where the operands hold none). A uniform slice gives each element's place by an
+        // add; other slices decompose each k.
+        auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
+            const int limit = k_end - k0;
+            const bool a_in = a_kk < limit;
+            int a_at;
+            if constexpr (UNIFORM) {
+                a_at = a_first + ops.a_offset(slice);
+                const Gather b = ops.b_gather(column, slice);
 #pragma unroll
-        for (int kk = 0; kk < TILE_K; ++kk) {
-            float a[RM], b[RN];
+                for (int j = 0; j < B_LOADS; ++j) {
+                    int kk = b_kk + j * B_ROUND;
+                    copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
+                }
+            } else {
+                a_at = a_in ? a_first - a_kk * ops.a_k_stride() + ops.a_offset(ops.slice(k0 + a_kk)) : 0;
 #pragma unroll
-            for (int i = 0; i < RM; ++i) a[i] = a_tile[buffer][kk][ty * RM + i];
+                for (int j = 0; j < B_LOADS; ++j) {
+                    int kk = b_kk + j * B_ROUND;
+                    const Gather b = ops.b_gather(column, ops.slice(k0 + kk));
+                    copy_async(&b_tile[buffer][kk][col], b.at(b_origin, 0), kk < limit && b.has(0));
+                }
+            }
 #pragma unroll
-            for (int j = 0; j < RN; ++j) b[j] = b_tile[buffer][kk][b_slot<TN, RN>(tx, j)];
+            for (int i = 0; i < A_LOADS; ++i)
+                if (TM % A_ROUND == 0 || a_row + i * A_ROUND < TM)  // only the narrow tiles have rows to spare
+                    copy_async(&a_tile[buffer][a_kk][a_row + i * A_ROUND], a_origin + (a_at + i * a_step),
+                               a_in && (a_rows >> i & 1));
+        };
+        // The K tiles in order; a uniform slice counts on from tile to tile (skipped tiles
+        // too). `seek` moves on to the next tile the block needs (the same for every thread)
+        // and says whether there is one.
+        int k0 = k_begin;
+        typename Ops::Slice slice = ops.slice(k0);
+        auto seek = [&](bool step) {
+            for (;; step = true) {
+                if (step) {
+                    k0 += TILE_K;
+                    if constexpr (UNIFORM) ops.next(slice);
+                }
+                if (k0 >= k_end) return false;
+                if (!UNIFORM || ops.needed(slice, block_taps)) return true;
+            }
+        };
+        bool more = seek(false);
+        if (more) fill(0, k0, slice);
+        for (int buffer = 0; more; buffer ^= 1) {
+            copies_wait();
+            __syncthreads();
+            more = seek(true);
+            if (more) fill(buffer ^ 1, k0, slice);  // lands while the FFMAs below run
 #pragma unroll
-            for (int i = 0; i < RM; ++i)
+            for (int kk = 0; kk < TILE_K; ++kk) {
+                float a[RM], b[RN];
 #pragma unroll
-                for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
+                for (int i = 0; i < RM; ++i) a[i] = a_tile[buffer][kk][ty * RM + i];
+#pragma unroll
+                for (int j = 0; j < RN; ++j) b[j] = b_tile[buffer][kk][b_slot<TN, RN>(tx, j)];
+#pragma unroll
+                for (int i = 0; i < RM; ++i)
+#pragma unroll
+                    for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
+            }
         }
-    }
+    };
+    if (ops.slice(k_begin).uniform)
+        k_loop(Flag<true>());
+    else
+        k_loop(Flag<false>());
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
         int m = m0 + ty * RM + i;
@@ -419,7 +435,6 @@ struct RowSlice {
     bool uniform;
     int image;
     Position o;
-    int flat;
 };
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
@@ -439,13 +454,11 @@ struct WgradOps : ConvShape {
         return {true, n / kvol, tap(n % kvol, g)};
     }
     __device__ Slice slice(int k0) const {
-        int flat = k0 % out_sp;
-        return {g.out_w % TILE_K == 0, k0 / out_sp, position(flat, g.out_h, g.out_w), flat};
+        return {g.out_w % TILE_K == 0, k0 / out_sp, position(k0 % out_sp, g.out_h, g.out_w)};
     }
     // A uniform slice moved TILE_K on by counting (a row holds whole tiles): along the row,
     // then the rows, the planes and the images, as slice(k0 + TILE_K) gives.
     __device__ void next(Slice& s) const {
-        s.flat += TILE_K;
         s.o.w += TILE_K;
         if (s.o.w < g.out_w) return;
         s.o.w = 0;
@@ -453,26 +466,24 @@ struct WgradOps : ConvShape {
         s.o.h = 0;
         if (++s.o.d < g.out_d) return;
         s.o.d = 0;
-        s.flat = 0;
         ++s.image;
     }
     // A[co, (img, o)] = dy[img, co, o].
     __device__ const float* a_origin() const { return dy; }
     __device__ int a_row_stride() const { return out_sp; }
     __device__ int a_k_stride() const { return 1; }
-    __device__ int a_offset(const Slice& s) const { return s.image * g.c_out * out_sp + s.flat; }
-    // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the valid
-    // run of output columns is the one whose input column lands inside.
+    __device__ int a_offset(const Slice& s) const {
+        return s.image * g.c_out * out_sp + (s.o.d * g.out_h + s.o.h) * g.out_w + s.o.w;
+    }
+    // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the output
+    // columns whose input column lands inside.
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
         int id = s.o.d * g.s_d + c.pos.d - g.p_d, ih = s.o.h * g.s_h + c.pos.h - g.p_h;
         int iw0 = s.o.w * g.s_w + c.pos.w - g.p_w;
         bool row_inside = c.valid && id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
-        // kk with 0 <= iw0 + kk * s_w < in_w.
-        int lo = iw0 >= 0 ? 0 : (-iw0 + g.s_w - 1) / g.s_w;
-        int hi = iw0 >= g.in_w ? 0 : (g.in_w - iw0 + g.s_w - 1) / g.s_w;
         int offset = s.image * g.c_in * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
-        return {offset, g.s_w, lo, row_inside ? hi : 0};
+        return {offset, g.s_w, iw0, g.s_w, row_inside ? g.in_w : 0};
     }
     __device__ void store(int m, int n, float v) const { out[(long long)m * g.c_in * kvol + n] = v; }
 };

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-sed 's/if (slice.uniform) {/if (true) {/' kernels/conv.cu > "$tmp/uniform.cu"
+sed "s/if (ops.slice(k_begin).uniform)/if (true)/" kernels/conv.cu > "$tmp/uniform.cu"
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/conv.cubin" "$tmp/uniform.cu"
 # Registers and spills of the real kernels (both paths).
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
