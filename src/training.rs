@@ -630,7 +630,8 @@ impl Run {
     }
 
     /// Translates a normalised volume with generator `direction`: slices for 2D models,
-    /// sliding windows for the volumetric one.
+    /// sliding windows for the volumetric one, whose progress (windows done, in all)
+    /// `windows` hears.
     pub fn translate_volume(
         &mut self,
         direction: Direction,
@@ -638,6 +639,7 @@ impl Run {
         dims: [usize; 3],
         background: f32,
         mode: Mode,
+        windows: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
         let slices = self.inference(mode);
         let vol = self.config.volumetric;
@@ -651,9 +653,15 @@ impl Run {
                     batch: v.window_batch,
                 };
                 let device = g.net.arena().device();
-                sliding::run(data, dims, background, &window, &device, |patches| {
-                    crate::infer::forward_no_grad(g.net.as_mut(), patches, &mode)
-                })
+                sliding::run(
+                    data,
+                    dims,
+                    background,
+                    &window,
+                    &device,
+                    |patches| crate::infer::forward_no_grad(g.net.as_mut(), patches, &mode),
+                    windows,
+                )
             }
             None => translate(g.net.as_mut(), data, dims, background, &slices),
         }
@@ -676,8 +684,14 @@ impl Run {
             check_same_grid(&va, &vb)?;
             let (na, nb) = (Normalizer::fit(&va, method)?, Normalizer::fit(&vb, method)?);
             let (xa, xb) = (na.apply(&va.data), nb.apply(&vb.data));
-            let mut fake =
-                self.translate_volume(Direction::AtoB, &xa, va.dims, na.background(), mode)?;
+            let mut fake = self.translate_volume(
+                Direction::AtoB,
+                &xa,
+                va.dims,
+                na.background(),
+                mode,
+                &mut |_, _| {},
+            )?;
             for (f, &v) in fake.iter_mut().zip(&va.data) {
                 if v == 0.0 {
                     *f = nb.background();
@@ -864,11 +878,13 @@ pub fn fit(
 
 /// Translates one volume with a run's generator, back in intensity units of the target
 /// domain (the training subjects' mean normalisation), background (input = 0) kept at 0.
+/// A volumetric run reports its sliding windows to `windows` (done, in all).
 pub fn predict_volume(
     run: &mut Run,
     vol: &crate::data::volume::Volume,
     direction: Direction,
     norm_stats: NormStats,
+    windows: &mut dyn FnMut(usize, usize),
 ) -> Result<crate::data::volume::Volume> {
     let method = run.config.norm_method();
     let target = match direction {
@@ -888,6 +904,7 @@ pub fn predict_volume(
         work.dims,
         norm_in.background(),
         mode,
+        windows,
     )?;
     if work.dims != vol.dims {
         out = crate::data::resample::resample(&out, work.dims, vol.dims);

@@ -570,9 +570,15 @@ fn sliding_window_blend_matches_the_cpu() {
                 batch,
             };
             let squared = |device: &Device| {
-                run(&data, dims, -1.0, &opts, device, |p| {
-                    scale_tensor(&mul_tensors(&p, &p)?, 0.7)
-                })
+                run(
+                    &data,
+                    dims,
+                    -1.0,
+                    &opts,
+                    device,
+                    |p| scale_tensor(&mul_tensors(&p, &p)?, 0.7),
+                    &mut |_, _| {},
+                )
                 .unwrap()
             };
             let (want, got) = (squared(&Device::Cpu), squared(&gpu));

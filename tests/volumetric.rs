@@ -9,7 +9,7 @@ use common::mrgan;
 use mrgan::Tensor;
 use mrgan::autograd::Tape;
 use mrgan::data::nifti::ReadOptions;
-use mrgan::infer::sliding::{Blend, SlidingWindow, run, starts};
+use mrgan::infer::sliding::{Blend, SlidingWindow, run, starts, window_count};
 use mrgan::nn::layers::{Mode, NormKind};
 use mrgan::nn::nets::{
     DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, build_discriminator,
@@ -110,14 +110,27 @@ fn sliding_window_reassembly_is_exact() {
                 let case = format!("dims {dims:?} stride {stride:?} {blend:?}");
                 for device in &devices {
                     let mut calls = 0;
-                    let out = run(&data, dims, -1.0, &opts, device, |patches| {
-                        calls += 1;
-                        assert!(patches.dims()[0] <= 3);
-                        assert_eq!(patches.device(), *device);
-                        Ok(patches)
-                    })
+                    let mut reports = Vec::new();
+                    let out = run(
+                        &data,
+                        dims,
+                        -1.0,
+                        &opts,
+                        device,
+                        |patches| {
+                            calls += 1;
+                            assert!(patches.dims()[0] <= 3);
+                            assert_eq!(patches.device(), *device);
+                            Ok(patches)
+                        },
+                        &mut |done, all| reports.push((done, all)),
+                    )
                     .unwrap();
-                    assert!(calls > 0);
+                    // One progress report per batch of at most 3 windows, ending at all of them.
+                    let windows = window_count(dims, &opts);
+                    assert_eq!(calls, windows.div_ceil(3), "{case}");
+                    assert_eq!(reports.len(), calls, "{case}");
+                    assert_eq!(reports.last(), Some(&(windows, windows)), "{case}");
                     assert!(
                         out == data,
                         "{case} on {}: identity not exact",

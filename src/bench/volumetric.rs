@@ -1,8 +1,8 @@
 //! Volumetric CycleGAN costs on a device: prediction (one sliding window of the default 3D
 //! generator, resnet3d_9blocks with ngf 64 on a 128 x 128 x 64 patch, timed after a warm-up
-//! and multiplied by the windows a 240 x 240 x 155 volume needs at strides 32 / 32), and
-//! optionally one whole CycleGAN training step (both generators, both 3D PatchGANs) with the
-//! device memory the step's buffers peak at.
+//! and multiplied by the windows a 240 x 240 x 155 volume needs at strides 32 / 32, or a
+//! whole such volume timed end to end), and optionally one whole CycleGAN training step (both
+//! generators, both 3D PatchGANs) with the device memory the step's buffers peak at.
 
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use crate::device::Device;
 use crate::error::Result;
 use crate::infer::forward_no_grad;
-use crate::infer::sliding::starts;
+use crate::infer::sliding::{self, SlidingWindow, window_count};
 use crate::models::Trained;
 use crate::models::cyclegan::{CycleLoss, CycleNets, train_step};
 use crate::models::image_pool::ImagePool;
@@ -39,38 +39,63 @@ fn generator_config(ngf: usize) -> GeneratorConfig {
     }
 }
 
-/// A batch of `batch` patches filled with a smooth ramp, on `device`.
-fn patches(batch: usize, patch: [usize; 3], device: &Device) -> Result<Tensor> {
-    let n: usize = batch * patch.iter().product::<usize>();
-    Tensor::from_vec(
-        [batch, 1, patch[2], patch[1], patch[0]],
-        (0..n).map(|i| ((i % 97) as f32) / 50.0 - 1.0).collect(),
-    )?
-    .to_device(device)
+/// `n` values of a smooth ramp in [-1, 1).
+fn ramp(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i % 97) as f32) / 50.0 - 1.0).collect()
 }
 
-/// (seconds per window, windows per volume) on `device`: the second of two runs (the first
-/// fills the device's buffer cache), ending with the output on the host.
+/// A batch of `batch` patches filled with a ramp, on `device`.
+fn patches(batch: usize, patch: [usize; 3], device: &Device) -> Result<Tensor> {
+    let n: usize = batch * patch.iter().product::<usize>();
+    Tensor::from_vec([batch, 1, patch[2], patch[1], patch[0]], ramp(n))?.to_device(device)
+}
+
+/// (seconds per window, windows per volume of `volume` voxels) on `device`: the second of two
+/// runs (the first fills the device's buffer cache), ending with the output on the host.
 pub fn window_cost(
     ngf: usize,
-    patch: [usize; 3],
+    opts: &SlidingWindow,
     volume: [usize; 3],
-    stride: [usize; 3],
     device: &Device,
 ) -> Result<(f64, usize)> {
     let mut g = build_generator(&generator_config(ngf));
     g.to_device(device)?;
-    let x = patches(1, patch, device)?;
+    let x = patches(1, opts.patch, device)?;
     let mut seconds = 0.0;
     for _ in 0..2 {
         let t = Instant::now();
         forward_no_grad(g.as_mut(), x.clone(), &Mode::inference(true))?.to_host()?;
         seconds = t.elapsed().as_secs_f64();
     }
-    let windows = (0..3)
-        .map(|a| starts(volume[a].max(patch[a]), patch[a], stride[a]).len())
-        .product();
-    Ok((seconds, windows))
+    Ok((seconds, window_count(volume, opts)))
+}
+
+/// Seconds to predict a whole volume of `volume` voxels (a ramp) through the sliding windows
+/// of `opts` on `device`, as `mrgan predict` does, after one window as a warm-up; `progress`
+/// hears (windows done, in all).
+pub fn volume_cost(
+    ngf: usize,
+    opts: &SlidingWindow,
+    volume: [usize; 3],
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<f64> {
+    let mut g = build_generator(&generator_config(ngf));
+    g.to_device(device)?;
+    let mode = Mode::inference(true);
+    forward_no_grad(g.as_mut(), patches(1, opts.patch, device)?, &mode)?.to_host()?;
+    let data = ramp(volume.iter().product());
+    let t = Instant::now();
+    sliding::run(
+        &data,
+        volume,
+        -1.0,
+        opts,
+        device,
+        |x| forward_no_grad(g.as_mut(), x, &mode),
+        progress,
+    )?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Seconds of one CycleGAN training step (the second of two) at `batch` patches per domain,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use mrgan::infer::sliding::{Blend, SlidingWindow};
 
 use mrgan::bench::{cpu_conv, layers};
 use mrgan::report::write_atomic;
@@ -62,8 +63,9 @@ enum Which {
         csv: Option<PathBuf>,
     },
     /// Volumetric CycleGAN prediction of a 240x240x155 volume: one sliding window of the
-    /// default 3D generator timed, times the windows needed (strides 32/32); with --train,
-    /// also one CycleGAN training step at --batch patches, with the device memory it peaks at.
+    /// default 3D generator timed, times the windows needed (strides 32/32); with
+    /// --whole-volume, also a whole volume timed end to end; with --train, also one CycleGAN
+    /// training step at --batch patches, with the device memory it peaks at.
     Volumetric {
         #[arg(long, default_value_t = 64)]
         ngf: usize,
@@ -74,6 +76,13 @@ enum Which {
         train: bool,
         #[arg(long, default_value_t = 2)]
         batch: usize,
+        /// Also predict a whole volume (a synthetic ramp) through the sliding windows, Gaussian
+        /// blend, as `mrgan predict` does: about half an hour at the defaults on two CPU cores.
+        #[arg(long)]
+        whole_volume: bool,
+        /// Windows per generator call with --whole-volume.
+        #[arg(long, default_value_t = 2)]
+        window_batch: usize,
         #[command(flatten)]
         device: super::DeviceArg,
     },
@@ -110,8 +119,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             patch,
             train,
             batch,
+            whole_volume,
+            window_batch,
             device,
-        } => bench_volumetric(ngf, patch, train.then_some(batch), &device.open()?),
+        } => {
+            let window = SlidingWindow {
+                patch,
+                stride: [32; 3],
+                blend: Blend::Gaussian,
+                batch: window_batch,
+            };
+            bench_volumetric(
+                ngf,
+                &window,
+                whole_volume,
+                train.then_some(batch),
+                &device.open()?,
+            )
+        }
         Which::Train {
             size,
             batch,
@@ -162,12 +187,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn bench_volumetric(
     ngf: usize,
-    patch: [usize; 3],
+    window: &SlidingWindow,
+    whole_volume: bool,
     train_batch: Option<usize>,
     device: &mrgan::device::Device,
 ) -> anyhow::Result<()> {
-    use mrgan::bench::volumetric::{train_step_cost, window_cost};
-    let (volume, stride) = ([240, 240, 155], [32, 32, 32]);
+    use mrgan::bench::volumetric::{train_step_cost, volume_cost, window_cost};
+    let (volume, patch) = ([240, 240, 155], window.patch);
     let on = match device {
         mrgan::device::Device::Cpu => format!("CPU, {} threads", rayon::current_num_threads()),
         #[allow(unreachable_patterns)] // only the CPU without the cuda feature
@@ -179,13 +205,31 @@ fn bench_volumetric(
             println!("{what}: {note}");
         }
     };
-    let (s, n) = window_cost(ngf, patch, volume, stride, device)?;
+    let (s, n) = window_cost(ngf, window, volume, device)?;
     println!(
         "predict: one window {s:.3} s; a {volume:?} volume needs {n} windows: about {:.1} s ({:.2} min) per volume",
         s * n as f64,
         s * n as f64 / 60.0
     );
     peak("predict (one window)");
+    if whole_volume {
+        device.reset_memory_peak();
+        let bar = ProgressBar::new(n as u64).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} windows, {per_sec}, ETA {eta}")
+                .expect("template"),
+        );
+        let s = volume_cost(ngf, window, volume, device, &mut |done, _| {
+            bar.set_position(done as u64)
+        })?;
+        bar.finish_and_clear();
+        println!(
+            "predict: a whole {volume:?} volume, {n} windows, {} per call: {s:.1} s ({:.2} min), {:.2} windows/s",
+            window.batch,
+            s / 60.0,
+            n as f64 / s
+        );
+        peak("predict (whole volume)");
+    }
     if let Some(batch) = train_batch {
         device.reset_memory_peak();
         let s = train_step_cost(ngf, patch, batch, device)?;

@@ -120,7 +120,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let input = read(&data.join(TEST).join("t1.nii.gz"), &ReadOptions::default())?;
     let real = read(&data.join(TEST).join("t2.nii.gz"), &ReadOptions::default())?;
     let norm_stats = run.config.norm_stats;
-    let fake = predict_volume(&mut run, &input, Direction::AtoB, norm_stats)?;
+    let fake = predict_volume(
+        &mut run,
+        &input,
+        Direction::AtoB,
+        norm_stats,
+        &mut |_, _| {},
+    )?;
     let out_path = pred.join(TEST).join("t1.nii.gz");
     std::fs::create_dir_all(out_path.parent().expect("folder"))?;
     write(&out_path, &fake, OutDtype::Float32)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use mrgan::checkpoint::detect::{detect_generator, load_state_dict};
 use mrgan::checkpoint::torch_pth;
@@ -259,10 +259,28 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         ..ReadOptions::default()
     };
     let inputs = volumes(&args.input, args.input_name.as_deref())?;
-    let bar = ProgressBar::new(inputs.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} volumes, {per_sec}, ETA {eta}")
+    // Volumes, and under them a volumetric run's sliding windows (a default-sized volume
+    // takes minutes on a CPU), shown once the first window is done.
+    let bars = MultiProgress::new();
+    let bar = bars.add(
+        ProgressBar::new(inputs.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} volumes, {per_sec}, ETA {eta}")
+                .expect("template"),
+        ),
+    );
+    let window_bar = ProgressBar::hidden().with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} windows, {per_sec}, ETA {eta}")
             .expect("template"),
     );
+    let mut shown = false;
+    let mut windows = |done: usize, all: usize| {
+        if !shown {
+            bars.add(window_bar.clone());
+            shown = true;
+        }
+        window_bar.set_length(all as u64);
+        window_bar.set_position(done as u64);
+    };
     for entry in &inputs {
         let vol = read(&entry.path, &read_opts)?;
         let what = || format!("translating {}", entry.path.display());
@@ -274,7 +292,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                     let g = run.nets.generator(direction)?;
                     translate_pth(g.net.as_mut(), &config, &vol, &args, mode).with_context(what)?
                 } else {
-                    predict_volume(run, &vol, direction, stats).with_context(what)?
+                    predict_volume(run, &vol, direction, stats, &mut windows).with_context(what)?
                 }
             }
             Generator::Pth { net, config } => translate_pth(
@@ -307,7 +325,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             bar.println(line);
         }
         bar.inc(1);
+        window_bar.reset();
     }
+    window_bar.finish_and_clear();
     bar.finish_and_clear();
     Ok(())
 }

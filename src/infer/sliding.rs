@@ -282,7 +282,8 @@ impl Canvas {
 
 /// Runs `generator` (a batch `[patches, 1, pz, py, px]` in, the same shape out, on
 /// `device`) over the volume `data` of `dims`; returns the blended output volume. On a GPU
-/// the volume goes there once and only the result comes back.
+/// the volume goes there once and only the result comes back. `progress` hears (windows
+/// done, windows in all) after each batch: a default-sized volume takes minutes on a CPU.
 pub fn run(
     data: &[f32],
     dims: [usize; 3],
@@ -290,16 +291,16 @@ pub fn run(
     opts: &SlidingWindow,
     device: &Device,
     mut generator: impl FnMut(Tensor) -> Result<Tensor>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
-    let padded: [usize; 3] = std::array::from_fn(|a| dims[a].max(opts.patch[a]));
+    let padded = padded_dims(dims, opts);
     let source = if padded == dims {
         data.to_vec()
     } else {
         extract(data, dims, [0; 3], padded, background)
     };
     let origins: Vec<[usize; 3]> = {
-        let s: [Vec<usize>; 3] =
-            std::array::from_fn(|a| starts(padded[a], opts.patch[a], opts.stride[a]));
+        let s = axis_starts(padded, opts);
         let mut all = Vec::new();
         for &z in &s[2] {
             for &y in &s[1] {
@@ -314,9 +315,30 @@ pub fn run(
         background,
     };
     let mut canvas = Canvas::new(device, source, frame, weights(opts.patch, opts.blend))?;
+    let mut done = 0;
     for chunk in origins.chunks(opts.batch.max(1)) {
         let outputs = generator(canvas.cut(chunk)?)?;
         canvas.add(chunk, &outputs)?;
+        done += chunk.len();
+        progress(done, origins.len());
     }
     canvas.blend(dims)
+}
+
+/// The volume the windows cover: `dims`, grown to the patch where smaller.
+fn padded_dims(dims: [usize; 3], opts: &SlidingWindow) -> [usize; 3] {
+    std::array::from_fn(|a| dims[a].max(opts.patch[a]))
+}
+
+/// Window starts along x, y and z over the padded volume.
+fn axis_starts(padded: [usize; 3], opts: &SlidingWindow) -> [Vec<usize>; 3] {
+    std::array::from_fn(|a| starts(padded[a], opts.patch[a], opts.stride[a]))
+}
+
+/// How many windows `run` puts over a volume of `dims`.
+pub fn window_count(dims: [usize; 3], opts: &SlidingWindow) -> usize {
+    axis_starts(padded_dims(dims, opts), opts)
+        .iter()
+        .map(Vec::len)
+        .product()
 }
