@@ -16,12 +16,16 @@ struct ConvParams {
 };
 static_assert(sizeof(ConvParams) == 72, "ConvParams must match the Rust struct");
 
-// Output index o on an axis that input index i reads with tap k, or -1. Stride 1 (every
-// residual block) skips the division, which costs some twenty instructions.
+// Output index o on an axis that input index i reads with tap k, or -1. A division costs
+// some twenty instructions, so stride 1 (every residual block) skips it and stride 2 (every
+// downsampling and upsampling layer of the reference networks) shifts.
 __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
     int t = i + p - k;
     if (t < 0) return -1;
-    if (s != 1) {
+    if (s == 2) {
+        if (t & 1) return -1;
+        t >>= 1;
+    } else if (s != 1) {
         if (t % s != 0) return -1;
         t /= s;
     }

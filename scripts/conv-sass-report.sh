@@ -12,15 +12,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sed "s/if (ops.slice(k_begin).uniform)/if (true)/" kernels/conv.cu > "$tmp/uniform.cu"
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/conv.cubin" "$tmp/uniform.cu"
+cuobjdump -sass "$tmp/conv.cubin" > "$tmp/conv.sass"
+# dgrad's gather branches on the stride: the same loop with the stride fixed at 1 and at 2
+# is what those launches execute.
+for stride in 1 2; do
+  sed "s/int out_index(int i, int k, int s, int p, int out) {/int out_index(int i, int k, int, int p, int out) { const int s = $stride;/" \
+    "$tmp/uniform.cu" > "$tmp/stride$stride.cu"
+  nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/stride$stride.cubin" "$tmp/stride$stride.cu"
+  cuobjdump -sass "$tmp/stride$stride.cubin" | sed "s/Function : conv_dgrad_\(.*\)/Function : conv_dgrad_\1 (stride $stride)/" \
+    | awk '/Function : /{keep = /conv_dgrad_/} keep' >> "$tmp/conv.sass"
+done
 # Registers and spills of the real kernels (both paths).
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
   kernels/conv.cu 2> "$tmp/ptxas.txt"
-cuobjdump -sass "$tmp/conv.cubin" > "$tmp/conv.sass"
 python3 - "$tmp/conv.sass" "$tmp/ptxas.txt" <<'PY'
 import re, sys
 funcs, cur = {}, None
 for line in open(sys.argv[1]):
-    m = re.search(r'Function : (\S+)', line)
+    m = re.search(r'Function : (.+?)\s*$', line)
     if m:
         cur = m.group(1); funcs[cur] = []; continue
     m = re.match(r'\s+/\*([0-9a-f]{4,})\*/\s+(.*?);', line)
@@ -36,9 +45,9 @@ for line in open(sys.argv[2]):
     if m: name = m.group(1)
     m = re.search(r"Used (\d+) registers", line)
     if m and name: usage.setdefault(name, {})["regs"] = int(m.group(1))
-print(f"{'kernel':24s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
+print(f"{'kernel':33s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
 for f, ins in sorted(funcs.items()):
-    if not re.search(r'_(tiled|large|narrow)_f32$', f):
+    if not re.search(r'_(tiled|large|narrow)_f32( \(stride \d\))?$', f):
         continue
     best = None  # the backward branch whose body holds the most FFMA: the K loop
     for addr, op in ins:
@@ -56,8 +65,8 @@ for f, ins in sorted(funcs.items()):
             best = (key, len(body), count(r'\bFFMA\b'), count(r'\bLDS\b'), count(r'\bLDGSTS\b'),
                     count(r'\bLDG\b'), count(r'\bSTS\b'))
     _, n, ffma, lds, ldgsts, ldg, sts = best
-    u = usage.get(f, {})
-    print(f"{f:24s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
+    u = usage.get(f.split()[0], {})
+    print(f"{f:33s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
 print("LDS: shared-memory reads; LDGSTS: global-to-shared copies (cp.async); LDG, STS: loads\n"
       "and stores through registers. regs and spill: the real kernels, both paths.")
 PY
