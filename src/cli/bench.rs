@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use mrgan::infer::sliding::{Blend, SlidingWindow};
 
 use mrgan::bench::{cpu_conv, layers};
@@ -168,10 +167,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "CPU conv primitives vs raw GEMM (gemm crate), batch 1, {} rayon threads",
                 rayon::current_num_threads()
             );
-            let bar = ProgressBar::new(chosen.len() as u64).with_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} layers, {per_sec}, ETA {eta}")
-                    .expect("static template"),
-            );
+            let bar = super::counting_bar(chosen.len(), "layers");
             let rows = cpu_conv::run(&chosen, reps, |done, _| bar.set_position(done as u64));
             bar.finish_and_clear();
             cpu_conv::write_table(&rows, &mut std::io::stdout())?;
@@ -214,19 +210,16 @@ fn bench_volumetric(
     peak("predict (one window)");
     if whole_volume {
         device.reset_memory_peak();
-        let bar = ProgressBar::new(n as u64).with_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} windows, {per_sec}, ETA {eta}")
-                .expect("template"),
-        );
+        let bar = super::counting_bar(n, "windows");
         let s = volume_cost(ngf, window, volume, device, &mut |done, _| {
             bar.set_position(done as u64)
         })?;
         bar.finish_and_clear();
         println!(
-            "predict: a whole {volume:?} volume, {n} windows, {} per call: {s:.1} s ({:.2} min), {:.2} windows/s",
+            "predict: a whole {volume:?} volume, {n} windows, {} per call: {s:.1} s ({:.2} min), {:.3} s per window",
             window.batch,
             s / 60.0,
-            n as f64 / s
+            s / n as f64
         );
         peak("predict (whole volume)");
     }

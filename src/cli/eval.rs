@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use mrgan::data::discover::{Entry, pair, volumes};
@@ -180,10 +179,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             Window::Uniform(7)
         },
     };
-    let bar = ProgressBar::new(pairs.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} subjects, {per_sec}, ETA {eta}")
-            .expect("template"),
-    );
+    let bar = super::counting_bar(pairs.len(), "subjects");
     let mut rows = Vec::new();
     for (p, r) in &pairs {
         let pred = read(&p.path, &ReadOptions::default())?;

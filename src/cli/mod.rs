@@ -11,6 +11,7 @@ mod slice;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use mrgan::device::{Device, DeviceChoice};
 
 /// MRI contrast translation (T1 <-> T2) with GANs on a hand-written engine.
@@ -89,6 +90,19 @@ impl DeviceArg {
         opened.device.set_autotune(self.autotune);
         Ok(opened.device)
     }
+}
+
+/// A progress bar counting `len` `unit`s (volumes, subjects, windows...) with rate and ETA.
+pub fn counting_bar(len: usize, unit: &str) -> ProgressBar {
+    ProgressBar::new(len as u64).with_style(counting_style(unit))
+}
+
+/// The style of `counting_bar`, for bars made otherwise (hidden until needed).
+pub fn counting_style(unit: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}"
+    ))
+    .expect("a valid template")
 }
 
 /// "device memory peak 1.23 GiB held, 812.0 MiB in use" on a GPU, None on the CPU.

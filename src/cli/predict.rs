@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar};
 
 use mrgan::checkpoint::detect::{detect_generator, load_state_dict};
 use mrgan::checkpoint::torch_pth;
@@ -262,16 +262,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     // Volumes, and under them a volumetric run's sliding windows (a default-sized volume
     // takes minutes on a CPU), shown once the first window is done.
     let bars = MultiProgress::new();
-    let bar = bars.add(
-        ProgressBar::new(inputs.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} volumes, {per_sec}, ETA {eta}")
-                .expect("template"),
-        ),
-    );
-    let window_bar = ProgressBar::hidden().with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} windows, {per_sec}, ETA {eta}")
-            .expect("template"),
-    );
+    let bar = bars.add(super::counting_bar(inputs.len(), "volumes"));
+    let window_bar = ProgressBar::hidden().with_style(super::counting_style("windows"));
     let mut shown = false;
     let mut windows = |done: usize, all: usize| {
         if !shown {

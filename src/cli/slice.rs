@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use mrgan::data::dataset::{PairedSlices, SliceOptions, paired_subjects, subject_list};
 use mrgan::data::normalize::NormMethod;
@@ -101,10 +100,7 @@ pub fn run(args: SliceArgs) -> anyhow::Result<()> {
     };
     create(&dir_a)?;
     create(&dir_b)?;
-    let bar = ProgressBar::new(subjects.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} subjects, {per_sec}, ETA {eta}")
-            .expect("template"),
-    );
+    let bar = super::counting_bar(subjects.len(), "subjects");
     let axis_letter = ['x', 'y', 'z'][args.axis as usize];
     let mut written = 0;
     for s in &subjects {
