@@ -118,6 +118,8 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
   echo "== kernels (full table: $out/kernels.txt)"
   head -3 "$out/kernels.txt"
   grep -E "gemm|block \(x18\)|norm|adam" "$out/kernels.txt"
+  echo "== the CUDA issue's floor"
+  sed -n '/^floor:/,$p' "$out/kernels.txt"
   # The same primitives on cuDNN, same GPU, same run (MRGAN_TORCH_TIMEOUT seconds).
   if [ -s "$out/kernels.csv" ]; then
     timeout "$(within ${MRGAN_TORCH_TIMEOUT:-150})" python3 "$here/torch_kernels.py" "$out/kernels.csv" \

@@ -7,36 +7,24 @@
 //! and a dense 4096^3 GEMM through the convs' own large tiles (compute: what the tiles reach
 //! without the im2col gather, so a conv's `% peak` is what its gather and shape cost).
 
-use std::io::Write;
-
+use super::kernel_table::{KernelRow, Peaks, fp32_peak_gflops};
 use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
 use crate::device::tiled_conv::TileShape;
-use crate::ops::conv::ConvGeometry;
 use std::sync::Arc;
 
-/// One measured kernel.
-#[derive(Clone, Debug)]
-pub struct KernelRow {
-    pub kernel: String,
-    pub batch: usize,
-    pub ms: f64,
-    /// GFLOP/s for convs, GB/s for memory-bound kernels.
-    pub rate: f64,
-    pub unit: &'static str,
-    /// The conv's shape, for convs: lets a baseline (benches/torch_kernels.py) time the same.
-    pub geometry: Option<ConvGeometry>,
-    /// Tiled convs: tile shape and K splits (`TiledLaunch::label`); empty otherwise.
-    pub tiles: String,
-}
-
-/// The peaks the rates are measured against, from the same run.
-#[derive(Clone, Copy, Debug)]
-pub struct Peaks {
-    /// Device-to-device copy, GB/s (bytes read + written).
-    pub bandwidth: f64,
-    /// `gemm_f32` at 4096^3, GFLOP/s.
-    pub gemm: f64,
+/// The device's nominal fp32 peak (`kernel_table::fp32_peak_gflops`), from its attributes.
+fn fp32_peak(gpu: &CudaBackend) -> Option<f64> {
+    use cudarc::driver::sys::CUdevice_attribute as Attribute;
+    let get = |which| gpu.attribute(which);
+    fp32_peak_gflops(
+        get(Attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+        get(Attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?,
+        (
+            get(Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            get(Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ),
+    )
 }
 
 /// The dense GEMM's size (M = N = K).
@@ -60,10 +48,12 @@ pub fn run(
         unit: "GFLOP/s",
         geometry: None,
         tiles: "128x128/1".into(),
+        pass: None,
     };
     let peaks = Peaks {
         bandwidth,
         gemm: gemm.rate,
+        fp32: fp32_peak(gpu),
     };
     progress(&gemm);
     rows.push(gemm);
@@ -110,6 +100,7 @@ pub fn run(
                     unit: "GFLOP/s",
                     geometry: Some(g),
                     tiles,
+                    pass: Some(kernel.pass()),
                 };
                 progress(&row);
                 rows.push(row);
@@ -138,6 +129,7 @@ pub fn run(
                     unit: "GB/s",
                     geometry: None,
                     tiles: String::new(),
+                    pass: None,
                 };
                 progress(&row);
                 rows.push(row);
@@ -155,76 +147,9 @@ pub fn run(
         unit: "GB/s",
         geometry: None,
         tiles: String::new(),
+        pass: None,
     };
     progress(&row);
     rows.push(row);
     Ok((rows, peaks))
-}
-
-/// The table, with each rate as a percentage of its peak measured in this run (GB/s rows of
-/// the copy bandwidth, GFLOP/s rows of the dense GEMM).
-pub fn write_table(
-    out: &mut (impl Write + ?Sized),
-    device: &str,
-    rows: &[KernelRow],
-    peaks: Peaks,
-) -> std::io::Result<()> {
-    let best_conv = rows
-        .iter()
-        .filter(|r| r.geometry.is_some())
-        .map(|r| r.rate)
-        .fold(0.0, f64::max);
-    writeln!(
-        out,
-        "{device}: copy bandwidth {:.0} GB/s, dense GEMM {:.0} GFLOP/s (the peaks below); fastest conv {best_conv:.0} GFLOP/s",
-        peaks.bandwidth, peaks.gemm
-    )?;
-    writeln!(
-        out,
-        "{:<48} {:>5} {:>10} {:>12} {:>8}  tiles/splits",
-        "kernel", "batch", "ms", "rate", "% peak"
-    )?;
-    for r in rows {
-        let peak = if r.unit == "GB/s" {
-            peaks.bandwidth
-        } else {
-            peaks.gemm
-        };
-        writeln!(
-            out,
-            "{:<48} {:>5} {:>10.3} {:>7.0} {:<7} {:>5.1}%  {}",
-            r.kernel,
-            r.batch,
-            r.ms,
-            r.rate,
-            r.unit,
-            100.0 * r.rate / peak,
-            r.tiles
-        )?;
-    }
-    Ok(())
-}
-
-/// CSV for machines; conv rows carry their forward conv's shape (2D: height, width, square
-/// kernel, stride and padding), empty for the others.
-pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,tiles"
-    )?;
-    for r in rows {
-        let shape = match &r.geometry {
-            Some(g) => format!(
-                "{},{},{},{},{},{},{}",
-                g.c_in, g.c_out, g.input[1], g.input[2], g.kernel[2], g.stride[2], g.pad[2]
-            ),
-            None => ",,,,,,".into(),
-        };
-        writeln!(
-            out,
-            "{},{},{:.4},{:.2},{},{shape},{}",
-            r.kernel, r.batch, r.ms, r.rate, r.unit, r.tiles
-        )?;
-    }
-    Ok(())
 }

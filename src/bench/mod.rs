@@ -3,6 +3,7 @@
 
 pub mod cpu_conv;
 pub mod data_pipeline;
+pub mod kernel_table;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 pub mod layers;

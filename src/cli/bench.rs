@@ -275,7 +275,8 @@ fn bench_kernels(
     reps: usize,
     csv: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use mrgan::bench::kernels::{run, write_csv, write_table};
+    use mrgan::bench::kernel_table::{write_csv, write_table};
+    use mrgan::bench::kernels::run;
     let backend = mrgan::device::cuda::CudaBackend::shared(gpu).map_err(anyhow::Error::msg)?;
     let (rows, peaks) = run(&backend, batches, reps, |r| {
         eprintln!("{} batch {}: {:.3} ms", r.kernel, r.batch, r.ms)

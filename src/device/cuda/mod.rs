@@ -285,6 +285,11 @@ impl CudaBackend {
         self.stream.clone_dtoh(d).map_err(err("copy out"))
     }
 
+    /// A device attribute, or None where the driver does not give it.
+    pub fn attribute(&self, which: cudarc::driver::sys::CUdevice_attribute) -> Option<i32> {
+        self.ctx.attribute(which).ok()
+    }
+
     /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
     pub fn name(&self) -> String {
         self.ctx
