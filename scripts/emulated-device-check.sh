@@ -9,8 +9,10 @@
 # emulated GPU, so training, bitwise resume, checkpoints, prediction from mrgan runs and from
 # PyTorch .pth files, and eval go through the device path; the multi-minute real-data
 # trainings are skipped).
-# MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open. Last, a
-# training on an emulated device of 1 MB must stop with a clear out-of-memory error.
+# MRGAN_REQUIRE_GPU=1 makes a test fail, not skip, when the device does not open. Then a
+# training on an emulated device of 1 MB must stop with a clear out-of-memory error, and a
+# dry run must book the memory the full emulation does (it then prints the 3D CycleGAN's
+# memory peaks at full size).
 # Needs nvcc (the cuda feature's build) and a C++20 compiler ($CXX, default c++).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +42,21 @@ if [ $code != 1 ] || ! grep -q "out of memory" "$tmp/oom.txt" || grep -q panicke
   exit 1
 fi
 echo "out-of-memory check: exit 1, $(grep -o 'out of memory.*' "$tmp/oom.txt" | head -1)"
+
+# A dry run (MRGAN_FAKE_CUDA_DRY=1: allocations booked, kernels and copies skipped) must
+# book exactly the memory the full emulation does, here on a small 3D CycleGAN (about 50 s).
+# Then the dry run gives the pool's peaks at the 3D CycleGAN's full size in seconds, where
+# the full emulation would take hours and more host memory than this machine has.
+small=(bench volumetric --device cuda --ngf 2 --patch 32,32,32 --train --batch 2)
+target/release/mrgan "${small[@]}" 2>&1 | { grep peak || true; } > "$tmp/full.txt"
+MRGAN_FAKE_CUDA_DRY=1 target/release/mrgan "${small[@]}" 2>&1 | { grep peak || true; } > "$tmp/dry.txt"
+if [ ! -s "$tmp/full.txt" ] || ! diff "$tmp/full.txt" "$tmp/dry.txt" >&2; then
+  echo "dry-run check: the dry run's memory peaks differ from the full emulation's (above)" >&2
+  exit 1
+fi
+echo "dry-run check: the same memory peaks as the full emulation ($(tr '\n' ';' < "$tmp/dry.txt"))"
+echo "3D CycleGAN at its defaults (ngf 64, 128x128x64), dry run:"
+for batch in 1 2; do
+  MRGAN_FAKE_CUDA_DRY=1 MRGAN_FAKE_CUDA_MEMORY=$((200 << 30)) target/release/mrgan bench volumetric \
+    --device cuda --train --batch $batch 2>&1 | grep peak | sed "s/^/  batch $batch: /"
+done

@@ -9,6 +9,12 @@
 // and kernels are found by name), one multiprocessor. Work runs synchronously on the
 // calling thread, so streams and events have nothing to order; events only keep time.
 // Launches are serialised by a mutex (the emulation's block state is global).
+//
+// MRGAN_FAKE_CUDA_DRY=1 makes it a dry run: allocations are only booked (addresses with no
+// memory behind them), launches and copies do nothing, and copies to the host read zeros.
+// The engine's pool then reports its memory peak exactly for any size, without the time and
+// host memory the kernels would take: what a full-size 3D CycleGAN step needs
+// (BENCHMARKS.md). Results are meaningless in that mode; only the bookkeeping holds.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -88,6 +94,14 @@ using Clock = std::chrono::steady_clock;
 
 void* host(CUdeviceptr p) { return reinterpret_cast<void*>(p); }
 
+bool dry() {
+    static const bool on = [] {
+        const char* v = getenv("MRGAN_FAKE_CUDA_DRY");
+        return v && strcmp(v, "1") == 0;
+    }();
+    return on;
+}
+
 // Driver calls counted by kind; with MRGAN_FAKE_CUDA_COUNTS=1 they are printed when the
 // process exits (launches, device allocations, and copies to the host, which wait for the
 // device on a real GPU), e.g. to count what one training step costs.
@@ -119,6 +133,7 @@ size_t memory_limit() {
 }
 
 void check_guards(const char* after) {
+    if (dry()) return;
     std::lock_guard<std::mutex> lock(allocations_lock);
     for (auto [p, bytes] : allocations) {
         const unsigned char* guard = static_cast<unsigned char*>(host(p)) + bytes;
@@ -237,6 +252,7 @@ CUresult cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, u
     std::lock_guard<std::mutex> lock(launches);
     const Kernel* k = static_cast<Kernel*>(function);
     ++counts.launches;
+    if (dry()) return CUDA_SUCCESS;
     k->run(dim3{gx, gy, gz}, bx, params);
     check_guards(k->name);
     return CUDA_SUCCESS;
@@ -245,6 +261,15 @@ CUresult cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, u
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     std::lock_guard<std::mutex> lock(allocations_lock);
     if (allocated + bytes > memory_limit()) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (dry()) {  // a fresh 256-aligned address range, never dereferenced
+        static CUdeviceptr next = CUdeviceptr(1) << 40;
+        ++counts.allocations;
+        *p = next;
+        next += (bytes + 511) / 256 * 256;
+        allocations[*p] = bytes;
+        allocated += bytes;
+        return CUDA_SUCCESS;
+    }
     void* m = aligned_alloc(256, (bytes + GUARD + 255) / 256 * 256);
     if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
     memset(static_cast<char*>(m) + bytes, CANARY, GUARD);
@@ -260,11 +285,12 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
         allocated -= allocations[p];
         allocations.erase(p);
     }
-    free(host(p));
+    if (!dry()) free(host(p));
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
     ++counts.copies_to_device;
+    if (dry()) return CUDA_SUCCESS;
     memcpy(host(dst), src, bytes);
     check_guards("a copy to the device");
     return CUDA_SUCCESS;
@@ -274,6 +300,10 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, vo
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
     ++counts.copies_to_host;
+    if (dry()) {
+        memset(dst, 0, bytes);
+        return CUDA_SUCCESS;
+    }
     memcpy(dst, host(src), bytes);
     return CUDA_SUCCESS;
 }
@@ -281,6 +311,7 @@ CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void*) {
     return cuMemcpyDtoH_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+    if (dry()) return CUDA_SUCCESS;
     memmove(host(dst), host(src), bytes);
     check_guards("a device-to-device copy");
     return CUDA_SUCCESS;
@@ -289,6 +320,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, vo
     return cuMemcpyDtoD_v2(dst, src, bytes);
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
+    if (dry()) return CUDA_SUCCESS;
     memset(host(dst), value, n);
     check_guards("a memset");
     return CUDA_SUCCESS;
