@@ -19,8 +19,8 @@ use crate::models::image_pool::ImagePool;
 use crate::nn::init::InitKind;
 use crate::nn::layers::{Mode, NormKind};
 use crate::nn::nets::{
-    DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, build_discriminator,
-    build_generator,
+    DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, Network,
+    build_discriminator, build_generator,
 };
 use crate::optim::adam::AdamConfig;
 use crate::tensor::Tensor;
@@ -50,23 +50,33 @@ fn patches(batch: usize, patch: [usize; 3], device: &Device) -> Result<Tensor> {
     Tensor::from_vec([batch, 1, patch[2], patch[1], patch[0]], ramp(n))?.to_device(device)
 }
 
+/// The default 3D generator with `ngf` filters on `device`.
+fn generator_on(ngf: usize, device: &Device) -> Result<Box<dyn Network>> {
+    let mut g = build_generator(&generator_config(ngf));
+    g.to_device(device)?;
+    Ok(g)
+}
+
+/// Seconds of one window of `patch` through `g` on `device`, ending with the output on the
+/// host (the first call also fills the device's buffer cache).
+fn time_window(g: &mut dyn Network, patch: [usize; 3], device: &Device) -> Result<f64> {
+    let x = patches(1, patch, device)?;
+    let t = Instant::now();
+    forward_no_grad(g, x, &Mode::inference(true))?.to_host()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// (seconds per window, windows per volume of `volume` voxels) on `device`: the second of two
-/// runs (the first fills the device's buffer cache), ending with the output on the host.
+/// runs (the first fills the device's buffer cache).
 pub fn window_cost(
     ngf: usize,
     opts: &SlidingWindow,
     volume: [usize; 3],
     device: &Device,
 ) -> Result<(f64, usize)> {
-    let mut g = build_generator(&generator_config(ngf));
-    g.to_device(device)?;
-    let x = patches(1, opts.patch, device)?;
-    let mut seconds = 0.0;
-    for _ in 0..2 {
-        let t = Instant::now();
-        forward_no_grad(g.as_mut(), x.clone(), &Mode::inference(true))?.to_host()?;
-        seconds = t.elapsed().as_secs_f64();
-    }
+    let mut g = generator_on(ngf, device)?;
+    time_window(g.as_mut(), opts.patch, device)?;
+    let seconds = time_window(g.as_mut(), opts.patch, device)?;
     Ok((seconds, window_count(volume, opts)))
 }
 
@@ -80,11 +90,10 @@ pub fn volume_cost(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<f64> {
-    let mut g = build_generator(&generator_config(ngf));
-    g.to_device(device)?;
-    let mode = Mode::inference(true);
-    forward_no_grad(g.as_mut(), patches(1, opts.patch, device)?, &mode)?.to_host()?;
+    let mut g = generator_on(ngf, device)?;
+    time_window(g.as_mut(), opts.patch, device)?;
     let data = ramp(volume.iter().product());
+    let mode = Mode::inference(true);
     let t = Instant::now();
     sliding::run(
         &data,
