@@ -24,6 +24,8 @@ pub struct KernelRow {
     pub tiles: String,
     /// The conv primitive, for convs.
     pub pass: Option<ConvPass>,
+    /// A tiled conv in the tile shape the backend's plan picks (not one of the `@shape` rows).
+    pub planned_tiles: bool,
 }
 
 /// The peaks the rates are measured against, from the same run.
@@ -140,8 +142,7 @@ pub fn floor_rows(rows: &[KernelRow]) -> Vec<FloorRow<'_>> {
                     .filter(move |r| r.pass == Some(pass) && r.batch == 1 && r.geometry == Some(g))
             };
             let best = on_shape().max_by(|a, b| a.rate.total_cmp(&b.rate))?;
-            // Tiled rows carry their tiles; those in a shape the plan did not pick, `@shape`.
-            let planned = on_shape().find(|r| !r.tiles.is_empty() && !r.kernel.contains('@'));
+            let planned = on_shape().find(|r| r.planned_tiles);
             Some(FloorRow {
                 pass,
                 best,
@@ -244,6 +245,7 @@ mod tests {
                 String::new()
             },
             pass: Some(pass),
+            planned_tiles: kernel.ends_with("-tiled"),
         }
     }
 

@@ -49,6 +49,7 @@ pub fn run(
         geometry: None,
         tiles: "128x128/1".into(),
         pass: None,
+        planned_tiles: false,
     };
     let peaks = Peaks {
         bandwidth,
@@ -101,6 +102,7 @@ pub fn run(
                     geometry: Some(g),
                     tiles,
                     pass: Some(kernel.pass()),
+                    planned_tiles: kernel.tiled() && shape.is_none(),
                 };
                 progress(&row);
                 rows.push(row);
@@ -130,6 +132,7 @@ pub fn run(
                     geometry: None,
                     tiles: String::new(),
                     pass: None,
+                    planned_tiles: false,
                 };
                 progress(&row);
                 rows.push(row);
@@ -148,6 +151,7 @@ pub fn run(
         geometry: None,
         tiles: String::new(),
         pass: None,
+        planned_tiles: false,
     };
     progress(&row);
     rows.push(row);
