@@ -6,6 +6,8 @@
 // other by `bench kernels`.
 // Launched by src/device/cuda/conv.rs; the CPU references are src/ops/conv/cpu.rs.
 
+#include <type_traits>
+
 struct ConvParams {
     int n, c_in, c_out;
     int in_d, in_h, in_w;
@@ -120,12 +122,6 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     if (RN % 4 != 0) return tx * RN + j;
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
-
-// A compile-time choice passed to a generic lambda.
-template <bool B>
-struct Flag {
-    static constexpr bool value = B;
-};
 
 template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
@@ -244,9 +240,9 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         }
     };
     if (ops.slice(k_begin).uniform)
-        k_loop(Flag<true>());
+        k_loop(std::true_type());
     else
-        k_loop(Flag<false>());
+        k_loop(std::false_type());
 #pragma unroll
     for (int i = 0; i < RM; ++i) {
         int m = m0 + ty * RM + i;
