@@ -9,8 +9,9 @@
 #                               against PyTorch on the GPU, `mrgan bench kernels` and its
 #                               cuDNN baseline
 #                               (benches/torch_kernels.py, needs python3 with torch), writes
-#                               the full logs, the CSVs and the GPU's description under $OUT
-#                               (default .gpu-bundle/results) and prints short tables last. Every step runs under
+#                               the full logs, the CSVs and the GPU's description under
+#                               .gpu-bundle/results (and, with $OUT set, an archive of them
+#                               plus the main tables into $OUT) and prints short tables last. Every step runs under
 #                               `timeout` (see run.sh) so one device call always returns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,10 @@ cat > "$bundle/run.sh" <<'RUN'
 # Runs the bundled CUDA parity tests; see scripts/gpu-check.sh.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${OUT:-$here/results}"
+# Results go to results/ beside this script; with $OUT set (the device tool brings back at
+# most eight files from it) they also go there as one archive plus the tables read first.
+out="$here/results"
+rm -rf "$out"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
 # Built on another machine: say so at once if the binaries cannot start here.
@@ -128,6 +132,12 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
     head -1 "$out/torch_kernels.txt"
     sed -n '/^Whole network/,$p' "$out/torch_kernels.txt"
   fi
+fi
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/gpu-check-results.tar.gz" --exclude='*.nii.gz' -C "$here" results
+  for table in gpu.txt cuda_parity.txt kernels.txt torch_kernels.txt; do
+    [ -f "$out/$table" ] && cp "$out/$table" "$OUT/"
+  done
 fi
 exit $rc
 RUN
