@@ -35,7 +35,8 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 }
 
 // Implicit GEMM: each primitive is C[M, N] = A[M, K] * B[K, N] with A and B read through
-// an operand struct (never materialised; M, N, K are its rows, columns and depth):
+// an operand struct (B never materialised; fprop's and dgrad's A is the weights rewritten
+// K-major, `conv_weight_panel_f32`; M, N, K are its rows, columns and depth):
 // fprop Y[c_out, n*out_sp] = W * im2col(X), dgrad dX[c_in, n*in_sp] = W^T * gather(dY),
 // wgrad dW[c_out, c_in*kvol] = dY * im2col(X)^T. Indices and element offsets are 32-bit
 // (the backend refuses tensors of 2^31 elements or more): 64-bit arithmetic costs two
@@ -52,7 +53,8 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice)];
 // B's column fixes a base pointer (`b_origin`), and a slice the run of that column's elements
 // (`b_gather`, a `Gather`). So a thread works out its pointers once, and a K tile costs it
-// one offset for A, one gather for B and an add per element.
+// one offset for A, one gather for B and an add per element. A is contiguous along its rows
+// (the panels) or along K (wgrad's dY, the dense GEMM): `a_rows_contiguous`.
 #define TILE_K 16
 #define THREADS 256
 
@@ -90,8 +92,9 @@ __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
 // points at the end): square 64 x 64 tiles (4 x 4 per thread), large 128 x 128 ones (8 x 8)
 // and narrow 4 x 256 ones (4 x 1) for GEMMs of at most four rows (one-channel images in and
 // out), which would leave most of a square tile idle.
-// Loads: a thread loads the A elements (m0 + a_row + i * A_ROUND, k0 + a_kk) and the B
-// elements (k0 + b_kk + j * B_ROUND, n0 + col), the same places in every K tile.
+// Loads: a thread loads the A elements (m0 + a_row + i * A_ROW_STEP, k0 + a_kk + i * A_KK_STEP)
+// (one of the steps is 0, see `a_rows_contiguous`) and the B elements
+// (k0 + b_kk + j * B_ROUND, n0 + col), the same places in every K tile.
 // Pipeline: two shared buffers. A K tile's elements are copied straight into one
 // (`copy_async`) while the block multiplies the previous tile out of the other, so the load
 // latency hides behind the FFMAs and no register holds a loaded element. One barrier per tile
@@ -104,9 +107,10 @@ __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
 // TILE_K). With one split it writes the result; with several, its partial sums go to
 // `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
 // so results do not depend on scheduling.
-// Shared-memory banks: the stores write A with consecutive threads on consecutive k of one
-// row m. With rows of TM floats (a multiple of 32) those all fall in one bank: 16-way
-// conflicts. Rows of TM + 4 floats (`ARow`) move each k four banks on, down to 2-way, and keep
+// Shared-memory banks: where A is contiguous along K (wgrad), the stores write it with
+// consecutive threads on consecutive k of one row m. With rows of TM floats (a multiple of
+// 32) those all fall in one bank: 16-way conflicts. Rows of TM + 4 floats (`ARow`) move each
+// k four banks on, down to 2-way (the panels' stores, along m, have none), and keep
 // every 16-byte chunk aligned for the vector reads, whose offsets stay compile-time constants.
 // A thread's RN columns are groups of four adjacent ones, the groups TN / (RN / 4) apart
 // (`b_slot`), so that a warp's vector reads of B are consecutive 16-byte chunks rather than
@@ -128,8 +132,16 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
     constexpr int TX = TN / RN;
     // Loads per thread and K tile, in fixed trip counts so that they unroll with no
-    // remainder loop (the narrow tiles' 64 A elements take a quarter of one round).
-    constexpr int A_ROUND = THREADS / TILE_K, B_ROUND = THREADS / TN;
+    // remainder loop (the narrow tiles' 64 A elements take a quarter of one round). A's
+    // loads run along its contiguous axis (`Ops::a_rows_contiguous`): consecutive threads
+    // take consecutive rows of one k, or consecutive k of one row; load i is the element
+    // (a_row + i * A_ROW_STEP, a_kk + i * A_KK_STEP).
+    constexpr bool A_ROWS = Ops::a_rows_contiguous;
+    constexpr int A_ROW_STEP = A_ROWS ? 0 : THREADS / TILE_K, A_KK_STEP = A_ROWS ? THREADS / TM : 0;
+    // Whether every thread's loads fall in the tile (all but the narrow tiles' row-wise
+    // loads, whose threads past the tile's 16 k load nothing).
+    constexpr bool A_FITS = A_ROWS ? TILE_K % A_KK_STEP == 0 : TM % A_ROW_STEP == 0;
+    constexpr int B_ROUND = THREADS / TN;
     constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
     const int M = ops.rows(), N = ops.columns(), K = ops.depth();
     if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
@@ -143,7 +155,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     const int tid = threadIdx.x;
     const int tx = tid % TX, ty = tid / TX;
     const int col = tid % TN, b_kk = tid / TN;
-    const int a_kk = tid % TILE_K, a_row = tid / TILE_K;
+    const int a_kk = A_ROWS ? tid / TM : tid % TILE_K, a_row = A_ROWS ? tid % TM : tid / TILE_K;
     const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
     unsigned long long block_taps = ~0ull;
     if (Ops::skips_taps) {
@@ -153,17 +165,19 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
     }
 
-    // Worked out once: this thread's A rows (bit i: row a_row + i * A_ROUND is in the tile
-    // and the GEMM), their offsets, and its B column's base.
+    // Worked out once: this thread's A loads (bit i: load i falls in the tile, resp. its row
+    // in the GEMM; rows past it are zero-filled), their offsets, and its B column's base.
     const float* a_origin = ops.a_origin();
-    const int a_stride = ops.a_row_stride();
+    const int a_stride = ops.a_row_stride(), a_k_stride = ops.a_k_stride();
     // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice)].
-    const int a_first = (m0 + a_row) * a_stride + a_kk * ops.a_k_stride(), a_step = A_ROUND * a_stride;
-    unsigned a_rows = 0;
+    const int a_first = (m0 + a_row) * a_stride + a_kk * a_k_stride;
+    const int a_step = A_ROW_STEP * a_stride + A_KK_STEP * a_k_stride;
+    unsigned a_in_tile = 0, a_in_gemm = 0;
 #pragma unroll
     for (int i = 0; i < A_LOADS; ++i) {
-        int r = a_row + i * A_ROUND;
-        if (r < TM && m0 + r < M) a_rows |= 1u << i;
+        int r = a_row + i * A_ROW_STEP, kk = a_kk + i * A_KK_STEP;
+        if (A_FITS || (r < TM && kk < TILE_K)) a_in_tile |= 1u << i;
+        if (m0 + r < M) a_in_gemm |= 1u << i;
     }
     const float* b_origin = ops.b_origin(column);
 
@@ -178,10 +192,14 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         // add; other slices decompose each k.
         auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
             const int limit = k_end - k0;
-            const bool a_in = a_kk < limit;
-            int a_at;
             if constexpr (UNIFORM) {
-                a_at = a_first + ops.a_offset(slice);
+                const int a_at = a_first + ops.a_offset(slice);
+#pragma unroll
+                for (int i = 0; i < A_LOADS; ++i)
+                    if (A_FITS || (a_in_tile >> i & 1))
+                        copy_async(&a_tile[buffer][a_kk + i * A_KK_STEP][a_row + i * A_ROW_STEP],
+                                   a_origin + (a_at + i * a_step),
+                                   (a_in_gemm >> i & 1) && a_kk + i * A_KK_STEP < limit);
                 const Gather b = ops.b_gather(column, slice);
 #pragma unroll
                 for (int j = 0; j < B_LOADS; ++j) {
@@ -189,7 +207,16 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                     copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
                 }
             } else {
-                a_at = a_in ? a_first - a_kk * ops.a_k_stride() + ops.a_offset(ops.slice(k0 + a_kk)) : 0;
+#pragma unroll
+                for (int i = 0; i < A_LOADS; ++i) {
+                    const int kk = a_kk + i * A_KK_STEP;
+                    const bool in = (a_in_gemm >> i & 1) && kk < limit;
+                    const int at = in ? a_first + i * A_ROW_STEP * a_stride - a_kk * a_k_stride +
+                                            ops.a_offset(ops.slice(k0 + kk))
+                                      : 0;
+                    if (A_FITS || (a_in_tile >> i & 1))
+                        copy_async(&a_tile[buffer][kk][a_row + i * A_ROW_STEP], a_origin + at, in);
+                }
 #pragma unroll
                 for (int j = 0; j < B_LOADS; ++j) {
                     int kk = b_kk + j * B_ROUND;
@@ -197,11 +224,6 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                     copy_async(&b_tile[buffer][kk][col], b.at(b_origin, 0), kk < limit && b.has(0));
                 }
             }
-#pragma unroll
-            for (int i = 0; i < A_LOADS; ++i)
-                if (TM % A_ROUND == 0 || a_row + i * A_ROUND < TM)  // only the narrow tiles have rows to spare
-                    copy_async(&a_tile[buffer][a_kk][a_row + i * A_ROUND], a_origin + (a_at + i * a_step),
-                               a_in && (a_rows >> i & 1));
         };
         // The K tiles in order; a uniform slice counts on from tile to tile (skipped tiles
         // too). `seek` moves on to the next tile the block needs (the same for every thread)
@@ -329,13 +351,14 @@ struct ConvShape {
     }
 };
 
-// fprop: A = W [c_out, (tap, c_in)], B = im2col(X), one column per (image, output position).
+// fprop: A = W [c_out, (tap, c_in)] read from its panel, B = im2col(X), one column per
+// (image, output position).
 struct FpropOps : ConvShape {
-    static constexpr bool skips_taps = false;
+    static constexpr bool skips_taps = false, a_rows_contiguous = true;
     const float* x;
-    const float* w;
-    __device__ FpropOps(const ConvParams& p, const float* x_, const float* w_, float* y)
-        : ConvShape(p, y), x(x_), w(w_) {}
+    const float* panel;
+    __device__ FpropOps(const ConvParams& p, const float* x_, const float* panel_, float* y)
+        : ConvShape(p, y), x(x_), panel(panel_) {}
     __device__ int rows() const { return g.c_out; }
     __device__ int columns() const { return g.n * out_sp; }
     __device__ int depth() const { return g.c_in * kvol; }
@@ -347,11 +370,11 @@ struct FpropOps : ConvShape {
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
-    // A[co, (tap, ci)] = w[co, ci, tap].
-    __device__ const float* a_origin() const { return w; }
-    __device__ int a_row_stride() const { return g.c_in * kvol; }
-    __device__ int a_k_stride() const { return kvol; }
-    __device__ int a_offset(const Slice& s) const { return s.c0 * kvol + s.tap; }
+    // A[co, (tap, ci)] = w[co, ci, tap] = panel[(tap * c_in + ci) * c_out + co].
+    __device__ const float* a_origin() const { return panel; }
+    __device__ int a_row_stride() const { return 1; }
+    __device__ int a_k_stride() const { return g.c_out; }
+    __device__ int a_offset(const Slice& s) const { return (s.tap * g.c_in + s.c0) * g.c_out; }
     // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
@@ -361,21 +384,22 @@ struct FpropOps : ConvShape {
     __device__ void store(int m, int n, float v) const { out[column_offset(n, out_sp, g.c_out, m)] = v; }
 };
 
-// dgrad: A = W^T [c_in, (tap, c_out)], B = the dY values each input position receives.
+// dgrad: A = W^T [c_in, (tap, c_out)] read from its panel, B = the dY values each input
+// position receives.
 // Columns are phase-major where the strides divide the input: column n is (phase, image,
 // position q on the phase's sub-grid), input position = phase + stride * q, so that a tile's
 // columns share a phase and so the taps they receive from (`tap_mask`, `needed`).
 struct DgradOps : ConvShape {
-    static constexpr bool skips_taps = true;
+    static constexpr bool skips_taps = true, a_rows_contiguous = true;
     const float* dy;
-    const float* w;
+    const float* panel;
     Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
     int sub_sp;
     __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
-    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* w_, float* dx)
+    __device__ DgradOps(const ConvParams& p, const float* dy_, const float* panel_, float* dx)
         : ConvShape(p, dx),
           dy(dy_),
-          w(w_),
+          panel(panel_),
           step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
           sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
           sub_sp(sub.d * sub.h * sub.w) {}
@@ -412,11 +436,11 @@ struct DgradOps : ConvShape {
     __device__ bool needed(const Slice& s, unsigned long long block_taps) const {
         return s.tap >= 64 || (block_taps >> s.tap & 1);
     }
-    // A[ci, (tap, co)] = w[co, ci, tap].
-    __device__ const float* a_origin() const { return w; }
-    __device__ int a_row_stride() const { return kvol; }
-    __device__ int a_k_stride() const { return g.c_in * kvol; }
-    __device__ int a_offset(const Slice& s) const { return s.c0 * g.c_in * kvol + s.tap; }
+    // A[ci, (tap, co)] = w[co, ci, tap] = panel[(tap * c_out + co) * c_in + ci].
+    __device__ const float* a_origin() const { return panel; }
+    __device__ int a_row_stride() const { return 1; }
+    __device__ int a_k_stride() const { return g.c_in; }
+    __device__ int a_offset(const Slice& s) const { return (s.tap * g.c_out + s.c0) * g.c_in; }
     // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
     __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * out_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
@@ -439,7 +463,7 @@ struct RowSlice {
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
 struct WgradOps : ConvShape {
-    static constexpr bool skips_taps = false;
+    static constexpr bool skips_taps = false, a_rows_contiguous = false;
     const float* x;
     const float* dy;
     __device__ WgradOps(const ConvParams& p, const float* x_, const float* dy_, float* dw)
@@ -508,12 +532,12 @@ __device__ __forceinline__ void direct_gemm(const Ops& ops) {
     }
 }
 
-extern "C" __global__ void conv_fprop_f32(ConvParams g, const float* x, const float* w, float* y) {
-    direct_gemm(FpropOps(g, x, w, y));
+extern "C" __global__ void conv_fprop_f32(ConvParams g, const float* x, const float* panel, float* y) {
+    direct_gemm(FpropOps(g, x, panel, y));
 }
 
-extern "C" __global__ void conv_dgrad_f32(ConvParams g, const float* dy, const float* w, float* dx) {
-    direct_gemm(DgradOps(g, dy, w, dx));
+extern "C" __global__ void conv_dgrad_f32(ConvParams g, const float* dy, const float* panel, float* dx) {
+    direct_gemm(DgradOps(g, dy, panel, dx));
 }
 
 extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const float* dy, float* dw) {
@@ -533,10 +557,26 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
     TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)            \
     TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, Ops)          \
     TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)
-// Operands as the direct kernels: fprop (x, w), dgrad (dy, w), wgrad (x, dy).
+// Operands as the direct kernels: fprop (x, fprop panel), dgrad (dy, dgrad panel), wgrad (x, dy).
 TILED_KERNELS(fprop, FpropOps)
 TILED_KERNELS(dgrad, DgradOps)
 TILED_KERNELS(wgrad, WgradOps)
+
+// The weights w[c_out, c_in, tap] as fprop's (dgrad = 0) or dgrad's (dgrad = 1) A operand,
+// stored K-major: panel[k * M + m] = A(m, k), k = tap * C + channel, so that a K tile's rows
+// are contiguous and a warp's loads coalesce. In w itself, consecutive k lie kvol floats
+// apart (fprop) or c_in * kvol (dgrad): each float a load of its own 32-byte sector. The
+// backend writes the panel before every fprop and dgrad launch (any grid-stride 1D launch).
+extern "C" __global__ void conv_weight_panel_f32(ConvParams g, const float* w, float* panel, int dgrad) {
+    const int kvol = g.k_d * g.k_h * g.k_w;
+    const int M = dgrad ? g.c_in : g.c_out, C = dgrad ? g.c_out : g.c_in;
+    const int len = g.c_out * g.c_in * kvol;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+        const int m = i % M, k = i / M, tap = k / C, c = k % C;
+        const int co = dgrad ? c : m, ci = dgrad ? m : c;
+        panel[i] = w[(co * g.c_in + ci) * kvol + tap];
+    }
+}
 
 // out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
 extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
@@ -552,7 +592,7 @@ extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, 
 // the tiles reach without the im2col gather and the tap decomposition. Every K slice is
 // uniform (no decomposition), and nothing is skipped.
 struct GemmOps {
-    static constexpr bool skips_taps = false;
+    static constexpr bool skips_taps = false, a_rows_contiguous = false;
     int M, N, K;
     const float* A;
     const float* B;

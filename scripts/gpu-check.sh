@@ -36,7 +36,8 @@ cat > "$bundle/run.sh" <<'RUN'
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # Results go to results/ beside this script; with $OUT set (the device tool brings back at
-# most eight files from it) they also go there as one archive plus the tables read first.
+# most eight files from it) they also go there as one archive (without the demos' volumes
+# and checkpoints) plus the tables read first.
 out="$here/results"
 rm -rf "$out"
 mkdir -p "$out"
@@ -134,7 +135,7 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
   fi
 fi
 if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/gpu-check-results.tar.gz" --exclude='*.nii.gz' -C "$here" results
+  tar czf "$OUT/gpu-check-results.tar.gz" --exclude='*.nii.gz' --exclude='*.safetensors' -C "$here" results
   for table in gpu.txt cuda_parity.txt kernels.txt torch_kernels.txt; do
     [ -f "$out/$table" ] && cp "$out/$table" "$OUT/"
   done

@@ -128,10 +128,9 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
     );
 }
 
-/// Tiled launches per pass: as planned for a GPU asking for one block (large tiles wherever
-/// more than four rows, never split) and for 64 blocks (square tiles, K split wherever the
-/// test shapes have fewer tiles and enough K).
-const PLAN_TARGETS: [usize; 2] = [1, 64];
+/// Tiled launches per pass: as planned for GPUs of one and of 32 multiprocessors (the test
+/// asserts below that these cover every tile shape, split and unsplit).
+const PLAN_MULTIPROCESSORS: [usize; 2] = [1, 32];
 
 #[test]
 fn emulated_conv_kernels_match_the_cpu() {
@@ -145,11 +144,11 @@ fn emulated_conv_kernels_match_the_cpu() {
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
         let mut header = params(g);
-        header.push(PLAN_TARGETS.len() as i32);
+        header.push(PLAN_MULTIPROCESSORS.len() as i32);
         let mut plans = Vec::new();
         for pass in passes {
-            for target in PLAN_TARGETS {
-                let plan = TiledLaunch::plan(pass.gemm(g), target);
+            for multiprocessors in PLAN_MULTIPROCESSORS {
+                let plan = TiledLaunch::plan(pass.gemm(g), multiprocessors);
                 let (gx, gy, gz) = plan.grid;
                 let shape = match plan.shape {
                     TileShape::Square => 0,
@@ -180,7 +179,7 @@ fn emulated_conv_kernels_match_the_cpu() {
             let (got, tail) = rest.split_at(want.len());
             check(&format!("case {k} {name}"), got, want);
             rest = tail;
-            for _ in PLAN_TARGETS {
+            for _ in PLAN_MULTIPROCESSORS {
                 let plan = plans.next().unwrap();
                 let (got, tail) = rest.split_at(want.len());
                 let what = format!(

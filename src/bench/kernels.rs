@@ -2,15 +2,18 @@
 //! the PatchGAN at 256 x 256, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
 //! size, the batch and instance norms (fused with their activation) and fused Adam, on the
 //! GPU. Tiled kernels run as the backend plans them and, in rows marked `@shape`, in each
-//! other tile shape: the data for tuning `TiledLaunch::plan`.
+//! other tile shape; on the floor's shape (`kernel_table::floor_geometry`) also each suited
+//! shape in 1 to `FLOOR_SWEEP_SPLITS` K splits and every launch autotuning would try
+//! (`@tiles/splits`): the data for checking `TiledLaunch::plan`'s cost model.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and a dense 4096^3 GEMM through the convs' own large tiles (compute: what the tiles reach
 //! without the im2col gather, so a conv's `% peak` is what its gather and shape cost).
 
-use super::kernel_table::{KernelRow, Peaks, fp32_peak_gflops};
+use super::kernel_table::{KernelRow, Peaks, floor_geometry, fp32_peak_gflops};
 use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
-use crate::device::tiled_conv::TileShape;
+use crate::device::tiled_conv::{TileShape, TiledLaunch};
+use crate::ops::conv::ConvGeometry;
 use std::sync::Arc;
 
 /// The device's nominal fp32 peak (`kernel_table::fp32_peak_gflops`), from its attributes.
@@ -25,6 +28,65 @@ fn fp32_peak(gpu: &CudaBackend) -> Option<f64> {
             get(Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         ),
     )
+}
+
+/// One conv kernel timed on a layer: its launch (tiled kernels) and its name in the table.
+struct ConvVariant {
+    kernel: ConvKernel,
+    launch: Option<TiledLaunch>,
+    name: String,
+    /// A tiled kernel as the backend plans it.
+    planned: bool,
+}
+
+/// K splits the floor's shape is timed in, in each suited tile shape.
+const FLOOR_SWEEP_SPLITS: usize = 16;
+
+/// What `bench kernels` times on a layer: every kernel as planned, then each tiled one in
+/// the tile shapes not planned (`fprop-tiled@128x128`), and on the floor's shape the
+/// split sweep and the autotuning candidates (`fprop-tiled@128x128/8`).
+fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
+    let mut variants: Vec<ConvVariant> = ConvKernel::ALL
+        .into_iter()
+        .map(|kernel| ConvVariant {
+            kernel,
+            launch: kernel.tiled().then(|| gpu.tiled_launch(kernel, g, None)),
+            name: kernel.name().to_string(),
+            planned: kernel.tiled(),
+        })
+        .collect();
+    for kernel in ConvKernel::ALL.into_iter().filter(|k| k.tiled()) {
+        let planned = gpu.tiled_launch(kernel, g, None);
+        for shape in TileShape::ALL.into_iter().filter(|&s| s != planned.shape) {
+            let (r, c) = shape.size();
+            variants.push(ConvVariant {
+                kernel,
+                launch: Some(gpu.tiled_launch(kernel, g, Some(shape))),
+                name: format!("{}@{r}x{c}", kernel.name()),
+                planned: false,
+            });
+        }
+        if *g == floor_geometry() {
+            let gemm = kernel.pass().gemm(g);
+            let sweep = TileShape::suited(gemm).into_iter().flat_map(|shape| {
+                (1..=FLOOR_SWEEP_SPLITS).map(move |s| TiledLaunch::with_splits(gemm, shape, s))
+            });
+            for launch in sweep.chain(gpu.autotune_candidates(kernel, g)) {
+                if !variants
+                    .iter()
+                    .any(|v| v.kernel == kernel && v.launch == Some(launch))
+                {
+                    variants.push(ConvVariant {
+                        kernel,
+                        launch: Some(launch),
+                        name: format!("{}@{}", kernel.name(), launch.label()),
+                        planned: false,
+                    });
+                }
+            }
+        }
+    }
+    variants
 }
 
 /// The dense GEMM's size (M = N = K).
@@ -67,32 +129,11 @@ pub fn run(
     for &batch in batches {
         for layer in &all {
             let g = layer.geometry(batch);
-            // Every kernel as planned, then each tiled one in the tile shapes not planned.
-            let mut variants: Vec<(ConvKernel, Option<TileShape>)> =
-                ConvKernel::ALL.iter().map(|&k| (k, None)).collect();
-            for kernel in ConvKernel::ALL.into_iter().filter(|k| k.tiled()) {
-                let planned = gpu.tiled_launch(kernel, &g, None).shape;
-                variants.extend(
-                    TileShape::ALL
-                        .into_iter()
-                        .filter(|&s| s != planned)
-                        .map(|s| (kernel, Some(s))),
-                );
-            }
-            let times = gpu.time_conv(&g, &variants, reps)?;
-            for (&(kernel, shape), ms) in variants.iter().zip(times) {
-                let name = match shape {
-                    None => kernel.name().to_string(),
-                    Some(s) => {
-                        let (r, c) = s.size();
-                        format!("{}@{r}x{c}", kernel.name())
-                    }
-                };
-                let tiles = if kernel.tiled() {
-                    gpu.tiled_launch(kernel, &g, shape).label()
-                } else {
-                    String::new()
-                };
+            let variants = conv_variants(gpu, &g);
+            let launches: Vec<_> = variants.iter().map(|v| (v.kernel, v.launch)).collect();
+            let times = gpu.time_conv(&g, &launches, reps)?;
+            for (variant, ms) in variants.into_iter().zip(times) {
+                let (kernel, name) = (variant.kernel, variant.name);
                 let row = KernelRow {
                     kernel: format!("{} {} {name}", layer.net, layer.name),
                     batch,
@@ -100,9 +141,9 @@ pub fn run(
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
                     unit: "GFLOP/s",
                     geometry: Some(g),
-                    tiles,
+                    tiles: variant.launch.map_or(String::new(), |l| l.label()),
                     pass: Some(kernel.pass()),
-                    planned_tiles: kernel.tiled() && shape.is_none(),
+                    planned_tiles: variant.planned,
                 };
                 progress(&row);
                 rows.push(row);

@@ -1,8 +1,9 @@
 //! How the CUDA backend launches `kernels/conv.cu`'s tiled implicit GEMMs: the GEMM each conv
-//! primitive is, the tile shape (square, or narrow for GEMMs of at most four rows: the
-//! one-channel image layers), the grid of tiles, and how far K is split so that
+//! primitive is, the tile shape (square or large, or narrow for GEMMs of at most four rows:
+//! the one-channel image layers), the grid of tiles, and how far K is split so that
 //! small-output, long-K layers (the U-Net's innermost convs, weight gradients) still fill
-//! the GPU.
+//! the GPU. Shape and split are picked by a cost model of waves of resident blocks
+//! (`TiledLaunch::modelled_cost`).
 //! Plain arithmetic with no CUDA in it, so the host emulation of the kernels
 //! (`tests/kernel_emulation.rs`) launches them exactly as the GPU does.
 
@@ -16,24 +17,23 @@ pub const TILE_K: usize = 16;
 pub enum TileShape {
     /// 64 x 64 (`conv_*_tiled_f32`).
     Square,
-    /// 128 x 128 (`conv_*_large_f32`): twice the arithmetic per shared-memory read, picked
-    /// for GEMMs with enough such tiles to fill the GPU without splitting K.
+    /// 128 x 128 (`conv_*_large_f32`): twice the arithmetic per shared-memory read.
     Large,
-    /// 4 x 256 (`conv_*_narrow_f32`): GEMMs of at most four rows.
+    /// 4 x 256 (`conv_*_narrow_f32`): GEMMs of at most four rows (one-channel images in and
+    /// out), which would leave most of a square tile idle.
     Narrow,
 }
 
 impl TileShape {
     pub const ALL: [TileShape; 3] = [TileShape::Square, TileShape::Large, TileShape::Narrow];
 
-    /// The shape for a GEMM, given the blocks that fill the GPU.
-    pub fn for_gemm(gemm: GemmSize, target_blocks: usize) -> TileShape {
+    /// The shapes that suit a GEMM: narrow (and square) for at most four rows, else square
+    /// and large.
+    pub fn suited(gemm: GemmSize) -> [TileShape; 2] {
         if gemm.rows <= 4 {
-            TileShape::Narrow
-        } else if TileShape::Large.tiles(gemm) >= target_blocks {
-            TileShape::Large
+            [TileShape::Narrow, TileShape::Square]
         } else {
-            TileShape::Square
+            [TileShape::Square, TileShape::Large]
         }
     }
     /// (rows, columns) of one tile.
@@ -49,6 +49,24 @@ impl TileShape {
         let (rows, columns) = self.size();
         gemm.rows.div_ceil(rows) * gemm.columns.div_ceil(columns)
     }
+    /// Blocks a multiprocessor runs at once: the launch bounds of `kernels/conv.cu` (64
+    /// registers a thread for square and narrow tiles, 128 for large ones).
+    fn resident_blocks(self) -> usize {
+        match self {
+            TileShape::Large => 2,
+            TileShape::Square | TileShape::Narrow => 4,
+        }
+    }
+    /// Time for a multiprocessor's resident blocks to multiply one K tile each, relative to
+    /// square tiles'. Large ones do twice the work at 1.34x the rate (H200, residual block
+    /// at batch 16: fprop 38.0 against 28.3 TFLOP/s). Narrow tiles only meet square ones on
+    /// GEMMs of at most four rows, where both compute the same useful rows: the same time.
+    fn wave_cost(self) -> f64 {
+        match self {
+            TileShape::Large => 2.0 / 1.34,
+            TileShape::Square | TileShape::Narrow => 1.0,
+        }
+    }
 }
 
 /// A split keeps at least this many K tiles (128 multiply-adds per result): shorter ones
@@ -56,6 +74,10 @@ impl TileShape {
 const MIN_K_TILES_PER_SPLIT: usize = 8;
 /// At most this many splits; the partial sums take `splits` times the result's memory.
 const MAX_SPLITS: usize = 256;
+/// Bytes of partial sums a multiprocessor's share of the memory bandwidth moves while its
+/// blocks multiply one K tile of square tiles (the cost model's unit): H200, copy at 4.2 TB/s
+/// over 132 multiprocessors, square tiles at 24.5 TFLOP/s.
+const PARTIAL_BYTES_PER_UNIT: f64 = 90e3;
 
 /// The three conv primitives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,29 +136,44 @@ pub struct TiledLaunch {
 }
 
 impl TiledLaunch {
-    /// The backend's launch: the tile shape `TileShape::for_gemm` picks, K split as
-    /// `with_shape` does.
-    pub fn plan(gemm: GemmSize, target_blocks: usize) -> TiledLaunch {
-        TiledLaunch::with_shape(
-            gemm,
-            TileShape::for_gemm(gemm, target_blocks),
-            target_blocks,
-        )
+    /// The backend's launch on a GPU of `multiprocessors`: of the shapes that suit the GEMM
+    /// and their K splits, the one of least `modelled_cost` (the fewest splits on a tie).
+    pub fn plan(gemm: GemmSize, multiprocessors: usize) -> TiledLaunch {
+        let [first, second] = TileShape::suited(gemm);
+        let a = TiledLaunch::with_shape(gemm, first, multiprocessors);
+        let b = TiledLaunch::with_shape(gemm, second, multiprocessors);
+        if b.modelled_cost(gemm, multiprocessors) < a.modelled_cost(gemm, multiprocessors) {
+            b
+        } else {
+            a
+        }
     }
 
-    /// A launch in tiles of `shape` (`mrgan bench kernels` times every shape): K split until
-    /// about `target_blocks` blocks run (the backend asks for two per multiprocessor), never
-    /// below `MIN_K_TILES_PER_SPLIT` K tiles a split.
-    pub fn with_shape(gemm: GemmSize, shape: TileShape, target_blocks: usize) -> TiledLaunch {
+    /// The launch in tiles of `shape` whose K split has the least `modelled_cost`.
+    pub fn with_shape(gemm: GemmSize, shape: TileShape, multiprocessors: usize) -> TiledLaunch {
+        let mut best = TiledLaunch::with_splits(gemm, shape, 1);
+        let mut best_cost = best.modelled_cost(gemm, multiprocessors);
+        for splits in 2..=TiledLaunch::max_splits(gemm) {
+            let launch = TiledLaunch::with_splits(gemm, shape, splits);
+            let cost = launch.modelled_cost(gemm, multiprocessors);
+            if launch.splits == splits && cost < best_cost {
+                (best, best_cost) = (launch, cost);
+            }
+        }
+        best
+    }
+
+    /// The most splits a GEMM takes: each keeps `MIN_K_TILES_PER_SPLIT` K tiles.
+    pub fn max_splits(gemm: GemmSize) -> usize {
+        (gemm.depth.div_ceil(TILE_K) / MIN_K_TILES_PER_SPLIT).clamp(1, MAX_SPLITS)
+    }
+
+    /// A launch in tiles of `shape` with K in about `splits` equal chunks of whole K tiles
+    /// (fewer where the chunks' rounding leaves the last ones empty).
+    pub fn with_splits(gemm: GemmSize, shape: TileShape, splits: usize) -> TiledLaunch {
         let (tile_rows, tile_columns) = shape.size();
-        let tiles = shape.tiles(gemm);
         let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
-        let wanted = target_blocks.div_ceil(tiles.max(1));
-        let splits = wanted
-            .min(k_tiles / MIN_K_TILES_PER_SPLIT)
-            .clamp(1, MAX_SPLITS);
-        // Equal chunks of whole K tiles; recount so that no split is empty.
-        let chunk_tiles = k_tiles.div_ceil(splits);
+        let chunk_tiles = k_tiles.div_ceil(splits.clamp(1, k_tiles));
         let splits = k_tiles.div_ceil(chunk_tiles);
         TiledLaunch {
             shape,
@@ -155,26 +192,42 @@ impl TiledLaunch {
         }
     }
 
-    /// The launches autotuning times for a GEMM (`CudaBackend::set_autotune`): the plan's
-    /// own first, then each tile shape that suits the GEMM (narrow and square for at most
-    /// four rows, else square and large) with K unsplit and split for a half, one and two
-    /// times `target_blocks`; no launch twice.
-    pub fn candidates(gemm: GemmSize, target_blocks: usize) -> Vec<TiledLaunch> {
-        let shapes = if gemm.rows <= 4 {
-            [TileShape::Narrow, TileShape::Square]
+    /// The launch's time in a simple model, in units of one K tile of square tiles on every
+    /// multiprocessor: blocks run in waves of `resident_blocks` a multiprocessor, each wave
+    /// as long as its blocks' K tiles (a last, partial wave costs a whole one), plus, with
+    /// split K, the partial sums written, read and summed at the memory's speed. Fitted to
+    /// an H200's rates: see BENCHMARKS.md for how far it predicts them.
+    pub fn modelled_cost(&self, gemm: GemmSize, multiprocessors: usize) -> f64 {
+        let slots = multiprocessors.max(1) * self.shape.resident_blocks();
+        let blocks = self.shape.tiles(gemm) * self.splits;
+        let waves = blocks.div_ceil(slots);
+        let k_tiles = self.k_chunk as usize / TILE_K;
+        let compute = (waves * k_tiles) as f64 * self.shape.wave_cost();
+        let partial_bytes = if self.splits > 1 {
+            ((2 * self.splits + 1) * gemm.rows * gemm.columns * 4) as f64
         } else {
-            [TileShape::Square, TileShape::Large]
+            0.0
         };
-        let targets = [
-            1,
-            target_blocks.div_ceil(2),
-            target_blocks,
-            2 * target_blocks,
-        ];
-        let mut all = vec![TiledLaunch::plan(gemm, target_blocks)];
-        for shape in shapes {
-            for target in targets {
-                let launch = TiledLaunch::with_shape(gemm, shape, target);
+        compute + partial_bytes / (multiprocessors.max(1) as f64 * PARTIAL_BYTES_PER_UNIT)
+    }
+
+    /// The launches autotuning times for a GEMM (`CudaBackend::set_autotune`): the plan's
+    /// own first, then in each suited shape the best split by the model, K unsplit, and the
+    /// splits that fill one, two and four waves of resident blocks; no launch twice.
+    pub fn candidates(gemm: GemmSize, multiprocessors: usize) -> Vec<TiledLaunch> {
+        let mut all = vec![TiledLaunch::plan(gemm, multiprocessors)];
+        for shape in TileShape::suited(gemm) {
+            let slots = multiprocessors.max(1) * shape.resident_blocks();
+            let tiles = shape.tiles(gemm).max(1);
+            let mut launches = vec![
+                TiledLaunch::with_shape(gemm, shape, multiprocessors),
+                TiledLaunch::with_splits(gemm, shape, 1),
+            ];
+            for waves in [1, 2, 4] {
+                let splits = (waves * slots / tiles).min(TiledLaunch::max_splits(gemm));
+                launches.push(TiledLaunch::with_splits(gemm, shape, splits));
+            }
+            for launch in launches {
                 if !all.contains(&launch) {
                     all.push(launch);
                 }
@@ -204,8 +257,9 @@ mod tests {
 
     #[test]
     fn large_outputs_are_not_split() {
-        // resnet block at batch 16: 256 x 65536 outputs = 1024 large tiles.
-        let plan = TiledLaunch::plan(gemm(256, 65536, 2304), 264);
+        // resnet block at batch 16 on 132 multiprocessors: 256 x 65536 outputs = 1024 large
+        // tiles, four waves of 264.
+        let plan = TiledLaunch::plan(gemm(256, 65536, 2304), 132);
         assert_eq!(plan.shape, TileShape::Large);
         assert_eq!(plan.grid, (512, 2, 1));
         assert_eq!((plan.splits, plan.workspace), (1, 0));
@@ -214,57 +268,79 @@ mod tests {
     #[test]
     fn long_k_small_outputs_split_into_whole_tiles_covering_k() {
         // unet down1 wgrad at batch 16: one 64 x 16 tile, K = 262144.
-        let plan = TiledLaunch::plan(gemm(64, 16, 262_144), 264);
+        let plan = TiledLaunch::plan(gemm(64, 16, 262_144), 132);
         assert_eq!(plan.splits, 256);
         assert_eq!(plan.k_chunk as usize % TILE_K, 0);
         assert!(plan.k_chunk as usize * plan.splits >= 262_144);
         assert!(plan.k_chunk as usize * (plan.splits - 1) < 262_144);
         assert_eq!(plan.workspace, 256 * 64 * 16);
-        // unet down6 fprop at batch 1: 8 tiles, K = 8192 (512 K tiles): 33 splits wanted,
-        // 32 chunks of 16 K tiles.
-        let plan = TiledLaunch::plan(gemm(512, 16, 8192), 264);
+        // unet down6 fprop at batch 1: 8 tiles, K = 8192 (512 K tiles): 64 chunks of the
+        // shortest, 8 K tiles, still one wave (512 blocks of 528).
+        let plan = TiledLaunch::plan(gemm(512, 16, 8192), 132);
         assert_eq!(plan.shape, TileShape::Square);
-        assert_eq!(plan.grid, (1, 8, 32));
-        assert_eq!(plan.k_chunk, 256);
+        assert_eq!(plan.grid, (1, 8, 64));
+        assert_eq!(plan.k_chunk, 128);
         assert!(plan.k_chunk as usize / TILE_K >= MIN_K_TILES_PER_SPLIT);
     }
 
     #[test]
     fn any_shape_can_be_planned_and_labelled() {
         let g = gemm(256, 4096, 2304);
-        let plan = TiledLaunch::with_shape(g, TileShape::Large, 264);
-        assert_eq!(plan.grid, (32, 2, 5));
-        assert_eq!(plan.label(), "128x128/5");
-        assert_eq!(TiledLaunch::plan(g, 264).label(), "64x64/2");
+        let plan = TiledLaunch::with_shape(g, TileShape::Square, 132);
+        assert_eq!(plan.grid, (64, 4, 2));
+        assert_eq!(plan.label(), "64x64/2");
+        assert_eq!(
+            TiledLaunch::with_splits(g, TileShape::Large, 5).label(),
+            "128x128/5"
+        );
+    }
+
+    #[test]
+    fn the_plan_fills_whole_waves() {
+        // The residual block's fprop at batch 1 on 132 multiprocessors (H100, H200): 64
+        // large tiles. 4 splits make 256 blocks, one wave of 2 x 132; 5 (the old rule's
+        // "about two blocks per multiprocessor") make 320, a second wave for 56 of them.
+        let g = gemm(256, 4096, 2304);
+        let plan = TiledLaunch::plan(g, 132);
+        assert_eq!(plan.label(), "128x128/4");
+        let five = TiledLaunch::with_splits(g, TileShape::Large, 5);
+        assert!(plan.modelled_cost(g, 132) < five.modelled_cost(g, 132));
+        // Square tiles in two splits (512 blocks, one wave of 4 x 132) cost the same K
+        // tiles per block as large ones in four, at the square tiles' lower rate.
+        let square = TiledLaunch::with_splits(g, TileShape::Square, 2);
+        assert!(plan.modelled_cost(g, 132) < square.modelled_cost(g, 132));
     }
 
     #[test]
     fn tuning_candidates_start_with_the_plan_and_are_distinct() {
         let g = gemm(256, 4096, 2304);
-        let all = TiledLaunch::candidates(g, 264);
-        assert_eq!(all[0], TiledLaunch::plan(g, 264));
+        let all = TiledLaunch::candidates(g, 132);
+        assert_eq!(all[0], TiledLaunch::plan(g, 132));
         let labels: Vec<String> = all.iter().map(TiledLaunch::label).collect();
-        // Square: unsplit, 2 (the plan, also for half the target), 3; large: 1, 3, 5, 9.
+        // The plan (large, 4 splits); square: best by the model (2), unsplit, and the
+        // splits filling one, two and four waves of 528 (256 tiles: 2 again, 4, 8); large:
+        // unsplit, then one, two, four waves of 264 (64 tiles: 4 again, 8, 16).
         assert_eq!(
             labels,
             [
+                "128x128/4",
                 "64x64/2",
                 "64x64/1",
-                "64x64/3",
+                "64x64/4",
+                "64x64/8",
                 "128x128/1",
-                "128x128/3",
-                "128x128/5",
-                "128x128/9"
+                "128x128/8",
+                "128x128/16"
             ]
         );
-        let one_row = TiledLaunch::candidates(gemm(1, 65536, 3136), 264);
+        let one_row = TiledLaunch::candidates(gemm(1, 65536, 3136), 132);
         assert!(one_row.iter().all(|l| l.shape != TileShape::Large));
         assert!(one_row.iter().any(|l| l.shape == TileShape::Square));
     }
 
     #[test]
     fn short_k_is_never_split() {
-        let plan = TiledLaunch::plan(gemm(64, 65536, 16), 264);
+        let plan = TiledLaunch::plan(gemm(64, 65536, 16), 132);
         assert_eq!(plan.splits, 1);
         assert_eq!(plan.k_chunk, 16);
     }
@@ -272,11 +348,11 @@ mod tests {
     #[test]
     fn one_channel_sides_get_narrow_tiles() {
         // resnet head fprop at batch 1: 64 -> 1 channel, 7 x 7, 256 x 256 outputs.
-        let plan = TiledLaunch::plan(gemm(1, 65536, 3136), 264);
+        let plan = TiledLaunch::plan(gemm(1, 65536, 3136), 132);
         assert_eq!(plan.shape, TileShape::Narrow);
         assert_eq!((plan.grid.0, plan.grid.1), (256, 1));
         assert_ne!(
-            TiledLaunch::plan(gemm(5, 65536, 16), 264).shape,
+            TiledLaunch::plan(gemm(5, 65536, 16), 132).shape,
             TileShape::Narrow
         );
     }

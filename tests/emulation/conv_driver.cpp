@@ -2,7 +2,7 @@
 // a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (tile shape
 // 0 square / 1 large / 2 narrow, grid x, y, z and k_chunk: 5 int32 each, as src/device/tiled_conv.rs
 // plans them), then x, w, dy
-// (float32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
+// (float32); fprop and dgrad get w as their panels (conv_weight_panel_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
 // and then each planned tiled launch's (with split K: the partial sums added by
 // conv_split_sum_f32, as the backend does).
 // Direct kernels run as one 256-thread block (their grid-stride loops cover any grid).
@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
         !io(in, dy.data(), ny * 4, false))
         return 3;
     fclose(in);
+    // fprop and dgrad read the weights as their K-major panels, as the backend launches them.
+    std::vector<float> fprop_panel(nw, NAN), dgrad_panel(nw, NAN);
+    launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), fprop_panel.data(), 0); });
+    launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), dgrad_panel.data(), 1); });
     struct Pass {
         Direct direct;
         Tiled tiled[3];  // square, large, narrow
@@ -59,8 +63,8 @@ int main(int argc, char** argv) {
         size_t len;
     };
     const Pass passes[3] = {
-        {conv_fprop_f32, {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32}, x, w, ny},
-        {conv_dgrad_f32, {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32}, dy, w, nx},
+        {conv_fprop_f32, {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32}, x, fprop_panel, ny},
+        {conv_dgrad_f32, {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32}, dy, dgrad_panel, nx},
         {conv_wgrad_f32, {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32}, x, dy, nw}};
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 4;

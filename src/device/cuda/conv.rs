@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
+use crate::device::pool::Pooled;
 use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 
@@ -232,7 +233,7 @@ impl CudaBackend {
         }
         let mut out = self.pool.take(kernel.operand_lens(g).2)?;
         let mut best = (f64::INFINITY, None);
-        for launch in TiledLaunch::candidates(kernel.pass().gemm(g), self.target_blocks) {
+        for launch in self.autotune_candidates(kernel, g) {
             let conv = self.prepare_conv(kernel, g, Some(launch))?;
             let mut workspace = self.pool.take(conv.workspace_len())?;
             let ms = self.time_ms(REPS, || {
@@ -245,6 +246,11 @@ impl CudaBackend {
         let launch = best.1.expect("the plan is always a candidate");
         self.tuned().insert((kernel, *g), launch);
         Ok(launch)
+    }
+
+    /// The launches autotuning times for `kernel` on `g` (`TiledLaunch::candidates`).
+    pub fn autotune_candidates(&self, kernel: ConvKernel, g: &ConvGeometry) -> Vec<TiledLaunch> {
+        TiledLaunch::candidates(kernel.pass().gemm(g), self.multiprocessors)
     }
 
     /// [`Self::launch_conv`] on host data.
@@ -271,8 +277,8 @@ impl CudaBackend {
     ) -> TiledLaunch {
         let gemm = kernel.pass().gemm(g);
         match shape {
-            Some(shape) => TiledLaunch::with_shape(gemm, shape, self.target_blocks),
-            None => TiledLaunch::plan(gemm, self.target_blocks),
+            Some(shape) => TiledLaunch::with_shape(gemm, shape, self.multiprocessors),
+            None => TiledLaunch::plan(gemm, self.multiprocessors),
         }
     }
 
@@ -305,9 +311,11 @@ impl CudaBackend {
         })
     }
 
-    /// Launches a prepared conv on device buffers of the sizes its geometry implies; tiled
-    /// kernels with split K add their partial sums (in `workspace`, at least
-    /// `workspace_len()` floats, from the backend's pool) after.
+    /// Launches a prepared conv on device buffers of the sizes its geometry implies. fprop
+    /// and dgrad first rewrite the weights `b` as their A operand's K-major panel (a pooled
+    /// buffer of w's size, `conv_weight_panel_f32`); tiled kernels with split K add their
+    /// partial sums (in `workspace`, at least `workspace_len()` floats, from the backend's
+    /// pool) after.
     fn enqueue_conv(
         &self,
         conv: &PreparedConv,
@@ -318,8 +326,16 @@ impl CudaBackend {
     ) -> CudaResult<()> {
         let st = &self.stream;
         let name = conv.kernel.name();
+        let panel = match conv.kernel.pass() {
+            ConvPass::Wgrad => None,
+            pass => Some(self.weight_panel(&conv.params, pass, b)?),
+        };
         let mut launch = st.launch_builder(conv.function);
-        launch.arg(&conv.params).arg(a).arg(b).arg(&mut *out);
+        launch
+            .arg(&conv.params)
+            .arg(a)
+            .arg(panel.as_deref().unwrap_or(b))
+            .arg(&mut *out);
         let Some(plan) = conv.plan else {
             // SAFETY: matches the direct kernels' (ConvParams, const float*, const float*,
             // float*); the buffers have the sizes the geometry implies.
@@ -350,14 +366,34 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// The weights `w` as fprop's or dgrad's A operand, K-major (`conv_weight_panel_f32`), in
+    /// a buffer from the pool.
+    fn weight_panel(
+        &self,
+        params: &ConvParams,
+        pass: ConvPass,
+        w: &CudaSlice<f32>,
+    ) -> CudaResult<Pooled<StreamAllocator>> {
+        let mut panel = self.pool.take(w.len())?;
+        let dgrad = i32::from(pass == ConvPass::Dgrad);
+        let mut launch = self
+            .stream
+            .launch_builder(&self.functions.conv_weight_panel);
+        launch.arg(params).arg(w).arg(&mut *panel).arg(&dgrad);
+        // SAFETY: matches conv_weight_panel_f32(ConvParams, const float* w, float* panel,
+        // int dgrad); `panel` holds as many floats as `w`, the conv's weight.
+        unsafe { launch.launch(launch_1d(w.len())) }.map_err(err("conv weight panel"))?;
+        Ok(panel)
+    }
+
     /// Median milliseconds of each conv primitive in `variants` (a kernel, and for tiled ones
-    /// a tile shape or None for the planned one) on `g`, all on one set of device buffers (x,
+    /// its launch, e.g. `tiled_launch`'s) on `g`, all on one set of device buffers (x,
     /// w, y filled with values in [-0.5, 0.5), plus one output buffer), so that a batch-16
     /// layer is filled once rather than once per variant.
     pub fn time_conv(
         &self,
         g: &ConvGeometry,
-        variants: &[(ConvKernel, Option<TileShape>)],
+        variants: &[(ConvKernel, Option<TiledLaunch>)],
         reps: usize,
     ) -> CudaResult<Vec<f64>> {
         use rayon::prelude::*;
@@ -375,13 +411,13 @@ impl CudaBackend {
             .alloc_zeros::<f32>(x_len.max(w_len).max(y_len))
             .map_err(err("alloc"))?;
         let mut times = Vec::with_capacity(variants.len());
-        for &(kernel, shape) in variants {
+        for &(kernel, launch) in variants {
             let (a, b) = match kernel.pass() {
                 ConvPass::Fprop => (&x, &w),
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
-            let conv = self.prepare_conv(kernel, g, self.planned_launch(kernel, g, shape))?;
+            let conv = self.prepare_conv(kernel, g, launch.filter(|_| kernel.tiled()))?;
             let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
                 self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)

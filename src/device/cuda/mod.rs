@@ -73,6 +73,7 @@ struct Functions {
     conv_dgrad_narrow: CudaFunction,
     conv_wgrad_narrow: CudaFunction,
     conv_split_sum: CudaFunction,
+    conv_weight_panel: CudaFunction,
     gemm: CudaFunction,
     activation_fwd: CudaFunction,
     activation_bwd: CudaFunction,
@@ -111,8 +112,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     /// Scratch buffers (split-K partial sums), cached across launches.
     pool: Arc<Pool<StreamAllocator>>,
-    /// Blocks the tiled convs aim for: two per multiprocessor (`TiledLaunch::plan`).
-    target_blocks: usize,
+    /// The GPU's multiprocessors, which `TiledLaunch::plan` fills.
+    multiprocessors: usize,
     /// Fill every new buffer with NaN, so that elements a kernel fails to write show
     /// (the parity tests switch it on).
     poison: AtomicBool,
@@ -207,6 +208,7 @@ impl CudaBackend {
             conv_dgrad_narrow: f(&conv, "conv_dgrad_narrow_f32")?,
             conv_wgrad_narrow: f(&conv, "conv_wgrad_narrow_f32")?,
             conv_split_sum: f(&conv, "conv_split_sum_f32")?,
+            conv_weight_panel: f(&conv, "conv_weight_panel_f32")?,
             gemm: f(&conv, "gemm_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
             activation_bwd: f(&elementwise, "activation_bwd_f32")?,
@@ -232,7 +234,7 @@ impl CudaBackend {
             ctx,
             pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
             stream,
-            target_blocks: 2 * multiprocessors.max(1) as usize,
+            multiprocessors: multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
             autotune: AtomicBool::new(false),
             tuned: Mutex::new(HashMap::new()),
