@@ -265,14 +265,18 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         k_loop(std::true_type());
     else
         k_loop(std::false_type());
+    // The results, a column at a time: its place in the output worked out once (dgrad's
+    // takes several divisions), then its rows a stride apart.
+    const int out_stride = ops.out_row_stride();
 #pragma unroll
-    for (int i = 0; i < RM; ++i) {
-        int m = m0 + ty * RM + i;
-        if (m >= M) continue;
+    for (int j = 0; j < RN; ++j) {
+        const int n = n0 + b_slot<TN, RN>(tx, j);
+        if (n >= N) continue;
+        const int at = ops.out_column(n);
 #pragma unroll
-        for (int j = 0; j < RN; ++j) {
-            int n = n0 + b_slot<TN, RN>(tx, j);
-            if (n < N) ops.store(m, n, acc[i][j]);
+        for (int i = 0; i < RM; ++i) {
+            const int m = m0 + ty * RM + i;
+            if (m < M) ops.out[at + m * out_stride] = acc[i][j];
         }
     }
 }
@@ -305,12 +309,15 @@ struct TapSlice {
     int c0;
 };
 
-// Offset of channel m of column n = (image, position) in an N, C, spatial tensor.
-__device__ __forceinline__ long long column_offset(int n, int spatial, int channels, int m) {
-    return ((long long)(n / spatial) * channels + m) * spatial + n % spatial;
+// Offset of channel 0 of column n = (image, position) in an N, C, spatial tensor (channels
+// are `spatial` apart).
+__device__ __forceinline__ int column_offset(int n, int spatial, int channels) {
+    return n / spatial * channels * spatial + n % spatial;
 }
 
-// What every primitive needs of the geometry, and where the result goes.
+// What every primitive needs of the geometry, and where the result goes: result (m, n) is
+// out[out_column(n) + m * out_row_stride()] (32-bit: the backend refuses tensors of 2^31
+// elements or more).
 struct ConvShape {
     ConvParams g;
     int in_sp, out_sp, kvol;
@@ -381,7 +388,8 @@ struct FpropOps : ConvShape {
         int offset = input_offset(c.pos, s.t);
         return gather(s.c0 * in_sp + offset, in_sp, c.valid && offset >= 0);
     }
-    __device__ void store(int m, int n, float v) const { out[column_offset(n, out_sp, g.c_out, m)] = v; }
+    __device__ int out_column(int n) const { return column_offset(n, out_sp, g.c_out); }
+    __device__ int out_row_stride() const { return out_sp; }
 };
 
 // dgrad: A = W^T [c_in, (tap, c_out)] read from its panel, B = the dY values each input
@@ -448,10 +456,11 @@ struct DgradOps : ConvShape {
         bool valid = o.d >= 0 && o.h >= 0 && o.w >= 0;
         return gather(s.c0 * out_sp + (o.d * g.out_h + o.h) * g.out_w + o.w, out_sp, c.valid && valid);
     }
-    __device__ void store(int m, int n, float v) const {
+    __device__ int out_column(int n) const {
         Column c = column(n, true);
-        out[((long long)c.index * g.c_in + m) * in_sp + (c.pos.d * g.in_h + c.pos.h) * g.in_w + c.pos.w] = v;
+        return c.index * g.c_in * in_sp + (c.pos.d * g.in_h + c.pos.h) * g.in_w + c.pos.w;
     }
+    __device__ int out_row_stride() const { return in_sp; }
 };
 
 // wgrad's K slice: one image, output positions from o along a row.
@@ -509,7 +518,8 @@ struct WgradOps : ConvShape {
         int offset = s.image * g.c_in * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
         return {offset, g.s_w, iw0, g.s_w, row_inside ? g.in_w : 0};
     }
-    __device__ void store(int m, int n, float v) const { out[(long long)m * g.c_in * kvol + n] = v; }
+    __device__ int out_column(int n) const { return n; }
+    __device__ int out_row_stride() const { return g.c_in * kvol; }
 };
 
 // Direct: one thread per result (grid-stride, any 1D launch), summing over K in order.
@@ -528,7 +538,7 @@ __device__ __forceinline__ void direct_gemm(const Ops& ops) {
             const Gather b = ops.b_gather(column, s);
             acc += a_row[ops.a_offset(s)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
         }
-        ops.store(m, n, acc);
+        ops.out[ops.out_column(n) + m * ops.out_row_stride()] = acc;
     }
 }
 
@@ -619,7 +629,8 @@ struct GemmOps {
     __device__ int a_offset(const Slice& s) const { return s.k0; }
     __device__ const float* b_origin(const Column& c) const { return B + c.n; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * N, N, c.valid); }
-    __device__ void store(int m, int n, float v) const { out[(long long)m * N + n] = v; }
+    __device__ int out_column(int n) const { return n; }
+    __device__ int out_row_stride() const { return N; }
 };
 
 // Grid (ceil(N / 128), ceil(M / 128)), 256 threads; no K split.

@@ -58,8 +58,8 @@ impl TileShape {
         }
     }
     /// Time for a multiprocessor's resident blocks to multiply one K tile each, relative to
-    /// square tiles'. Large ones do twice the work at 1.34x the rate (H200, residual block
-    /// at batch 16: fprop 38.0 against 28.3 TFLOP/s). Narrow tiles only meet square ones on
+    /// square tiles'. Large ones do twice the work at 1.34x the rate (fitted with
+    /// `PARTIAL_BYTES_PER_UNIT`: 1.49 units). Narrow tiles only meet square ones on
     /// GEMMs of at most four rows, where both compute the same useful rows: the same time.
     fn wave_cost(self) -> f64 {
         match self {
@@ -74,10 +74,11 @@ impl TileShape {
 const MIN_K_TILES_PER_SPLIT: usize = 8;
 /// At most this many splits; the partial sums take `splits` times the result's memory.
 const MAX_SPLITS: usize = 256;
-/// Bytes of partial sums a multiprocessor's share of the memory bandwidth moves while its
-/// blocks multiply one K tile of square tiles (the cost model's unit): H200, copy at 4.2 TB/s
-/// over 132 multiprocessors, square tiles at 24.5 TFLOP/s.
-const PARTIAL_BYTES_PER_UNIT: f64 = 90e3;
+/// Bytes of partial sums a multiprocessor writes, reads back and sums in the time its blocks
+/// multiply one K tile of square tiles (the cost model's unit). Fitted by least squares to
+/// the residual block's fprop and wgrad on an H200 (132 multiprocessors; batch 1 in 1 to 16
+/// splits of both shapes, and batch 16): 2.15 us a unit, 0.52 us a MB.
+const PARTIAL_BYTES_PER_UNIT: f64 = 31e3;
 
 /// The three conv primitives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
