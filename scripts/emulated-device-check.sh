@@ -55,8 +55,9 @@ if [ ! -s "$tmp/full.txt" ] || ! diff "$tmp/full.txt" "$tmp/dry.txt" >&2; then
   exit 1
 fi
 echo "dry-run check: the same memory peaks as the full emulation ($(tr '\n' ';' < "$tmp/dry.txt"))"
-echo "3D CycleGAN at its defaults (ngf 64, 128x128x64), dry run:"
+echo "3D CycleGAN at its defaults (ngf 64, 128x128x64), dry run standing in for a 132-multiprocessor H100 / H200:"
 for batch in 1 2; do
-  MRGAN_FAKE_CUDA_DRY=1 MRGAN_FAKE_CUDA_MEMORY=$((200 << 30)) target/release/mrgan bench volumetric \
+  MRGAN_FAKE_CUDA_DRY=1 MRGAN_FAKE_CUDA_MEMORY=$((200 << 30)) MRGAN_FAKE_CUDA_MULTIPROCESSORS=132 \
+    target/release/mrgan bench volumetric \
     --device cuda --train --batch $batch 2>&1 | grep peak | sed "s/^/  batch $batch: /"
 done

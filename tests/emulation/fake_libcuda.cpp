@@ -133,6 +133,14 @@ size_t memory_limit() {
     return v ? strtoull(v, nullptr, 10) : size_t(8) << 30;
 }
 
+// The device's multiprocessors: MRGAN_FAKE_CUDA_MULTIPROCESSORS, default 1. The conv plans
+// depend on it (tile shapes and K splits, so the split-K scratch a dry run books); 132 stands
+// in for an H100 or H200.
+int multiprocessors() {
+    const char* v = getenv("MRGAN_FAKE_CUDA_MULTIPROCESSORS");
+    return v ? atoi(v) : 1;
+}
+
 void check_guards(const char* after) {
     if (dry()) return;
     std::lock_guard<std::mutex> lock(allocations_lock);
@@ -173,7 +181,7 @@ CUresult cuDeviceGetAttribute(int* value, int attribute, int) {
     switch (attribute) {
         case 75: *value = 8; break;  // compute capability major
         case 76: *value = 0; break;  // minor
-        case 16: *value = 1; break;  // multiprocessors
+        case 16: *value = multiprocessors(); break;
         default: *value = 0;         // memory pools and everything else: not supported
     }
     return CUDA_SUCCESS;
