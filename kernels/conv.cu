@@ -193,6 +193,12 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
             const int limit = k_end - k0;
             if constexpr (UNIFORM) {
+                const Gather b = ops.b_gather(column, slice);
+#pragma unroll
+                for (int j = 0; j < B_LOADS; ++j) {
+                    int kk = b_kk + j * B_ROUND;
+                    copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
+                }
                 const int a_at = a_first + ops.a_offset(slice);
 #pragma unroll
                 for (int i = 0; i < A_LOADS; ++i)
@@ -200,12 +206,6 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                         copy_async(&a_tile[buffer][a_kk + i * A_KK_STEP][a_row + i * A_ROW_STEP],
                                    a_origin + (a_at + i * a_step),
                                    (a_in_gemm >> i & 1) && a_kk + i * A_KK_STEP < limit);
-                const Gather b = ops.b_gather(column, slice);
-#pragma unroll
-                for (int j = 0; j < B_LOADS; ++j) {
-                    int kk = b_kk + j * B_ROUND;
-                    copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
-                }
             } else {
 #pragma unroll
                 for (int i = 0; i < A_LOADS; ++i) {
