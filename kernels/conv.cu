@@ -50,7 +50,8 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // kernels) every k gets its own slice.
 //
 // Operand addressing, the same for every primitive: A is affine in its row and its place in
-// a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice)];
+// a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice, k0)]
+// (the panels' offset is k0 * M, needing no slice; wgrad's comes from the slice);
 // B's column fixes a base pointer (`b_origin`), and a slice the run of that column's elements
 // (`b_gather`, a `Gather`). So a thread works out its pointers once, and a K tile costs it
 // one offset for A, one gather for B and an add per element. A is contiguous along its rows
@@ -169,7 +170,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     // in the GEMM; rows past it are zero-filled), their offsets, and its B column's base.
     const float* a_origin = ops.a_origin();
     const int a_stride = ops.a_row_stride(), a_k_stride = ops.a_k_stride();
-    // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice)].
+    // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice, k0)].
     const int a_first = (m0 + a_row) * a_stride + a_kk * a_k_stride;
     const int a_step = A_ROW_STEP * a_stride + A_KK_STEP * a_k_stride;
     unsigned a_in_tile = 0, a_in_gemm = 0;
@@ -199,7 +200,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                     int kk = b_kk + j * B_ROUND;
                     copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
                 }
-                const int a_at = a_first + ops.a_offset(slice);
+                const int a_at = a_first + ops.a_offset(slice, k0);
 #pragma unroll
                 for (int i = 0; i < A_LOADS; ++i)
                     if (A_FITS || (a_in_tile >> i & 1))
@@ -212,7 +213,7 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
                     const int kk = a_kk + i * A_KK_STEP;
                     const bool in = (a_in_gemm >> i & 1) && kk < limit;
                     const int at = in ? a_first + i * A_ROW_STEP * a_stride - a_kk * a_k_stride +
-                                            ops.a_offset(ops.slice(k0 + kk))
+                                            ops.a_offset(ops.slice(k0 + kk), k0 + kk)
                                       : 0;
                     if (A_FITS || (a_in_tile >> i & 1))
                         copy_async(&a_tile[buffer][kk][a_row + i * A_ROW_STEP], a_origin + at, in);
@@ -381,7 +382,7 @@ struct FpropOps : ConvShape {
     __device__ const float* a_origin() const { return panel; }
     __device__ int a_row_stride() const { return 1; }
     __device__ int a_k_stride() const { return g.c_out; }
-    __device__ int a_offset(const Slice& s) const { return (s.tap * g.c_in + s.c0) * g.c_out; }
+    __device__ int a_offset(const Slice&, int k0) const { return k0 * g.c_out; }
     // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
@@ -448,7 +449,7 @@ struct DgradOps : ConvShape {
     __device__ const float* a_origin() const { return panel; }
     __device__ int a_row_stride() const { return 1; }
     __device__ int a_k_stride() const { return g.c_in; }
-    __device__ int a_offset(const Slice& s) const { return (s.tap * g.c_out + s.c0) * g.c_in; }
+    __device__ int a_offset(const Slice&, int k0) const { return k0 * g.c_in; }
     // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
     __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * out_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
@@ -505,7 +506,7 @@ struct WgradOps : ConvShape {
     __device__ const float* a_origin() const { return dy; }
     __device__ int a_row_stride() const { return out_sp; }
     __device__ int a_k_stride() const { return 1; }
-    __device__ int a_offset(const Slice& s) const {
+    __device__ int a_offset(const Slice& s, int) const {
         return s.image * g.c_out * out_sp + (s.o.d * g.out_h + s.o.h) * g.out_w + s.o.w;
     }
     // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the output
@@ -536,7 +537,7 @@ __device__ __forceinline__ void direct_gemm(const Ops& ops) {
         for (int k = 0; k < K; ++k) {
             const typename Ops::Slice s = ops.slice(k);
             const Gather b = ops.b_gather(column, s);
-            acc += a_row[ops.a_offset(s)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
+            acc += a_row[ops.a_offset(s, k)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
         }
         ops.out[ops.out_column(n) + m * ops.out_row_stride()] = acc;
     }
@@ -626,7 +627,7 @@ struct GemmOps {
     __device__ const float* a_origin() const { return A; }
     __device__ int a_row_stride() const { return K; }
     __device__ int a_k_stride() const { return 1; }
-    __device__ int a_offset(const Slice& s) const { return s.k0; }
+    __device__ int a_offset(const Slice&, int k0) const { return k0; }
     __device__ const float* b_origin(const Column& c) const { return B + c.n; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * N, N, c.valid); }
     __device__ int out_column(int n) const { return n; }
