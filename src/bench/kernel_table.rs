@@ -26,6 +26,9 @@ pub struct KernelRow {
     pub pass: Option<ConvPass>,
     /// A tiled conv in the tile shape the backend's plan picks (not one of the `@shape` rows).
     pub planned_tiles: bool,
+    /// A launch timed only for the split sweep on the floor's shape: shown in the sweep's
+    /// matrix (`write_sweep`) rather than as a row of the table; in the CSV like any row.
+    pub sweep: bool,
 }
 
 /// The peaks the rates are measured against, from the same run.
@@ -66,7 +69,7 @@ pub fn write_table(
         "{:<48} {:>5} {:>10} {:>12} {:>8}  tiles/splits",
         "kernel", "batch", "ms", "rate", "% peak"
     )?;
-    for r in rows {
+    for r in rows.iter().filter(|r| !r.sweep) {
         let peak = if r.unit == "GB/s" {
             peaks.bandwidth
         } else {
@@ -84,7 +87,67 @@ pub fn write_table(
             r.tiles
         )?;
     }
+    write_sweep(out, rows)?;
     write_floor(out, rows, peaks)
+}
+
+/// Every tiled launch timed on the floor's shape as a matrix, TFLOP/s: a line per primitive
+/// and tile shape, a column per K split (1 to 16; others listed after), the plan's launch
+/// starred. Nothing when no tiled launch was timed on that shape.
+fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
+    use std::collections::BTreeMap;
+    const COLUMNS: usize = 16;
+    let g = floor_geometry();
+    // (pass in order, tile shape) -> the pass and, per splits, (rate, planned).
+    type Cells = BTreeMap<usize, (f64, bool)>;
+    let mut lines: BTreeMap<(u8, String), (ConvPass, Cells)> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.batch == 1 && r.geometry == Some(g))
+    {
+        let (Some(pass), Some((shape, splits))) = (r.pass, r.tiles.split_once('/')) else {
+            continue;
+        };
+        let Ok(splits) = splits.parse::<usize>() else {
+            continue;
+        };
+        let cell = lines
+            .entry((pass as u8, shape.to_string()))
+            .or_insert_with(|| (pass, Cells::new()))
+            .1
+            .entry(splits)
+            .or_insert((r.rate, r.planned_tiles));
+        cell.1 |= r.planned_tiles;
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "split sweep on the floor's shape (residual block, batch 1), TFLOP/s by tile shape and K splits (* as planned):"
+    )?;
+    write!(out, "{:<6} {:<8}", "pass", "tiles")?;
+    for splits in 1..=COLUMNS {
+        write!(out, " {splits:>5}")?;
+    }
+    writeln!(out, "  others")?;
+    for ((_, shape), (pass, cells)) in &lines {
+        let name = format!("{pass:?}").to_lowercase();
+        write!(out, "{name:<6} {shape:<8}")?;
+        let cell = |(rate, planned): (f64, bool)| {
+            format!("{:.1}{}", rate / 1e3, if planned { "*" } else { "" })
+        };
+        for splits in 1..=COLUMNS {
+            let text = cells.get(&splits).map_or("-".into(), |&c| cell(c));
+            write!(out, " {text:>5}")?;
+        }
+        let others: Vec<String> = cells
+            .range(COLUMNS + 1..)
+            .map(|(splits, &c)| format!("/{splits} {}", cell(c)))
+            .collect();
+        writeln!(out, "  {}", others.join(", "))?;
+    }
+    Ok(())
 }
 
 /// CSV for machines; conv rows carry their forward conv's shape (2D: height, width, square
@@ -246,7 +309,20 @@ mod tests {
             },
             pass: Some(pass),
             planned_tiles: kernel.ends_with("-tiled"),
+            sweep: kernel.contains('/'),
         }
+    }
+
+    /// The printed table of `rows` on a GPU with an H100's fp32 peak.
+    fn table_text(rows: &[KernelRow]) -> String {
+        let peaks = Peaks {
+            bandwidth: 3000.0,
+            gemm: 40_000.0,
+            fp32: Some(66_908.0),
+        };
+        let mut text = Vec::new();
+        write_table(&mut text, "test GPU", rows, peaks).unwrap();
+        String::from_utf8(text).unwrap()
     }
 
     #[test]
@@ -279,17 +355,46 @@ mod tests {
                 (ConvPass::Dgrad, "dgrad", Some("dgrad-tiled"))
             ]
         );
-        let peaks = Peaks {
-            bandwidth: 3000.0,
-            gemm: 40_000.0,
-            fp32: Some(66_908.0),
-        };
-        let mut text = Vec::new();
-        write_table(&mut text, "test GPU", &rows, peaks).unwrap();
-        let text = String::from_utf8(text).unwrap();
+        let text = table_text(&rows);
         assert!(text.contains("26.8 TFLOP/s"), "{text}");
         assert!(text.contains("fprop    30.0 TFLOP/s  met"), "{text}");
         assert!(text.contains("dgrad    12.0 TFLOP/s  NOT met"), "{text}");
         assert!(text.contains("as planned 20.0 TFLOP/s (64x64/1)"), "{text}");
+    }
+
+    #[test]
+    fn the_split_sweep_is_a_matrix_after_the_table() {
+        let block = floor_geometry();
+        let launch = |kernel: &str, tiles: &str, rate: f64| KernelRow {
+            tiles: tiles.into(),
+            ..row(ConvPass::Dgrad, 1, block, rate, kernel)
+        };
+        let rows = vec![
+            launch("dgrad-tiled", "128x128/7", 24_500.0),
+            launch("dgrad-tiled@64x64", "64x64/5", 18_000.0),
+            launch("dgrad-tiled@128x128/3", "128x128/3", 24_700.0),
+            launch("dgrad-tiled@128x128/29", "128x128/29", 20_000.0),
+        ];
+        let text = table_text(&rows);
+        // Sweep rows only in the matrix; the plan's and the other shape's in both.
+        assert!(!text.contains("dgrad-tiled@128x128/3 "), "{text}");
+        assert!(text.contains("dgrad-tiled@64x64 "), "{text}");
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line {start:?} in {text}"))
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let large = line("dgrad  128x128");
+        // pass, tiles, then splits 1 to 16, then the others.
+        assert_eq!(large[2 + 2], "24.7", "{text}");
+        assert_eq!(large[2 + 6], "24.5*", "{text}");
+        assert_eq!(large[2 + 15], "-", "{text}");
+        assert_eq!(large[18..], ["/29", "20.0"], "{text}");
+        assert_eq!(line("dgrad  64x64")[2 + 4], "18.0", "{text}");
+        // The floor still takes the fastest launch, sweep rows included.
+        assert!(text.contains("dgrad    24.7 TFLOP/s  NOT met"), "{text}");
     }
 }

@@ -37,6 +37,8 @@ struct ConvVariant {
     name: String,
     /// A tiled kernel as the backend plans it.
     planned: bool,
+    /// Timed for the floor's split sweep only (`KernelRow::sweep`).
+    sweep: bool,
 }
 
 /// K splits the floor's shape is timed in, in each suited tile shape.
@@ -53,6 +55,7 @@ fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
             launch: kernel.tiled().then(|| gpu.tiled_launch(kernel, g, None)),
             name: kernel.name().to_string(),
             planned: kernel.tiled(),
+            sweep: false,
         })
         .collect();
     for kernel in ConvKernel::ALL.into_iter().filter(|k| k.tiled()) {
@@ -64,6 +67,7 @@ fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
                 launch: Some(gpu.tiled_launch(kernel, g, Some(shape))),
                 name: format!("{}@{r}x{c}", kernel.name()),
                 planned: false,
+                sweep: false,
             });
         }
         if *g == floor_geometry() {
@@ -81,6 +85,7 @@ fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
                         launch: Some(launch),
                         name: format!("{}@{}", kernel.name(), launch.label()),
                         planned: false,
+                        sweep: true,
                     });
                 }
             }
@@ -112,6 +117,7 @@ pub fn run(
         tiles: "128x128/1".into(),
         pass: None,
         planned_tiles: false,
+        sweep: false,
     };
     let peaks = Peaks {
         bandwidth,
@@ -144,6 +150,7 @@ pub fn run(
                     tiles: variant.launch.map_or(String::new(), |l| l.label()),
                     pass: Some(kernel.pass()),
                     planned_tiles: variant.planned,
+                    sweep: variant.sweep,
                 };
                 progress(&row);
                 rows.push(row);
@@ -174,6 +181,7 @@ pub fn run(
                     tiles: String::new(),
                     pass: None,
                     planned_tiles: false,
+                    sweep: false,
                 };
                 progress(&row);
                 rows.push(row);
@@ -193,6 +201,7 @@ pub fn run(
         tiles: String::new(),
         pass: None,
         planned_tiles: false,
+        sweep: false,
     };
     progress(&row);
     rows.push(row);
