@@ -128,8 +128,31 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
 
+// The results of a thread's sub-tile (`value(i, j)`: row ty * RM + i, column slot j) into
+// ops.out, a column at a time: its place in the output worked out once (dgrad's takes
+// several divisions), then its rows a stride apart.
+template <int TM, int TN, int RM, int RN, class Ops, class Value>
+__device__ __forceinline__ void store_tile(const Ops& ops, int m0, int n0, Value value) {
+    constexpr int TX = TN / RN;
+    const int M = ops.rows(), N = ops.columns();
+    const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
+    const int out_stride = ops.out_row_stride();
+#pragma unroll
+    for (int j = 0; j < RN; ++j) {
+        const int n = n0 + b_slot<TN, RN>(tx, j);
+        if (n >= N) continue;
+        const int at = ops.out_column(n);
+#pragma unroll
+        for (int i = 0; i < RM; ++i) {
+            const int m = m0 + ty * RM + i;
+            if (m < M) ops.out[at + m * out_stride] = value(i, j);
+        }
+    }
+}
+
+// One TM x TN tile of C at (m0, n0), summed over k in [k_begin, k_end), into ops.out.
 template <int TM, int TN, int RM, int RN, class Ops>
-__device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
+__device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begin, int k_end) {
     static_assert((TM / RM) * (TN / RN) == THREADS && THREADS % TN == 0, "tile shape");
     constexpr int TX = TN / RN;
     // Loads per thread and K tile, in fixed trip counts so that they unroll with no
@@ -144,15 +167,10 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
     constexpr bool A_FITS = A_ROWS ? TILE_K % A_KK_STEP == 0 : TM % A_ROW_STEP == 0;
     constexpr int B_ROUND = THREADS / TN;
     constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
-    const int M = ops.rows(), N = ops.columns(), K = ops.depth();
-    if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * M * N;
-    const int k_begin = blockIdx.z * k_chunk;
-    const int k_end = min(K, k_begin + k_chunk);
+    const int M = ops.rows(), N = ops.columns();
     __shared__ float a_tile[2][TILE_K][ARow<TM>::floats];
     __shared__ float b_tile[2][TILE_K][TN];
     __shared__ unsigned long long column_taps[TN];
-    const int m0 = blockIdx.y * TM;
-    const int n0 = blockIdx.x * TN;
     const int tid = threadIdx.x;
     const int tx = tid % TX, ty = tid / TX;
     const int col = tid % TN, b_kk = tid / TN;
@@ -266,19 +284,53 @@ __device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk)
         k_loop(std::true_type());
     else
         k_loop(std::false_type());
-    // The results, a column at a time: its place in the output worked out once (dgrad's
-    // takes several divisions), then its rows a stride apart.
-    const int out_stride = ops.out_row_stride();
-#pragma unroll
-    for (int j = 0; j < RN; ++j) {
-        const int n = n0 + b_slot<TN, RN>(tx, j);
-        if (n >= N) continue;
-        const int at = ops.out_column(n);
-#pragma unroll
-        for (int i = 0; i < RM; ++i) {
-            const int m = m0 + ty * RM + i;
-            if (m < M) ops.out[at + m * out_stride] = acc[i][j];
-        }
+    store_tile<TM, TN, RM, RN>(ops, m0, n0, [&](int i, int j) { return acc[i][j]; });
+}
+
+// Split K: the tile of block (x, y) over k in [z * k_chunk, (z + 1) * k_chunk), into the
+// result, or with several splits into slot z of `partial` (conv_split_sum_f32 adds them).
+template <int TM, int TN, int RM, int RN, class Ops>
+__device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
+    if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * ops.rows() * ops.columns();
+    const int k_begin = blockIdx.z * k_chunk;
+    tile_product<TM, TN, RM, RN>(ops, blockIdx.y * TM, blockIdx.x * TN, k_begin,
+                                 min(ops.depth(), k_begin + k_chunk));
+}
+
+// Stream K: the GEMM's work, T tiles of KT K tiles each (W = T * KT units, tile-major),
+// in equal shares: block b of B (gridDim.x) takes units [b * W / B, (b + 1) * W / B), which
+// may end one tile and start the next, so that every block has the same work however the
+// tiles divide among the multiprocessors (split K's equal splits leave a last wave part
+// empty). Each piece of a tile goes to a slot of `partial`, the block's place among the
+// tile's contributors, and the tile's last contributor zero-fills its slots past those, so
+// that conv_split_sum_f32 adds `slots` slots in order (deterministic) as after split K.
+// The tiles are numbered row of tiles by row, as split K's grid (x: columns). The host
+// launches no more blocks than units (B <= W), so every share is a piece and a tile's
+// contributors are consecutive blocks.
+template <int TM, int TN, int RM, int RN, class Ops>
+__device__ __forceinline__ void stream_k_gemm(Ops ops, float* partial, int slots) {
+    const int M = ops.rows(), N = ops.columns();
+    const int tiles_x = (N + TN - 1) / TN;
+    const long long KT = (ops.depth() + TILE_K - 1) / TILE_K;
+    const long long W = (long long)tiles_x * ((M + TM - 1) / TM) * KT, B = gridDim.x;
+    // The block whose share holds unit w.
+    auto block_of = [&](long long w) { return ((w + 1) * B - 1) / W; };
+    const long long b = blockIdx.x, end = (b + 1) * W / B;
+    float* const out = ops.out;
+    for (long long w = b * W / B; w < end;) {
+        const long long t = w / KT, piece_end = min(end, (t + 1) * KT);
+        const long long first = block_of(t * KT), last = block_of((t + 1) * KT - 1);
+        const int m0 = (int)(t / tiles_x) * TM, n0 = (int)(t % tiles_x) * TN;
+        if (w > b * W / B) __syncthreads();  // the previous piece's shared tiles are read
+        ops.out = slots > 1 ? partial + (b - first) * M * (long long)N : out;
+        tile_product<TM, TN, RM, RN>(ops, m0, n0, (int)(w - t * KT) * TILE_K,
+                                     min(ops.depth(), (int)(piece_end - t * KT) * TILE_K));
+        if (b == last)
+            for (long long slot = last - first + 1; slot < slots; ++slot) {
+                ops.out = partial + slot * M * (long long)N;
+                store_tile<TM, TN, RM, RN>(ops, m0, n0, [](int, int) { return 0.0f; });
+            }
+        w = piece_end;
     }
 }
 
@@ -564,10 +616,17 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
         name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
         tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
     }
+// Stream K in large tiles (`stream_k_gemm`; the last argument is the slots of `partial`).
+#define STREAM_K_KERNEL(name, Ops)                                                            \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                  \
+        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int slots) { \
+        stream_k_gemm<128, 128, 8, 8>(Ops(g, a, b, out), partial, slots);                        \
+    }
 #define TILED_KERNELS(pass, Ops)                                           \
     TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)            \
     TILED_KERNEL(conv_##pass##_large_f32, 128, 128, 8, 8, 2, Ops)          \
-    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)
+    TILED_KERNEL(conv_##pass##_narrow_f32, 4, 256, 4, 1, 4, Ops)           \
+    STREAM_K_KERNEL(conv_##pass##_large_streamk_f32, Ops)
 // Operands as the direct kernels: fprop (x, fprop panel), dgrad (dy, dgrad panel), wgrad (x, dy).
 TILED_KERNELS(fprop, FpropOps)
 TILED_KERNELS(dgrad, DgradOps)

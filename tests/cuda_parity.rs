@@ -185,14 +185,15 @@ fn tensor_plumbing_matches_the_cpu() {
     }
 }
 
-/// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned and
-/// in every tile shape) on `common::conv_test_geometries`.
+/// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned, in
+/// every tile shape, and in stream K on 2, 10 and 132 blocks: shares crossing tiles, and
+/// more blocks than K tiles) on `common::conv_test_geometries`.
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.
 #[test]
 fn conv_primitives_match_the_cpu() {
     use mrgan::device::cuda::ConvKernel;
-    use mrgan::device::tiled_conv::TileShape;
+    use mrgan::device::tiled_conv::{TileShape, TiledLaunch};
     use mrgan::ops::conv::cpu as conv;
     let Some(gpu) = gpu() else { return };
     for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
@@ -217,23 +218,22 @@ fn conv_primitives_match_the_cpu() {
                     (&x, &dy, want)
                 }
             };
-            // Tiled kernels as planned and in every tile shape (the test shapes are too
-            // small for the plan to pick large tiles on a big GPU).
-            let shapes: Vec<Option<TileShape>> = if kernel.tiled() {
-                std::iter::once(None)
-                    .chain(TileShape::ALL.map(Some))
+            // Tiled kernels as planned, in every tile shape (the test shapes are too small
+            // for the plan to pick large tiles on a big GPU) and in stream K.
+            let launches: Vec<Option<TiledLaunch>> = if kernel.tiled() {
+                let gemm = kernel.pass().gemm(&g);
+                std::iter::once(gpu.tiled_launch(kernel, &g, None))
+                    .chain(TileShape::ALL.map(|s| gpu.tiled_launch(kernel, &g, Some(s))))
+                    .chain([1, 5, 66].map(|m| TiledLaunch::stream_k(gemm, m)))
+                    .map(Some)
                     .collect()
             } else {
                 vec![None]
             };
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            for shape in shapes {
-                let got = gpu.conv(kernel, &g, shape, a, b).unwrap();
-                let plan = if kernel.tiled() {
-                    gpu.tiled_launch(kernel, &g, shape).label()
-                } else {
-                    String::new()
-                };
+            for launch in launches {
+                let got = gpu.conv(kernel, &g, launch, a, b).unwrap();
+                let plan = launch.map_or(String::new(), |l| l.label());
                 let what = format!("case {k} {} {plan}", kernel.name());
                 close(&what, &got, &want, 1e-4 * scale, 0.0);
             }

@@ -131,6 +131,9 @@ fn check(what: &str, got: &[f32], want: &[f32]) {
 /// Tiled launches per pass: as planned for GPUs of one and of 32 multiprocessors (the test
 /// asserts below that these cover every tile shape, split and unsplit).
 const PLAN_MULTIPROCESSORS: [usize; 2] = [1, 32];
+/// And in stream K for GPUs of one and of five multiprocessors (2 and 10 blocks: shares that
+/// cross tiles, and tiles with several contributors).
+const STREAM_K_MULTIPROCESSORS: [usize; 2] = [1, 5];
 
 #[test]
 fn emulated_conv_kernels_match_the_cpu() {
@@ -144,20 +147,31 @@ fn emulated_conv_kernels_match_the_cpu() {
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
         let mut header = params(g);
-        header.push(PLAN_MULTIPROCESSORS.len() as i32);
+        let per_pass = PLAN_MULTIPROCESSORS.len() + STREAM_K_MULTIPROCESSORS.len();
+        header.push(per_pass as i32);
         let mut plans = Vec::new();
         for pass in passes {
-            for multiprocessors in PLAN_MULTIPROCESSORS {
-                let plan = TiledLaunch::plan(pass.gemm(g), multiprocessors);
+            let gemm = pass.gemm(g);
+            let planned = PLAN_MULTIPROCESSORS.map(|m| TiledLaunch::plan(gemm, m));
+            let stream_k = STREAM_K_MULTIPROCESSORS.map(|m| TiledLaunch::stream_k(gemm, m));
+            for plan in planned.into_iter().chain(stream_k) {
                 let (gx, gy, gz) = plan.grid;
-                let shape = match plan.shape {
-                    TileShape::Square => 0,
-                    TileShape::Large => 1,
-                    TileShape::Narrow => 2,
+                let kernel = match (plan.shape, plan.stream_k) {
+                    (_, true) => 3,
+                    (TileShape::Square, _) => 0,
+                    (TileShape::Large, _) => 1,
+                    (TileShape::Narrow, _) => 2,
                 };
-                header.extend([shape, gx as i32, gy as i32, gz as i32]);
+                // The split sum after the launch runs over `splits` slots: z for split K.
+                let z = if plan.stream_k {
+                    plan.splits as u32
+                } else {
+                    gz
+                };
+                header.extend([kernel, gx as i32, gy as i32, z as i32]);
                 header.push(plan.k_chunk as i32);
-                *launches.entry((plan.shape, plan.splits > 1)).or_insert(0) += 1;
+                let kind = (plan.shape, plan.splits > 1, plan.stream_k);
+                *launches.entry(kind).or_insert(0) += 1;
                 plans.push(plan);
             }
         }
@@ -179,26 +193,25 @@ fn emulated_conv_kernels_match_the_cpu() {
             let (got, tail) = rest.split_at(want.len());
             check(&format!("case {k} {name}"), got, want);
             rest = tail;
-            for _ in PLAN_MULTIPROCESSORS {
+            for _ in 0..per_pass {
                 let plan = plans.next().unwrap();
                 let (got, tail) = rest.split_at(want.len());
-                let what = format!(
-                    "case {k} {name}-tiled, {:?} tiles, {} K split(s)",
-                    plan.shape, plan.splits
-                );
+                let what = format!("case {k} {name}-tiled {}", plan.label());
                 check(&what, got, want);
                 rest = tail;
             }
         }
         assert!(rest.is_empty(), "case {k}: driver wrote extra values");
     }
-    // Every tile shape, and split K with square and narrow tiles.
+    // Every tile shape, split K with square and narrow tiles, and stream K with tiles of
+    // several contributors.
     for kind in [
-        (TileShape::Square, false),
-        (TileShape::Square, true),
-        (TileShape::Large, false),
-        (TileShape::Narrow, false),
-        (TileShape::Narrow, true),
+        (TileShape::Square, false, false),
+        (TileShape::Square, true, false),
+        (TileShape::Large, false, false),
+        (TileShape::Narrow, false, false),
+        (TileShape::Narrow, true, false),
+        (TileShape::Large, true, true),
     ] {
         assert!(
             launches.get(&kind).is_some_and(|&n| n >= 1),

@@ -3,7 +3,8 @@
 //! the one-channel image layers), the grid of tiles, and how far K is split so that
 //! small-output, long-K layers (the U-Net's innermost convs, weight gradients) still fill
 //! the GPU. Shape and split are picked by a cost model of waves of resident blocks
-//! (`TiledLaunch::modelled_cost`).
+//! (`TiledLaunch::modelled_cost`); stream K (`TiledLaunch::stream_k`), equal shares of all
+//! tiles' K work, is tried by autotuning.
 //! Plain arithmetic with no CUDA in it, so the host emulation of the kernels
 //! (`tests/kernel_emulation.rs`) launches them exactly as the GPU does.
 
@@ -127,6 +128,9 @@ impl ConvPass {
 
 /// One tiled launch: grid (x: column tiles, y: row tiles, z: K splits) of 256 threads, each
 /// split summing `k_chunk` of K; with several splits, `workspace` floats of partial sums.
+/// A stream-K launch (`stream_k`) is a grid of (blocks, 1, 1) sharing all tiles' K work
+/// equally, into `splits` slots of partial sums (`k_chunk` holds the slots too: it is the
+/// kernels' last argument).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TiledLaunch {
     pub shape: TileShape,
@@ -134,6 +138,7 @@ pub struct TiledLaunch {
     pub k_chunk: u32,
     pub splits: usize,
     pub workspace: usize,
+    pub stream_k: bool,
 }
 
 impl TiledLaunch {
@@ -190,6 +195,42 @@ impl TiledLaunch {
             } else {
                 0
             },
+            stream_k: false,
+        }
+    }
+
+    /// Stream K in large tiles (`kernels/conv.cu`'s `stream_k_gemm`): one block per resident
+    /// slot of the GPU, each taking an equal share of all tiles' K tiles, a share that may
+    /// end one tile and start the next. So the blocks are one full wave whatever the tile
+    /// count, where split K's equal splits leave the last wave part empty (the residual
+    /// block's dgrad at batch 1: 70 large tiles, 210 of 264 slots busy in 3 splits). Each
+    /// tile's pieces go to as many slots of partial sums as it has contributors, at most
+    /// `splits`, summed as after split K.
+    pub fn stream_k(gemm: GemmSize, multiprocessors: usize) -> TiledLaunch {
+        let shape = TileShape::Large;
+        let tiles = shape.tiles(gemm);
+        let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
+        let work = tiles * k_tiles;
+        // No more blocks than units, so that every share is a piece: a tile's contributors
+        // are then consecutive blocks, each writing its slot.
+        let blocks = (multiprocessors.max(1) * shape.resident_blocks()).min(work);
+        // The block whose share holds unit w (units tile-major), as the kernel works it out.
+        let block_of = |w: usize| ((w + 1) * blocks - 1) / work;
+        let slots = (0..tiles)
+            .map(|t| block_of((t + 1) * k_tiles - 1) - block_of(t * k_tiles) + 1)
+            .max()
+            .unwrap_or(1);
+        TiledLaunch {
+            shape,
+            grid: (blocks as u32, 1, 1),
+            k_chunk: slots as u32,
+            splits: slots,
+            workspace: if slots > 1 {
+                slots * gemm.rows * gemm.columns
+            } else {
+                0
+            },
+            stream_k: true,
         }
     }
 
@@ -200,10 +241,19 @@ impl TiledLaunch {
     /// an H200's rates: see BENCHMARKS.md for how far it predicts them.
     pub fn modelled_cost(&self, gemm: GemmSize, multiprocessors: usize) -> f64 {
         let slots = multiprocessors.max(1) * self.shape.resident_blocks();
-        let blocks = self.shape.tiles(gemm) * self.splits;
-        let waves = blocks.div_ceil(slots);
-        let k_tiles = self.k_chunk as usize / TILE_K;
-        let compute = (waves * k_tiles) as f64 * self.shape.wave_cost();
+        let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
+        // Waves times each block's K tiles; stream K: one wave of equal shares.
+        let (waves, block_k_tiles) = if self.stream_k {
+            let blocks = self.grid.0 as usize;
+            (
+                blocks.div_ceil(slots),
+                (self.shape.tiles(gemm) * k_tiles).div_ceil(blocks),
+            )
+        } else {
+            let blocks = self.shape.tiles(gemm) * self.splits;
+            (blocks.div_ceil(slots), self.k_chunk as usize / TILE_K)
+        };
+        let compute = (waves * block_k_tiles) as f64 * self.shape.wave_cost();
         let partial_bytes = if self.splits > 1 {
             ((2 * self.splits + 1) * gemm.rows * gemm.columns * 4) as f64
         } else {
@@ -214,7 +264,9 @@ impl TiledLaunch {
 
     /// The launches autotuning times for a GEMM (`CudaBackend::set_autotune`): the plan's
     /// own first, then in each suited shape the best split by the model, K unsplit, and the
-    /// splits that fill one, two and four waves of resident blocks; no launch twice.
+    /// splits that fill one, two and four waves of resident blocks, then (more than four
+    /// rows) stream K; no launch twice. The plan itself never picks stream K: it awaits a
+    /// GPU's timing (BENCHMARKS.md).
     pub fn candidates(gemm: GemmSize, multiprocessors: usize) -> Vec<TiledLaunch> {
         let mut all = vec![TiledLaunch::plan(gemm, multiprocessors)];
         for shape in TileShape::suited(gemm) {
@@ -234,13 +286,21 @@ impl TiledLaunch {
                 }
             }
         }
+        if gemm.rows > 4 {
+            all.push(TiledLaunch::stream_k(gemm, multiprocessors));
+        }
         all
     }
 
-    /// Short description for tables: tile shape and K splits, e.g. "128x128/5".
+    /// Short description for tables: tile shape and K splits, e.g. "128x128/5", or for
+    /// stream K the blocks, e.g. "128x128/sk264".
     pub fn label(&self) -> String {
         let (rows, columns) = self.shape.size();
-        format!("{rows}x{columns}/{}", self.splits)
+        if self.stream_k {
+            format!("{rows}x{columns}/sk{}", self.grid.0)
+        } else {
+            format!("{rows}x{columns}/{}", self.splits)
+        }
     }
 }
 
@@ -320,7 +380,7 @@ mod tests {
         let labels: Vec<String> = all.iter().map(TiledLaunch::label).collect();
         // The plan (large, 4 splits); square: best by the model (2), unsplit, and the
         // splits filling one, two and four waves of 528 (256 tiles: 2 again, 4, 8); large:
-        // unsplit, then one, two, four waves of 264 (64 tiles: 4 again, 8, 16).
+        // unsplit, then one, two, four waves of 264 (64 tiles: 4 again, 8, 16); stream K.
         assert_eq!(
             labels,
             [
@@ -331,12 +391,60 @@ mod tests {
                 "64x64/8",
                 "128x128/1",
                 "128x128/8",
-                "128x128/16"
+                "128x128/16",
+                "128x128/sk264"
             ]
         );
         let one_row = TiledLaunch::candidates(gemm(1, 65536, 3136), 132);
         assert!(one_row.iter().all(|l| l.shape != TileShape::Large));
         assert!(one_row.iter().any(|l| l.shape == TileShape::Square));
+    }
+
+    /// Per tile, the blocks whose share [b W / B, (b + 1) W / B) of the tile-major units
+    /// meets it, worked out share by share.
+    fn contributors(tiles: usize, k_tiles: usize, blocks: usize) -> Vec<Vec<usize>> {
+        let work = tiles * k_tiles;
+        let mut per_tile = vec![Vec::new(); tiles];
+        for b in 0..blocks {
+            let (begin, end) = (b * work / blocks, (b + 1) * work / blocks);
+            assert!(
+                begin < end,
+                "block {b} of {blocks} has no work ({work} units)"
+            );
+            for (t, list) in per_tile.iter_mut().enumerate() {
+                if begin < (t + 1) * k_tiles && t * k_tiles < end {
+                    list.push(b);
+                }
+            }
+        }
+        per_tile
+    }
+
+    #[test]
+    fn stream_k_shares_all_tiles_work_in_one_wave() {
+        // The residual block's dgrad at batch 1 on 132 multiprocessors: 70 large tiles of 144
+        // K tiles on 264 blocks, about 38 K tiles each; split K's best, 3 splits, leaves 54
+        // slots empty and gives each block 48.
+        let g = gemm(256, 4356, 2304);
+        let launch = TiledLaunch::stream_k(g, 132);
+        assert_eq!((launch.grid, launch.stream_k), ((264, 1, 1), true));
+        assert_eq!(launch.label(), "128x128/sk264");
+        let per_tile = contributors(70, 144, 264);
+        // Each tile's contributors are consecutive blocks (their slot is b - first), and the
+        // slots cover the most any tile has.
+        for list in &per_tile {
+            assert_eq!(list.last().unwrap() - list[0] + 1, list.len());
+        }
+        let most = per_tile.iter().map(Vec::len).max().unwrap();
+        assert_eq!(launch.splits, most);
+        assert_eq!(launch.k_chunk as usize, most);
+        assert_eq!(launch.workspace, most * 256 * 4356);
+        let three = TiledLaunch::with_splits(g, TileShape::Large, 3);
+        assert!(launch.modelled_cost(g, 132) < three.modelled_cost(g, 132));
+        // Fewer units than slots: one block per unit, none idle.
+        let small = TiledLaunch::stream_k(gemm(64, 100, 48), 132);
+        assert_eq!(small.grid.0, 3);
+        assert_eq!(small.splits, contributors(1, 3, 3)[0].len());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (18 int32),
-// a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (tile shape
-// 0 square / 1 large / 2 narrow, grid x, y, z and k_chunk: 5 int32 each, as src/device/tiled_conv.rs
-// plans them), then x, w, dy
+// a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (kernel 0
+// square / 1 large / 2 narrow / 3 large stream K, grid x, y, z and k_chunk (stream K: the
+// slots): 5 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy
 // (float32); fprop and dgrad get w as their panels (conv_weight_panel_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
 // and then each planned tiled launch's (with split K: the partial sums added by
 // conv_split_sum_f32, as the backend does).
@@ -26,10 +26,12 @@ static std::vector<float> run_direct(Direct kernel, const ConvParams& g, const s
     return out;
 }
 
+// Stream K (kernel 3) launches a grid of (x, 1, 1) and sums p.z slots after.
 static std::vector<float> run_tiled(Tiled kernel, const ConvParams& g, const Plan& p, const std::vector<float>& a,
                                     const std::vector<float>& b, size_t len) {
     std::vector<float> out(len, NAN), partial(p.z > 1 ? p.z * len : 1, NAN);
-    launch({(unsigned)p.x, (unsigned)p.y, (unsigned)p.z}, 256,
+    const unsigned grid_z = p.shape == 3 ? 1 : (unsigned)p.z;
+    launch({(unsigned)p.x, (unsigned)p.y, grid_z}, 256,
            [&] { kernel(g, a.data(), b.data(), out.data(), partial.data(), p.k_chunk); });
     if (p.z > 1)
         launch({4, 1, 1}, 256, [&] { conv_split_sum_f32(partial.data(), out.data(), (int)len, p.z); });
@@ -58,14 +60,20 @@ int main(int argc, char** argv) {
     launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), dgrad_panel.data(), 1); });
     struct Pass {
         Direct direct;
-        Tiled tiled[3];  // square, large, narrow
+        Tiled tiled[4];  // square, large, narrow, large stream K
         const std::vector<float>&a, &b;
         size_t len;
     };
     const Pass passes[3] = {
-        {conv_fprop_f32, {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32}, x, fprop_panel, ny},
-        {conv_dgrad_f32, {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32}, dy, dgrad_panel, nx},
-        {conv_wgrad_f32, {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32}, x, dy, nw}};
+        {conv_fprop_f32,
+         {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32, conv_fprop_large_streamk_f32},
+         x, fprop_panel, ny},
+        {conv_dgrad_f32,
+         {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32, conv_dgrad_large_streamk_f32},
+         dy, dgrad_panel, nx},
+        {conv_wgrad_f32,
+         {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32, conv_wgrad_large_streamk_f32},
+         x, dy, nw}};
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 4;
     for (int p = 0; p < 3; ++p) {

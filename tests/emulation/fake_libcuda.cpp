@@ -86,7 +86,8 @@ const Kernel KERNELS[] = {
     KERNEL(pad_fwd_f32),            KERNEL(pad_bwd_f32),            KERNEL(sum_partial_f32),
     KERNEL(fill_f32),               KERNEL(norm_channel_sums_f32),  KERNEL(window_cut_f32),
     KERNEL(window_add_f64),         KERNEL(window_blend_f32),       KERNEL(running_stats_f32),
-    KERNEL(conv_weight_panel_f32),
+    KERNEL(conv_weight_panel_f32),  KERNEL(conv_fprop_large_streamk_f32), KERNEL(conv_dgrad_large_streamk_f32),
+    KERNEL(conv_wgrad_large_streamk_f32),
 };
 
 std::mutex launches;

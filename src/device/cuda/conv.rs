@@ -143,10 +143,31 @@ impl ConvKernel {
     }
 }
 
+/// The operands' lengths must be what the geometry implies.
+fn check_operands(kernel: ConvKernel, g: &ConvGeometry, a: usize, b: usize) -> CudaResult<()> {
+    let (a_len, b_len, _) = kernel.operand_lens(g);
+    if (a, b) != (a_len, b_len) {
+        return Err(format!(
+            "conv {}: operands of {a} and {b} elements, the geometry needs {a_len} and {b_len}",
+            kernel.name()
+        ));
+    }
+    Ok(())
+}
+
 impl CudaBackend {
-    /// The kernel behind a conv primitive; tiled ones come in the planned tile shape.
-    fn conv_function(&self, kernel: ConvKernel, shape: TileShape) -> &CudaFunction {
+    /// The kernel behind a conv primitive; tiled ones as their launch says (tile shape,
+    /// stream K).
+    fn conv_function(&self, kernel: ConvKernel, launch: Option<TiledLaunch>) -> &CudaFunction {
         let f = &self.functions;
+        if launch.is_some_and(|l| l.stream_k) {
+            match kernel.pass() {
+                ConvPass::Fprop => return &f.conv_fprop_large_streamk,
+                ConvPass::Dgrad => return &f.conv_dgrad_large_streamk,
+                ConvPass::Wgrad => return &f.conv_wgrad_large_streamk,
+            }
+        }
+        let shape = launch.map_or(TileShape::Square, |l| l.shape);
         match (kernel, shape) {
             (ConvKernel::Fprop, _) => &f.conv_fprop,
             (ConvKernel::Dgrad, _) => &f.conv_dgrad,
@@ -164,31 +185,33 @@ impl CudaBackend {
     }
 
     /// One conv primitive on device buffers, as its CPU op (`ConvKernel::operand_lens` says
-    /// which): `a`, `b` in, the result out. Tiled kernels run in tiles of `shape`, or (None)
-    /// as planned; split-K partial sums live in a pooled buffer for the launch.
+    /// which): `a`, `b` in, the result out. Tiled kernels run as planned, or autotuned
+    /// (`set_autotune`); split-K partial sums live in a pooled buffer for the launch.
     pub fn launch_conv(
         self: &Arc<Self>,
         kernel: ConvKernel,
         g: &ConvGeometry,
-        shape: Option<TileShape>,
         a: &DeviceBuffer,
         b: &DeviceBuffer,
     ) -> CudaResult<DeviceBuffer> {
-        let (a_len, b_len, _) = kernel.operand_lens(g);
-        if (a.len(), b.len()) != (a_len, b_len) {
-            return Err(format!(
-                "conv {}: operands of {} and {} elements, the geometry needs {a_len} and {b_len}",
-                kernel.name(),
-                a.len(),
-                b.len()
-            ));
-        }
-        let plan = match shape {
-            None if kernel.tiled() && self.autotune.load(Ordering::Relaxed) => {
-                Some(self.tuned_launch(kernel, g, a.slice(), b.slice())?)
-            }
-            _ => self.planned_launch(kernel, g, shape),
+        check_operands(kernel, g, a.len(), b.len())?;
+        let plan = if kernel.tiled() && self.autotune.load(Ordering::Relaxed) {
+            Some(self.tuned_launch(kernel, g, a.slice(), b.slice())?)
+        } else {
+            self.planned_launch(kernel, g)
         };
+        self.run_conv(kernel, g, plan, a, b)
+    }
+
+    /// `kernel` on `g` launched as `plan` (None for the direct kernels).
+    fn run_conv(
+        self: &Arc<Self>,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        plan: Option<TiledLaunch>,
+        a: &DeviceBuffer,
+        b: &DeviceBuffer,
+    ) -> CudaResult<DeviceBuffer> {
         let conv = self.prepare_conv(kernel, g, plan)?;
         let mut out = self.alloc(conv.out_len)?;
         let mut workspace = self.pool.take(conv.workspace_len())?;
@@ -253,18 +276,25 @@ impl CudaBackend {
         TiledLaunch::candidates(kernel.pass().gemm(g), self.multiprocessors)
     }
 
-    /// [`Self::launch_conv`] on host data.
+    /// A conv primitive on host data: a tiled kernel launched as `launch`, or (None) as
+    /// [`Self::launch_conv`] launches it.
     pub fn conv(
         self: &Arc<Self>,
         kernel: ConvKernel,
         g: &ConvGeometry,
-        shape: Option<TileShape>,
+        launch: Option<TiledLaunch>,
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
-        let up = |v| self.upload_buffer(v);
-        self.launch_conv(kernel, g, shape, &up(a)?, &up(b)?)?
-            .to_host()
+        let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
+        let out = match launch {
+            Some(launch) if kernel.tiled() => {
+                check_operands(kernel, g, a.len(), b.len())?;
+                self.run_conv(kernel, g, Some(launch), &a, &b)?
+            }
+            _ => self.launch_conv(kernel, g, &a, &b)?,
+        };
+        out.to_host()
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
@@ -282,15 +312,9 @@ impl CudaBackend {
         }
     }
 
-    /// A tiled kernel's launch in tiles of `shape`, or (None) as planned; None for the
-    /// direct kernels.
-    fn planned_launch(
-        &self,
-        kernel: ConvKernel,
-        g: &ConvGeometry,
-        shape: Option<TileShape>,
-    ) -> Option<TiledLaunch> {
-        kernel.tiled().then(|| self.tiled_launch(kernel, g, shape))
+    /// A tiled kernel's launch as planned; None for the direct kernels.
+    fn planned_launch(&self, kernel: ConvKernel, g: &ConvGeometry) -> Option<TiledLaunch> {
+        kernel.tiled().then(|| self.tiled_launch(kernel, g, None))
     }
 
     /// Everything a launch of `kernel` on `g` needs that does not change between launches,
@@ -305,7 +329,7 @@ impl CudaBackend {
         Ok(PreparedConv {
             kernel,
             params: ConvParams::of(g)?,
-            function: self.conv_function(kernel, plan.map_or(TileShape::Square, |p| p.shape)),
+            function: self.conv_function(kernel, plan),
             plan,
             out_len: kernel.operand_lens(g).2,
         })

@@ -18,7 +18,7 @@ pub(super) fn primitive(
 ) -> Result<Tensor> {
     let backend = a.backend();
     let y = backend
-        .launch_conv(kernel, g, None, a, b)
+        .launch_conv(kernel, g, a, b)
         .map_err(Error::Device)?;
     let y = match bias {
         None => y,
