@@ -75,6 +75,10 @@ impl TileShape {
 const MIN_K_TILES_PER_SPLIT: usize = 8;
 /// At most this many splits; the partial sums take `splits` times the result's memory.
 const MAX_SPLITS: usize = 256;
+/// Autotuning tries stream K only with at most this many floats of partial sums (256 MiB):
+/// on large outputs its slots take twice the result (1 GiB for the 3D CycleGAN's largest
+/// layers at batch 2), a lot to allocate for one candidate.
+const MAX_STREAM_K_WORKSPACE: usize = 1 << 26;
 /// Bytes of partial sums a multiprocessor writes, reads back and sums in the time its blocks
 /// multiply one K tile of square tiles (the cost model's unit). Fitted by least squares to
 /// the residual block's fprop and wgrad on an H200 (132 multiprocessors; batch 1 in 1 to 16
@@ -265,7 +269,7 @@ impl TiledLaunch {
     /// The launches autotuning times for a GEMM (`CudaBackend::set_autotune`): the plan's
     /// own first, then in each suited shape the best split by the model, K unsplit, and the
     /// splits that fill one, two and four waves of resident blocks, then (more than four
-    /// rows) stream K; no launch twice. The plan itself never picks stream K: it awaits a
+    /// rows, and partial sums within `MAX_STREAM_K_WORKSPACE`) stream K; no launch twice. The plan itself never picks stream K: it awaits a
     /// GPU's timing (BENCHMARKS.md).
     pub fn candidates(gemm: GemmSize, multiprocessors: usize) -> Vec<TiledLaunch> {
         let mut all = vec![TiledLaunch::plan(gemm, multiprocessors)];
@@ -286,8 +290,9 @@ impl TiledLaunch {
                 }
             }
         }
-        if gemm.rows > 4 {
-            all.push(TiledLaunch::stream_k(gemm, multiprocessors));
+        let stream_k = TiledLaunch::stream_k(gemm, multiprocessors);
+        if gemm.rows > 4 && stream_k.workspace <= MAX_STREAM_K_WORKSPACE {
+            all.push(stream_k);
         }
         all
     }
@@ -441,6 +446,11 @@ mod tests {
         assert_eq!(launch.workspace, most * 256 * 4356);
         let three = TiledLaunch::with_splits(g, TileShape::Large, 3);
         assert!(launch.modelled_cost(g, 132) < three.modelled_cost(g, 132));
+        // Too much partial-sum memory to try: the 3D generator's first layer at batch 2
+        // (64 channels, 128 x 128 x 64) has 2 slots of 134 M floats.
+        let big = gemm(64, 2 * 128 * 128 * 64, 7 * 7 * 7);
+        assert!(TiledLaunch::stream_k(big, 132).workspace > MAX_STREAM_K_WORKSPACE);
+        assert!(TiledLaunch::candidates(big, 132).iter().all(|l| !l.stream_k));
         // Fewer units than slots: one block per unit, none idle.
         let small = TiledLaunch::stream_k(gemm(64, 100, 48), 132);
         assert_eq!(small.grid.0, 3);
