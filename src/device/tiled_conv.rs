@@ -450,7 +450,11 @@ mod tests {
         // (64 channels, 128 x 128 x 64) has 2 slots of 134 M floats.
         let big = gemm(64, 2 * 128 * 128 * 64, 7 * 7 * 7);
         assert!(TiledLaunch::stream_k(big, 132).workspace > MAX_STREAM_K_WORKSPACE);
-        assert!(TiledLaunch::candidates(big, 132).iter().all(|l| !l.stream_k));
+        assert!(
+            TiledLaunch::candidates(big, 132)
+                .iter()
+                .all(|l| !l.stream_k)
+        );
         // Fewer units than slots: one block per unit, none idle.
         let small = TiledLaunch::stream_k(gemm(64, 100, 48), 132);
         assert_eq!(small.grid.0, 3);
