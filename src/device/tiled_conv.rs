@@ -60,8 +60,10 @@ impl TileShape {
     }
     /// Time for a multiprocessor's resident blocks to multiply one K tile each, relative to
     /// square tiles'. Large ones do twice the work at 1.34x the rate (fitted with
-    /// `PARTIAL_BYTES_PER_UNIT`: 1.49 units). Narrow tiles only meet square ones on
-    /// GEMMs of at most four rows, where both compute the same useful rows: the same time.
+    /// `PARTIAL_BYTES_PER_UNIT`: 1.49 units). Narrow tiles are counted at the square ones'
+    /// cost: they only compete on GEMMs of at most four rows, where a narrow block covers
+    /// 256 columns of useful results to a square block's 64, in no more time (a quarter of
+    /// the multiply-adds), so they win on their fewer tiles.
     fn wave_cost(self) -> f64 {
         match self {
             TileShape::Large => 2.0 / 1.34,
