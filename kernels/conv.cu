@@ -315,13 +315,13 @@ __device__ __forceinline__ void stream_k_gemm(Ops ops, float* partial, int slots
     const long long W = (long long)tiles_x * ((M + TM - 1) / TM) * KT, B = gridDim.x;
     // The block whose share holds unit w.
     auto block_of = [&](long long w) { return ((w + 1) * B - 1) / W; };
-    const long long b = blockIdx.x, end = (b + 1) * W / B;
+    const long long b = blockIdx.x, begin = b * W / B, end = (b + 1) * W / B;
     float* const out = ops.out;
-    for (long long w = b * W / B; w < end;) {
+    for (long long w = begin; w < end;) {
         const long long t = w / KT, piece_end = min(end, (t + 1) * KT);
         const long long first = block_of(t * KT), last = block_of((t + 1) * KT - 1);
         const int m0 = (int)(t / tiles_x) * TM, n0 = (int)(t % tiles_x) * TN;
-        if (w > b * W / B) __syncthreads();  // the previous piece's shared tiles are read
+        if (w > begin) __syncthreads();  // the previous piece's shared tiles are read
         ops.out = slots > 1 ? partial + (b - first) * M * (long long)N : out;
         tile_product<TM, TN, RM, RN>(ops, m0, n0, (int)(w - t * KT) * TILE_K,
                                      min(ops.depth(), (int)(piece_end - t * KT) * TILE_K));
@@ -411,14 +411,25 @@ struct ConvShape {
     }
 };
 
-// fprop: A = W [c_out, (tap, c_in)] read from its panel, B = im2col(X), one column per
-// (image, output position).
-struct FpropOps : ConvShape {
-    static constexpr bool skips_taps = false, a_rows_contiguous = true;
-    const float* x;
+// fprop's and dgrad's A: the weights rewritten K-major (`conv_weight_panel_f32`) with `m`
+// rows, A(row, k) = panel[k * m + row], contiguous along the rows.
+struct PanelA {
+    static constexpr bool a_rows_contiguous = true;
     const float* panel;
+    int m;
+    __device__ const float* a_origin() const { return panel; }
+    __device__ int a_row_stride() const { return 1; }
+    __device__ int a_k_stride() const { return m; }
+    __device__ int a_offset(const TapSlice&, int k0) const { return k0 * m; }
+};
+
+// fprop: A = W [c_out, (tap, c_in)], panel[(tap * c_in + ci) * c_out + co] = w[co, ci, tap];
+// B = im2col(X), one column per (image, output position).
+struct FpropOps : ConvShape, PanelA {
+    static constexpr bool skips_taps = false;
+    const float* x;
     __device__ FpropOps(const ConvParams& p, const float* x_, const float* panel_, float* y)
-        : ConvShape(p, y), x(x_), panel(panel_) {}
+        : ConvShape(p, y), PanelA{panel_, p.c_out}, x(x_) {}
     __device__ int rows() const { return g.c_out; }
     __device__ int columns() const { return g.n * out_sp; }
     __device__ int depth() const { return g.c_in * kvol; }
@@ -430,11 +441,6 @@ struct FpropOps : ConvShape {
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
-    // A[co, (tap, ci)] = w[co, ci, tap] = panel[(tap * c_in + ci) * c_out + co].
-    __device__ const float* a_origin() const { return panel; }
-    __device__ int a_row_stride() const { return 1; }
-    __device__ int a_k_stride() const { return g.c_out; }
-    __device__ int a_offset(const Slice&, int k0) const { return k0 * g.c_out; }
     // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
@@ -445,22 +451,21 @@ struct FpropOps : ConvShape {
     __device__ int out_row_stride() const { return out_sp; }
 };
 
-// dgrad: A = W^T [c_in, (tap, c_out)] read from its panel, B = the dY values each input
-// position receives.
+// dgrad: A = W^T [c_in, (tap, c_out)], panel[(tap * c_out + co) * c_in + ci] = w[co, ci, tap];
+// B = the dY values each input position receives.
 // Columns are phase-major where the strides divide the input: column n is (phase, image,
 // position q on the phase's sub-grid), input position = phase + stride * q, so that a tile's
 // columns share a phase and so the taps they receive from (`tap_mask`, `needed`).
-struct DgradOps : ConvShape {
-    static constexpr bool skips_taps = true, a_rows_contiguous = true;
+struct DgradOps : ConvShape, PanelA {
+    static constexpr bool skips_taps = true;
     const float* dy;
-    const float* panel;
     Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
     int sub_sp;
     __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
     __device__ DgradOps(const ConvParams& p, const float* dy_, const float* panel_, float* dx)
         : ConvShape(p, dx),
+          PanelA{panel_, p.c_in},
           dy(dy_),
-          panel(panel_),
           step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
           sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
           sub_sp(sub.d * sub.h * sub.w) {}
@@ -497,11 +502,6 @@ struct DgradOps : ConvShape {
     __device__ bool needed(const Slice& s, unsigned long long block_taps) const {
         return s.tap >= 64 || (block_taps >> s.tap & 1);
     }
-    // A[ci, (tap, co)] = w[co, ci, tap] = panel[(tap * c_out + co) * c_in + ci].
-    __device__ const float* a_origin() const { return panel; }
-    __device__ int a_row_stride() const { return 1; }
-    __device__ int a_k_stride() const { return g.c_in; }
-    __device__ int a_offset(const Slice&, int k0) const { return k0 * g.c_in; }
     // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
     __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * out_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
