@@ -143,6 +143,14 @@ impl ConvKernel {
     }
 }
 
+/// A cache of launches. Every update is whole before the guard drops, so a lock poisoned by
+/// a panic elsewhere is still consistent.
+fn locked(
+    launches: &std::sync::Mutex<super::ConvLaunches>,
+) -> std::sync::MutexGuard<'_, super::ConvLaunches> {
+    launches.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The operands' lengths must be what the geometry implies.
 fn check_operands(kernel: ConvKernel, g: &ConvGeometry, a: usize, b: usize) -> CudaResult<()> {
     let (a_len, b_len, _) = kernel.operand_lens(g);
@@ -235,10 +243,9 @@ impl CudaBackend {
         tuned.iter().map(|(&(k, g), &l)| (k, g, l)).collect()
     }
 
-    /// The launches autotuning picked. Every update is whole before the guard drops, so a
-    /// lock poisoned by a panic elsewhere is still consistent.
-    fn tuned(&self) -> std::sync::MutexGuard<'_, super::TunedLaunches> {
-        self.tuned.lock().unwrap_or_else(|e| e.into_inner())
+    /// The launches autotuning picked.
+    fn tuned(&self) -> std::sync::MutexGuard<'_, super::ConvLaunches> {
+        locked(&self.tuned)
     }
 
     /// The fastest candidate launch of `kernel` on `g`, timed on the operands `a`, `b` the
@@ -312,9 +319,14 @@ impl CudaBackend {
         }
     }
 
-    /// A tiled kernel's launch as planned; None for the direct kernels.
+    /// A tiled kernel's launch as planned, worked out once per geometry; None for the direct
+    /// kernels.
     fn planned_launch(&self, kernel: ConvKernel, g: &ConvGeometry) -> Option<TiledLaunch> {
-        kernel.tiled().then(|| self.tiled_launch(kernel, g, None))
+        kernel.tiled().then(|| {
+            *locked(&self.planned)
+                .entry((kernel, *g))
+                .or_insert_with(|| self.tiled_launch(kernel, g, None))
+        })
     }
 
     /// Everything a launch of `kernel` on `g` needs that does not change between launches,

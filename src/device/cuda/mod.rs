@@ -104,8 +104,8 @@ impl RawAllocator for StreamAllocator {
     }
 }
 
-/// The launch autotuning picked for each tiled conv kernel and geometry.
-type TunedLaunches =
+/// A launch for each tiled conv kernel and geometry met so far (planned, or autotuned).
+type ConvLaunches =
     HashMap<(ConvKernel, crate::ops::conv::ConvGeometry), crate::device::tiled_conv::TiledLaunch>;
 
 /// One GPU with the engine's kernels loaded.
@@ -120,9 +120,12 @@ pub struct CudaBackend {
     /// Fill every new buffer with NaN, so that elements a kernel fails to write show
     /// (the parity tests switch it on).
     poison: AtomicBool,
+    /// The planned launches worked out so far: `TiledLaunch::plan` searches every K split,
+    /// a few microseconds that a training step would otherwise pay on every conv call.
+    planned: Mutex<ConvLaunches>,
     /// Pick tiled conv launches by timing (`set_autotune`), and what was picked.
     autotune: AtomicBool,
-    tuned: Mutex<TunedLaunches>,
+    tuned: Mutex<ConvLaunches>,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
@@ -243,6 +246,7 @@ impl CudaBackend {
             multiprocessors: multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
             autotune: AtomicBool::new(false),
+            planned: Mutex::new(HashMap::new()),
             tuned: Mutex::new(HashMap::new()),
             functions,
             _modules: vec![
