@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use super::layers;
-use crate::device::tiled_conv::ConvPass;
+use crate::device::tiled_conv::{ConvPass, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 
 /// One measured kernel.
@@ -20,8 +20,8 @@ pub struct KernelRow {
     pub unit: &'static str,
     /// The conv's shape, for convs: lets a baseline (benches/torch_kernels.py) time the same.
     pub geometry: Option<ConvGeometry>,
-    /// Tiled convs: tile shape and K splits (`TiledLaunch::label`); empty otherwise.
-    pub tiles: String,
+    /// Tiled convs and the dense GEMM: how they were launched (tile shape, K splits).
+    pub launch: Option<TiledLaunch>,
     /// The conv primitive, for convs.
     pub pass: Option<ConvPass>,
     /// A tiled conv in the tile shape the backend's plan picks (not one of the `@shape` rows).
@@ -29,6 +29,13 @@ pub struct KernelRow {
     /// A launch timed only for the split sweep on the floor's shape: shown in the sweep's
     /// matrix (`write_sweep`) rather than as a row of the table; in the CSV like any row.
     pub sweep: bool,
+}
+
+impl KernelRow {
+    /// The launch's tile shape and K splits (`TiledLaunch::label`), or nothing.
+    fn tiles(&self) -> String {
+        self.launch.map_or(String::new(), |l| l.label())
+    }
 }
 
 /// The peaks the rates are measured against, from the same run.
@@ -84,7 +91,7 @@ pub fn write_table(
             r.rate,
             r.unit,
             100.0 * r.rate / peak,
-            r.tiles
+            r.tiles()
         )?;
     }
     write_sweep(out, rows)?;
@@ -98,31 +105,26 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
     use std::collections::BTreeMap;
     const COLUMNS: usize = 16;
     let g = floor_geometry();
-    // (pass in order, tile shape) -> the pass, per splits (rate, planned), and the launches
-    // not counted in splits (stream K, "sk264") by label.
+    // (pass in order, tile shape) -> the pass, (rate, planned) by K splits, and stream K's
+    // by blocks.
     type Cells = BTreeMap<usize, (f64, bool)>;
-    type Line = (ConvPass, Cells, BTreeMap<String, (f64, bool)>);
-    let mut lines: BTreeMap<(u8, String), Line> = BTreeMap::new();
+    let mut lines: BTreeMap<(u8, String), (ConvPass, Cells, Cells)> = BTreeMap::new();
     for r in rows
         .iter()
         .filter(|r| r.batch == 1 && r.geometry == Some(g))
     {
-        let (Some(pass), Some((shape, splits))) = (r.pass, r.tiles.split_once('/')) else {
+        let (Some(pass), Some(launch)) = (r.pass, r.launch) else {
             continue;
         };
         let line = lines
-            .entry((pass as u8, shape.to_string()))
-            .or_insert_with(|| (pass, Cells::new(), BTreeMap::new()));
-        let cell = match splits.parse::<usize>() {
-            Ok(splits) => line.1.entry(splits),
-            Err(_) => {
-                let other = line.2.entry(splits.to_string());
-                other.or_insert((r.rate, r.planned_tiles)).1 |= r.planned_tiles;
-                continue;
-            }
-        }
-        .or_insert((r.rate, r.planned_tiles));
-        cell.1 |= r.planned_tiles;
+            .entry((pass as u8, launch.shape.label()))
+            .or_insert_with(|| (pass, Cells::new(), Cells::new()));
+        let cell = if launch.stream_k {
+            line.2.entry(launch.grid.0 as usize)
+        } else {
+            line.1.entry(launch.splits)
+        };
+        cell.or_insert((r.rate, r.planned_tiles)).1 |= r.planned_tiles;
     }
     if lines.is_empty() {
         return Ok(());
@@ -136,7 +138,7 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
         write!(out, " {splits:>5}")?;
     }
     writeln!(out, "  others")?;
-    for ((_, shape), (pass, cells, labelled)) in &lines {
+    for ((_, shape), (pass, cells, stream_k)) in &lines {
         let name = format!("{pass:?}").to_lowercase();
         write!(out, "{name:<6} {shape:<8}")?;
         let cell = |(rate, planned): (f64, bool)| {
@@ -150,9 +152,9 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
             .range(COLUMNS + 1..)
             .map(|(splits, &c)| format!("/{splits} {}", cell(c)))
             .chain(
-                labelled
+                stream_k
                     .iter()
-                    .map(|(label, &c)| format!("/{label} {}", cell(c))),
+                    .map(|(blocks, &c)| format!("/sk{blocks} {}", cell(c))),
             )
             .collect();
         writeln!(out, "  {}", others.join(", "))?;
@@ -178,7 +180,12 @@ pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io
         writeln!(
             out,
             "{},{},{:.4},{:.2},{},{shape},{}",
-            r.kernel, r.batch, r.ms, r.rate, r.unit, r.tiles
+            r.kernel,
+            r.batch,
+            r.ms,
+            r.rate,
+            r.unit,
+            r.tiles()
         )?;
     }
     Ok(())
@@ -252,7 +259,7 @@ fn write_floor(
             None => "not judged",
         };
         let planned = row.planned.map_or(String::new(), |p| {
-            format!("; as planned {:.1} TFLOP/s ({})", p.rate / 1e3, p.tiles)
+            format!("; as planned {:.1} TFLOP/s ({})", p.rate / 1e3, p.tiles())
         });
         writeln!(
             out,
@@ -260,7 +267,7 @@ fn write_floor(
             format!("{:?}", row.pass).to_lowercase(),
             r.rate / 1e3,
             r.kernel,
-            r.tiles
+            r.tiles()
         )?;
     }
     Ok(())
@@ -286,6 +293,7 @@ pub fn fp32_peak_gflops(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::tiled_conv::TileShape;
 
     #[test]
     fn fp32_peaks_of_known_gpus() {
@@ -312,11 +320,9 @@ mod tests {
             rate,
             unit: "GFLOP/s",
             geometry: Some(geometry),
-            tiles: if kernel.contains("tiled") {
-                "64x64/1".into()
-            } else {
-                String::new()
-            },
+            launch: kernel
+                .contains("tiled")
+                .then(|| TiledLaunch::with_splits(pass.gemm(&geometry), TileShape::Square, 1)),
             pass: Some(pass),
             planned_tiles: kernel.ends_with("-tiled"),
             sweep: kernel.contains('/'),
@@ -375,16 +381,30 @@ mod tests {
     #[test]
     fn the_split_sweep_is_a_matrix_after_the_table() {
         let block = floor_geometry();
-        let launch = |kernel: &str, tiles: &str, rate: f64| KernelRow {
-            tiles: tiles.into(),
+        let gemm = ConvPass::Dgrad.gemm(&block);
+        let split = |shape, splits| TiledLaunch::with_splits(gemm, shape, splits);
+        let launch = |kernel: &str, launch: TiledLaunch, rate: f64| KernelRow {
+            launch: Some(launch),
             ..row(ConvPass::Dgrad, 1, block, rate, kernel)
         };
         let rows = vec![
-            launch("dgrad-tiled", "128x128/7", 24_500.0),
-            launch("dgrad-tiled@64x64", "64x64/5", 18_000.0),
-            launch("dgrad-tiled@128x128/3", "128x128/3", 24_700.0),
-            launch("dgrad-tiled@128x128/29", "128x128/29", 20_000.0),
-            launch("dgrad-tiled@128x128/sk264", "128x128/sk264", 28_000.0),
+            launch("dgrad-tiled", split(TileShape::Large, 7), 24_500.0),
+            launch("dgrad-tiled@64x64", split(TileShape::Square, 5), 18_000.0),
+            launch(
+                "dgrad-tiled@128x128/3",
+                split(TileShape::Large, 3),
+                24_700.0,
+            ),
+            launch(
+                "dgrad-tiled@128x128/29",
+                split(TileShape::Large, 29),
+                20_000.0,
+            ),
+            launch(
+                "dgrad-tiled@128x128/sk264",
+                TiledLaunch::stream_k(gemm, 132),
+                28_000.0,
+            ),
         ];
         let text = table_text(&rows);
         // Sweep rows only in the matrix; the plan's and the other shape's in both.

@@ -12,7 +12,7 @@
 use super::kernel_table::{KernelRow, Peaks, floor_geometry, fp32_peak_gflops};
 use super::layers::{self, ConvLayer};
 use crate::device::cuda::{ConvKernel, CudaBackend, CudaResult};
-use crate::device::tiled_conv::{TileShape, TiledLaunch};
+use crate::device::tiled_conv::{GemmSize, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 use std::sync::Arc;
 
@@ -114,7 +114,15 @@ pub fn run(
         rate: 2.0 * (GEMM_SIZE as f64).powi(3) / (gemm_ms * 1e-3) / 1e9,
         unit: "GFLOP/s",
         geometry: None,
-        tiles: "128x128/1".into(),
+        launch: Some(TiledLaunch::with_splits(
+            GemmSize {
+                rows: GEMM_SIZE,
+                columns: GEMM_SIZE,
+                depth: GEMM_SIZE,
+            },
+            TileShape::Large,
+            1,
+        )),
         pass: None,
         planned_tiles: false,
         sweep: false,
@@ -147,7 +155,7 @@ pub fn run(
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
                     unit: "GFLOP/s",
                     geometry: Some(g),
-                    tiles: variant.launch.map_or(String::new(), |l| l.label()),
+                    launch: variant.launch,
                     pass: Some(kernel.pass()),
                     planned_tiles: variant.planned,
                     sweep: variant.sweep,
@@ -178,7 +186,7 @@ pub fn run(
                     rate: bytes * elements as f64 / (ms * 1e-3) / 1e9,
                     unit: "GB/s",
                     geometry: None,
-                    tiles: String::new(),
+                    launch: None,
                     pass: None,
                     planned_tiles: false,
                     sweep: false,
@@ -198,7 +206,7 @@ pub fn run(
         rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,
         unit: "GB/s",
         geometry: None,
-        tiles: String::new(),
+        launch: None,
         pass: None,
         planned_tiles: false,
         sweep: false,

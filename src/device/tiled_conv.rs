@@ -45,6 +45,11 @@ impl TileShape {
             TileShape::Narrow => (4, 256),
         }
     }
+    /// "rows x columns", e.g. "128x128".
+    pub fn label(self) -> String {
+        let (rows, columns) = self.size();
+        format!("{rows}x{columns}")
+    }
     /// Tiles covering the GEMM's result.
     fn tiles(self, gemm: GemmSize) -> usize {
         let (rows, columns) = self.size();
@@ -302,11 +307,11 @@ impl TiledLaunch {
     /// Short description for tables: tile shape and K splits, e.g. "128x128/5", or for
     /// stream K the blocks, e.g. "128x128/sk264".
     pub fn label(&self) -> String {
-        let (rows, columns) = self.shape.size();
+        let shape = self.shape.label();
         if self.stream_k {
-            format!("{rows}x{columns}/sk{}", self.grid.0)
+            format!("{shape}/sk{}", self.grid.0)
         } else {
-            format!("{rows}x{columns}/{}", self.splits)
+            format!("{shape}/{}", self.splits)
         }
     }
 }
