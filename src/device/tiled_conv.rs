@@ -297,9 +297,11 @@ impl TiledLaunch {
                 }
             }
         }
-        let stream_k = TiledLaunch::stream_k(gemm, multiprocessors);
-        if gemm.rows > 4 && stream_k.workspace <= MAX_STREAM_K_WORKSPACE {
-            all.push(stream_k);
+        if gemm.rows > 4 {
+            let stream_k = TiledLaunch::stream_k(gemm, multiprocessors);
+            if stream_k.workspace <= MAX_STREAM_K_WORKSPACE {
+                all.push(stream_k);
+            }
         }
         all
     }
