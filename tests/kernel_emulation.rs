@@ -221,7 +221,9 @@ fn emulated_conv_kernels_match_the_cpu() {
 }
 
 /// Batch and instance norm: statistics, apply, gradient sums and backward (batch and fixed
-/// statistics), on sizes below, at and far above the 256-thread block.
+/// statistics), on sizes below, at and far above the 256-thread block, each reduced in one
+/// part per group and in parts of 100 elements (several per group, crossing samples in batch
+/// norm, merged per group).
 #[test]
 fn emulated_norm_kernels_match_the_cpu() {
     use mrgan::ops::elementwise::Activation;
@@ -231,9 +233,10 @@ fn emulated_norm_kernels_match_the_cpu() {
     let emulation = Emulation::new("norm");
     let driver = driver_or_skip!(emulation, "norm_driver");
     let eps = 1e-5f32;
-    for (k, (n, c, s)) in [(2usize, 3usize, 35usize), (3, 5, 256), (1, 4, 1001)]
+    for (k, (n, c, s), part) in [(2usize, 3usize, 35usize), (3, 5, 256), (1, 4, 1001)]
         .into_iter()
         .enumerate()
+        .flat_map(|(k, shape)| [(k, shape, 1 << 20), (k, shape, 100)])
     {
         let l = NormLayout { n, c, spatial: s };
         let [x, dy, gamma, beta] = common::norm_test_inputs(k, n, c, s);
@@ -244,11 +247,12 @@ fn emulated_norm_kernels_match_the_cpu() {
                 (1, Some(Activation::LeakyRelu(0.2))),
                 (0, Some(Activation::Tanh)),
             ] {
-                let what = format!("norm case {k} {over:?} batch_stats {batch_stats} {act:?}");
+                let what =
+                    format!("norm case {k} part {part} {over:?} batch_stats {batch_stats} {act:?}");
                 let (kind, slope) = kernel_codes::activation(act);
-                let mut input: Vec<u8> =
-                    bytemuck::cast_slice(&[n as i32, c as i32, s as i32, per_sample, batch_stats])
-                        .to_vec();
+                let header = [n, c, s].map(|v| v as i32);
+                let mut input: Vec<u8> = bytemuck::cast_slice(&header).to_vec();
+                input.extend_from_slice(bytemuck::cast_slice(&[per_sample, batch_stats, part]));
                 input.extend_from_slice(bytemuck::bytes_of(&eps));
                 input.extend_from_slice(bytemuck::bytes_of(&kind));
                 input.extend_from_slice(bytemuck::bytes_of(&slope));

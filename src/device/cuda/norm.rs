@@ -19,6 +19,11 @@ struct NormShape {
     per_sample: bool,
 }
 
+/// Elements a block reduces, a part of a group (`kernels/norm.cu`): 32 a thread, so that a
+/// batch-1 instance norm of 64 x 256 x 256 runs 512 blocks rather than 64. Fixed, not
+/// derived from the device, so that every GPU adds in the same order.
+const NORM_PART: usize = 8192;
+
 impl NormShape {
     fn new((n, c, s): (usize, usize, usize), per_sample: bool) -> NormShape {
         NormShape {
@@ -38,14 +43,39 @@ impl NormShape {
             self.c
         }
     }
+    /// Elements per group.
+    fn group_len(self) -> usize {
+        if self.per_sample {
+            self.s
+        } else {
+            self.n * self.s
+        }
+    }
+    /// Parts of [`NORM_PART`] elements per group, one block each in the reductions.
+    fn parts(self) -> usize {
+        self.group_len().div_ceil(NORM_PART).max(1)
+    }
     /// The kernels' (n, c, s, per_sample) ints.
     fn args(self) -> [i32; 4] {
         [self.n, self.c, self.s, self.per_sample as usize].map(|v| v as i32)
     }
-    /// One 256-thread block per group (the statistics and gradient-sum kernels).
-    fn per_group(self) -> LaunchConfig {
+    /// The reductions' grid: a 256-thread block per group and part.
+    fn per_part(self) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (self.groups() as u32, 1, 1),
+            grid_dim: (self.groups() as u32, self.parts() as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+    /// The element-wise kernels' grid: planes along y (at most 65,535, the rest by the
+    /// kernels' loop), about 1,024 elements a block along x.
+    fn per_plane(self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (
+                self.s.div_ceil(1024).clamp(1, 65535) as u32,
+                (self.n * self.c).clamp(1, 65535) as u32,
+                1,
+            ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
@@ -66,8 +96,9 @@ pub struct NormGrads {
 }
 
 impl CudaBackend {
-    /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (Welford, one block per
-    /// group): batch norm (`per_sample` false) or instance norm (true).
+    /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (a block per part of
+    /// [`NORM_PART`] elements, merged in order where a group has several): batch norm
+    /// (`per_sample` false) or instance norm (true).
     pub fn launch_norm_stats(
         self: &Arc<Self>,
         x: &DeviceBuffer,
@@ -83,18 +114,40 @@ impl CudaBackend {
         };
         let [ni, ci, si, ps] = shape.args();
         let eps = crate::ops::norm::EPS;
+        let parts = shape.parts();
+        // Per (group, part): mean and sum of squared deviations; null with one part, whose
+        // block stores the statistics itself.
+        let pairs = (parts > 1)
+            .then(|| self.alloc(2 * groups * parts))
+            .transpose()?;
+        let part = NORM_PART as i32;
         let mut b = self.stream.launch_builder(&self.functions.norm_stats);
         b.arg(x.slice())
             .arg(stats.mean.slice_mut())
             .arg(stats.var.slice_mut())
-            .arg(stats.invstd.slice_mut())
-            .arg(&ni)
-            .arg(&ci)
-            .arg(&si)
-            .arg(&ps)
-            .arg(&eps);
-        // SAFETY: matches norm_stats_f32; one block per group, group buffers hold `groups` floats.
-        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_stats_f32"))?;
+            .arg(stats.invstd.slice_mut());
+        arg_or_null(&mut b, pairs.as_ref());
+        b.arg(&ni).arg(&ci).arg(&si).arg(&ps).arg(&part).arg(&eps);
+        // SAFETY: matches norm_stats_f32; a block per group and part, group buffers hold
+        // `groups` floats and `pairs` two per group and part where there are several parts
+        // (null, and not written, with one).
+        unsafe { b.launch(shape.per_part()) }.map_err(err("norm_stats_f32"))?;
+        if let Some(pairs) = pairs {
+            let (g, len, count) = (groups as i32, shape.group_len() as i32, parts as i32);
+            let mut b = self.stream.launch_builder(&self.functions.norm_stats_merge);
+            b.arg(pairs.slice())
+                .arg(stats.mean.slice_mut())
+                .arg(stats.var.slice_mut())
+                .arg(stats.invstd.slice_mut())
+                .arg(&g)
+                .arg(&len)
+                .arg(&part)
+                .arg(&count)
+                .arg(&eps);
+            // SAFETY: matches norm_stats_merge_f32; `pairs` holds two floats per group and
+            // part, the outputs one per group.
+            unsafe { b.launch(launch_1d(groups)) }.map_err(err("norm_stats_merge_f32"))?;
+        }
         Ok(stats)
     }
 
@@ -129,7 +182,7 @@ impl CudaBackend {
             .arg(&slope);
         // SAFETY: matches norm_apply_f32; x and y hold n * c * s floats, gamma / beta c and
         // mean / invstd one per group, or are null.
-        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_apply_f32"))?;
+        unsafe { b.launch(shape.per_plane()) }.map_err(err("norm_apply_f32"))?;
         Ok(y)
     }
 
@@ -216,7 +269,7 @@ impl CudaBackend {
             .arg(&act_kind)
             .arg(&slope);
         // SAFETY: matches norm_backward_f32; dy, x and dx hold n * c * s floats.
-        unsafe { b.launch(launch_1d(shape.len())) }.map_err(err("norm_backward_f32"))?;
+        unsafe { b.launch(shape.per_plane()) }.map_err(err("norm_backward_f32"))?;
         Ok((sums, dx))
     }
 
@@ -233,21 +286,38 @@ impl CudaBackend {
         // Without a fused activation the kernel does not read y: any buffer stands in.
         let y = fused.map_or(dy, |f| f.0);
         let [ni, ci, si, ps] = shape.args();
-        let mut sums = self.alloc(2 * shape.groups())?;
+        let (groups, parts) = (shape.groups(), shape.parts());
+        let part = NORM_PART as i32;
+        // With several parts the kernel writes a pair per (group, part), merged below.
+        let mut pairs = self.alloc(2 * groups * parts)?;
         let mut b = self.stream.launch_builder(&self.functions.norm_grad_sums);
         b.arg(dy.slice()).arg(y.slice()).arg(x.slice());
         arg_or_null(&mut b, stats.map(|s| s.0));
         arg_or_null(&mut b, stats.map(|s| s.1));
-        b.arg(sums.slice_mut())
+        b.arg(pairs.slice_mut())
             .arg(&ni)
             .arg(&ci)
             .arg(&si)
             .arg(&ps)
+            .arg(&part)
             .arg(&act_kind)
             .arg(&slope);
-        // SAFETY: matches norm_grad_sums_f32; sums holds 2 * groups floats, mean / invstd
-        // one per group or null.
-        unsafe { b.launch(shape.per_group()) }.map_err(err("norm_grad_sums_f32"))?;
+        // SAFETY: matches norm_grad_sums_f32; a block per group and part, `pairs` holds two
+        // floats per group and part, mean / invstd one per group or null.
+        unsafe { b.launch(shape.per_part()) }.map_err(err("norm_grad_sums_f32"))?;
+        if parts == 1 {
+            return Ok(pairs);
+        }
+        let mut sums = self.alloc(2 * groups)?;
+        let (g, count) = (groups as i32, parts as i32);
+        let mut b = self.stream.launch_builder(&self.functions.norm_sums_merge);
+        b.arg(pairs.slice())
+            .arg(sums.slice_mut())
+            .arg(&g)
+            .arg(&count);
+        // SAFETY: matches norm_sums_merge_f32; `pairs` holds two floats per group and part,
+        // `sums` two per group.
+        unsafe { b.launch(launch_1d(groups)) }.map_err(err("norm_sums_merge_f32"))?;
         Ok(sums)
     }
 
