@@ -77,7 +77,6 @@ struct Functions {
     conv_fprop_large_streamk: CudaFunction,
     conv_dgrad_large_streamk: CudaFunction,
     conv_wgrad_large_streamk: CudaFunction,
-    conv_split_sum: CudaFunction,
     conv_weight_panel: CudaFunction,
     gemm: CudaFunction,
     activation_fwd: CudaFunction,
@@ -117,6 +116,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     /// Scratch buffers (split-K partial sums), cached across launches.
     pool: Arc<Pool<StreamAllocator>>,
+    /// The split conv launches' tickets, one per tile (`conv.rs`), zero between launches.
+    tickets: Mutex<Option<CudaSlice<i32>>>,
     /// The GPU's multiprocessors, which `TiledLaunch::plan` fills.
     multiprocessors: usize,
     /// Fill every new buffer with NaN, so that elements a kernel fails to write show
@@ -220,7 +221,6 @@ impl CudaBackend {
             conv_fprop_large_streamk: f(&conv, "conv_fprop_large_streamk_f32")?,
             conv_dgrad_large_streamk: f(&conv, "conv_dgrad_large_streamk_f32")?,
             conv_wgrad_large_streamk: f(&conv, "conv_wgrad_large_streamk_f32")?,
-            conv_split_sum: f(&conv, "conv_split_sum_f32")?,
             conv_weight_panel: f(&conv, "conv_weight_panel_f32")?,
             gemm: f(&conv, "gemm_f32")?,
             activation_fwd: f(&elementwise, "activation_fwd_f32")?,
@@ -246,6 +246,7 @@ impl CudaBackend {
             ordinal,
             ctx,
             pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
+            tickets: Mutex::new(None),
             stream,
             multiprocessors: multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
