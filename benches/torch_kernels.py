@@ -67,7 +67,7 @@ def main():
         if not row["c_in"]:  # not a conv (the dense GEMM, Adam)
             continue
         *layer, kernel = row["kernel"].split(" ")
-        kind = kernel.split("@")[0].removesuffix("-tiled")
+        kind = kernel.split("@")[0].removesuffix("-tiled").removesuffix("-thin")
         key = (" ".join(layer), kind, int(row["batch"]))
         ms = float(row["ms"])
         any_shape[key] = min(ms, any_shape.get(key, ms))

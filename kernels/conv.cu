@@ -680,13 +680,16 @@ extern "C" __global__ void conv_weight_panel_f32(ConvParams g, const float* w, f
     }
 }
 
-// A dense GEMM through the same large tiles: C[M, N] = A[M, K] * B[K, N], all row-major.
-// `mrgan bench kernels` times it as the compute peak the convs are measured against: what
-// the tiles reach without the im2col gather and the tap decomposition. Every K slice is
-// uniform (no decomposition), and nothing is skipped.
+// A dense GEMM through the same large tiles, strided and batched: matrix z of a batch is
+// C_z[M, N] = A[M, K] * B_z[K, N] with A row-major, B_z = B + z * batch_b, C_z = C + z * batch_c,
+// their rows ldb and ldc floats apart (the thin convs below multiply every image's channels
+// at once, and a range of an image's positions). `mrgan bench kernels` times it unstrided as
+// the compute peak the convs are measured against: what the tiles reach without the im2col
+// gather and the tap decomposition. Every K slice is uniform (no decomposition), and nothing
+// is skipped.
 struct GemmOps {
     static constexpr bool skips_taps = false, a_rows_contiguous = false;
-    int M, N, K;
+    int M, N, K, ldb, ldc;
     const float* A;
     const float* B;
     float* out;
@@ -711,13 +714,61 @@ struct GemmOps {
     __device__ int a_k_stride() const { return 1; }
     __device__ int a_offset(const Slice&, int k0) const { return k0; }
     __device__ const float* b_origin(const Column& c) const { return B + c.n; }
-    __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * N, N, c.valid); }
+    __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * ldb, ldb, c.valid); }
     __device__ int out_column(int n) const { return n; }
-    __device__ int out_row_stride() const { return N; }
+    __device__ int out_row_stride() const { return ldc; }
 };
 
-// Grid (ceil(N / 128), ceil(M / 128)), 256 threads; no K split.
+// Grid (ceil(N / 128), ceil(M / 128), batch); no K split.
 extern "C" __global__ void __launch_bounds__(THREADS, 2)
-gemm_f32(int M, int N, int K, const float* A, const float* B, float* C) {
-    tiled_gemm<128, 128, 8, 8>(GemmOps{M, N, K, A, B, C}, nullptr, nullptr, (K + TILE_K - 1) / TILE_K * TILE_K);
+gemm_f32(int M, int N, int K, const float* A, const float* B, float* C, int ldb, int ldc, long long batch_b,
+         long long batch_c) {
+    const GemmOps ops{M, N, K, ldb, ldc, A, B + blockIdx.z * batch_b, C + blockIdx.z * batch_c};
+    tile_product<128, 128, 8, 8>(ops, blockIdx.y * 128, blockIdx.x * 128, 0, K);
+}
+
+// Thin convs: fprop with one output channel and dgrad with one input channel (a network's
+// one-channel image at either end), whose implicit GEMM has a single useful row and runs
+// at a few percent of peak: every element it gathers serves one multiply-add, where a
+// 7 x 7 kernel reads each input 49 times. Instead the host (src/device/thin_conv.rs) runs,
+// per slab of result planes and depth tap td, the dense GEMM Z[img] = A_td * wide[img]
+// (A_td[in-plane tap, channel]: rows of the weights' panel, `conv_weight_panel_f32`, which
+// for one channel on the thin side is that matrix; `wide`: x for fprop, dy for dgrad, a row
+// per channel, over the planes the slab reaches with td), then this kernel, which adds each
+// result's in-plane taps out of Z: fprop y[img, o] += sum over taps t = (td, th, tw) of
+// Z[img][th, tw][o * stride + t - pad], dgrad dx[img, i] += sum over t of Z[img][th, tw][the dy
+// position i receives from with t], zero where a tap falls outside. Z[img] has a row of
+// `len` floats per in-plane tap (wide planes from `first`), images k_h * k_w * len apart.
+// Writes (td 0) or adds to (`accumulate`) result planes [out_first, out_end) of every image;
+// one thread per result (grid-stride, any 1D launch). Taps add in order, depth tap by depth
+// tap, so results are deterministic.
+extern "C" __global__ void conv_thin_gather_f32(ConvParams g, const float* z, float* out, int dgrad, int td,
+                                                int first, int len, int out_first, int out_end, int accumulate) {
+    const FpropOps fprop(g, nullptr, nullptr, out);
+    const DgradOps dgrad_ops(g, nullptr, nullptr, out);
+    const int res_h = dgrad ? g.in_h : g.out_h, res_w = dgrad ? g.in_w : g.out_w;
+    const int wide_plane = dgrad ? g.out_h * g.out_w : g.in_h * g.in_w;
+    const int res_plane = res_h * res_w, res_sp = dgrad ? fprop.in_sp : fprop.out_sp;
+    const int per_image = (out_end - out_first) * res_plane, plane_taps = g.k_h * g.k_w;
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < g.n * per_image; e += gridDim.x * blockDim.x) {
+        const int img = e / per_image, r = out_first * res_plane + e % per_image;
+        const Position p = position(r, res_h, res_w);
+        const float* zi = z + (long long)img * plane_taps * len;
+        float sum = 0.0f;
+        for (int th = 0, t = 0; th < g.k_h; ++th)
+            for (int tw = 0; tw < g.k_w; ++tw, ++t) {
+                const Position k{td, th, tw};
+                int at;
+                if (dgrad) {
+                    const Position o = dgrad_ops.source(p, k);
+                    at = o.d < 0 || o.h < 0 || o.w < 0 ? -1 : ((o.d - first) * g.out_h + o.h) * g.out_w + o.w;
+                } else {
+                    const int flat = fprop.input_offset(p, k);
+                    at = flat < 0 ? -1 : flat - first * wide_plane;
+                }
+                if (at >= 0 && at < len) sum += zi[t * len + at];
+            }
+        float* const result = out + (long long)img * res_sp + r;
+        *result = accumulate ? *result + sum : sum;
+    }
 }

@@ -187,7 +187,8 @@ fn tensor_plumbing_matches_the_cpu() {
 
 /// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned, in
 /// every tile shape, and in stream K on 2, 10 and 132 blocks: shares crossing tiles, and
-/// more blocks than K tiles) on `common::conv_test_geometries`.
+/// more blocks than K tiles; fprop to one channel and dgrad to one channel also thin, in one
+/// slab and in slabs of one result plane) on `common::conv_test_geometries`.
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.
 #[test]
@@ -196,11 +197,12 @@ fn conv_primitives_match_the_cpu() {
     use mrgan::device::tiled_conv::{TileShape, TiledLaunch};
     use mrgan::ops::conv::cpu as conv;
     let Some(gpu) = gpu() else { return };
+    let mut thin_cases = 0;
     for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
         let x = common::kernel_test_values(g.input_shape().numel(), 20 + k as u64);
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
-        for kernel in ConvKernel::ALL {
+        for kernel in ConvKernel::ALL.into_iter().filter(|k| k.applies(&g)) {
             let (a, b, want) = match kernel.pass() {
                 ConvPass::Fprop => {
                     let mut want = vec![0.0; dy.len()];
@@ -237,8 +239,21 @@ fn conv_primitives_match_the_cpu() {
                 let what = format!("case {k} {} {plan}", kernel.name());
                 close(&what, &got, &want, 1e-4 * scale, 0.0);
             }
-            if kernel.tiled() {
-                // Autotuned: the launch timing picked, remembered for the geometry.
+            if kernel.thin() {
+                // In slabs of one result plane (a budget of one float).
+                thin_cases += 1;
+                let got = gpu.thin_conv(kernel, &g, 1, a, b).unwrap();
+                close(
+                    &format!("case {k} {} in slabs", kernel.name()),
+                    &got,
+                    &want,
+                    1e-4 * scale,
+                    0.0,
+                );
+            }
+            if kernel.tiled() && gpu.thin_plan(kernel, &g).is_none() {
+                // Autotuned: the launch timing picked, remembered for the geometry (thin
+                // convs that fill the GPU run thin instead, tested above as planned).
                 gpu.set_autotune(true);
                 let got = gpu.conv(kernel, &g, None, a, b);
                 gpu.set_autotune(false);
@@ -252,6 +267,7 @@ fn conv_primitives_match_the_cpu() {
             }
         }
     }
+    assert_eq!(thin_cases, 4, "thin fprop and thin dgrad twice each");
 }
 
 /// Batch and instance norm, alone and fused with the LeakyReLU or tanh that follows them,

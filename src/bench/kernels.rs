@@ -44,12 +44,14 @@ struct ConvVariant {
 /// K splits the floor's shape is timed in, in each suited tile shape.
 const FLOOR_SWEEP_SPLITS: usize = 16;
 
-/// What `bench kernels` times on a layer: every kernel as planned, then each tiled one in
-/// the tile shapes not planned (`fprop-tiled@128x128`), and on the floor's shape the
-/// split sweep and the autotuning candidates (`fprop-tiled@128x128/8`).
+/// What `bench kernels` times on a layer: every kernel that applies as planned (the thin
+/// ones on thin convs: `fprop-thin`), then each tiled one in the tile shapes not planned
+/// (`fprop-tiled@128x128`), and on the floor's shape the split sweep and the autotuning
+/// candidates (`fprop-tiled@128x128/8`).
 fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
     let mut variants: Vec<ConvVariant> = ConvKernel::ALL
         .into_iter()
+        .filter(|kernel| kernel.applies(g))
         .map(|kernel| ConvVariant {
             kernel,
             launch: kernel.tiled().then(|| gpu.tiled_launch(kernel, g, None)),

@@ -7,6 +7,7 @@ pub mod cuda;
 pub mod flat;
 pub mod kernel_codes;
 pub mod pool;
+pub mod thin_conv;
 pub mod tiled_conv;
 
 use std::fmt;

@@ -115,8 +115,10 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
     type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
     // Cases 2, 3 and 8 have channel counts and output rows in multiples of 16: the CUDA tiled
     // kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the general one.
-    // Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride 2).
-    let cases: [Case; 9] = [
+    // Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride 2). Cases 8
+    // to 11 are thin (one channel on fprop's or dgrad's result side): 2D and 3D, stride 1
+    // and 2, the last a transposed conv with output padding.
+    let cases: [Case; 12] = [
         (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
         (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
         (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
@@ -126,6 +128,9 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
         (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
         (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
         (&[2, 1, 16, 32], &[16, 1, 4, 4], 2, 1, 0, false),
+        (&[2, 5, 9, 10], &[1, 5, 3, 3], 1, 1, 0, false),
+        (&[1, 3, 6, 7, 5], &[1, 3, 3, 3, 3], 2, 1, 0, false),
+        (&[2, 4, 3, 4, 3], &[4, 1, 3, 3, 3], 2, 1, 1, true),
     ];
     cases
         .into_iter()

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
     if (!io(in, a.data(), a.size() * 4, false) || !io(in, b.data(), b.size() * 4, false)) return 3;
     fclose(in);
     launch({(unsigned)(N + 127) / 128, (unsigned)(M + 127) / 128, 1}, 256,
-           [&] { gemm_f32(M, N, K, a.data(), b.data(), c.data()); });
+           [&] { gemm_f32(M, N, K, a.data(), b.data(), c.data(), N, N, 0, 0); });
     FILE* out = fopen(argv[2], "wb");
     if (!out || !io(out, c.data(), c.size() * 4, true)) return 4;
     return fclose(out) == 0 ? 0 : 4;

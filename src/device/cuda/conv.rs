@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
 use crate::device::pool::Pooled;
+use crate::device::thin_conv::ThinConv;
 use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
 use crate::ops::conv::ConvGeometry;
 
@@ -78,26 +79,32 @@ impl PreparedConv<'_> {
 
 /// The conv kernels of `kernels/conv.cu`: each primitive direct (one thread per result, the
 /// correctness baseline) and as a tiled implicit GEMM (shape and K split per
-/// `TiledLaunch::plan`).
+/// `TiledLaunch::plan`); fprop to one channel and dgrad to one channel also thin (a dense
+/// GEMM and a gather, `ThinConv`), which the tiled kernels hand over to where it fills the
+/// GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
     Fprop,
     FpropTiled,
+    FpropThin,
     /// Gradient wrt the input (also a transposed conv's forward): operands dy, w.
     Dgrad,
     DgradTiled,
+    DgradThin,
     /// Gradient wrt the weight: operands x, dy.
     Wgrad,
     WgradTiled,
 }
 
 impl ConvKernel {
-    pub const ALL: [ConvKernel; 6] = [
+    pub const ALL: [ConvKernel; 8] = [
         ConvKernel::Fprop,
         ConvKernel::FpropTiled,
+        ConvKernel::FpropThin,
         ConvKernel::Dgrad,
         ConvKernel::DgradTiled,
+        ConvKernel::DgradThin,
         ConvKernel::Wgrad,
         ConvKernel::WgradTiled,
     ];
@@ -106,8 +113,10 @@ impl ConvKernel {
         match self {
             ConvKernel::Fprop => "fprop",
             ConvKernel::FpropTiled => "fprop-tiled",
+            ConvKernel::FpropThin => "fprop-thin",
             ConvKernel::Dgrad => "dgrad",
             ConvKernel::DgradTiled => "dgrad-tiled",
+            ConvKernel::DgradThin => "dgrad-thin",
             ConvKernel::Wgrad => "wgrad",
             ConvKernel::WgradTiled => "wgrad-tiled",
         }
@@ -116,10 +125,20 @@ impl ConvKernel {
     /// The primitive this kernel computes.
     pub fn pass(self) -> ConvPass {
         match self {
-            ConvKernel::Fprop | ConvKernel::FpropTiled => ConvPass::Fprop,
-            ConvKernel::Dgrad | ConvKernel::DgradTiled => ConvPass::Dgrad,
+            ConvKernel::Fprop | ConvKernel::FpropTiled | ConvKernel::FpropThin => ConvPass::Fprop,
+            ConvKernel::Dgrad | ConvKernel::DgradTiled | ConvKernel::DgradThin => ConvPass::Dgrad,
             ConvKernel::Wgrad | ConvKernel::WgradTiled => ConvPass::Wgrad,
         }
+    }
+
+    pub fn thin(self) -> bool {
+        matches!(self, ConvKernel::FpropThin | ConvKernel::DgradThin)
+    }
+
+    /// Whether this kernel computes its primitive on `g`: the thin ones need one channel on
+    /// the thin side (`ThinConv::plan`), the others take any conv.
+    pub fn applies(self, g: &ConvGeometry) -> bool {
+        !self.thin() || ThinConv::plan(self.pass(), g, 1).is_some()
     }
 
     pub fn tiled(self) -> bool {
@@ -191,6 +210,8 @@ impl CudaBackend {
             (ConvKernel::FpropTiled, TileShape::Narrow) => &f.conv_fprop_narrow,
             (ConvKernel::DgradTiled, TileShape::Narrow) => &f.conv_dgrad_narrow,
             (ConvKernel::WgradTiled, TileShape::Narrow) => &f.conv_wgrad_narrow,
+            // Thin convs launch GEMMs and then this (`enqueue_thin`).
+            (ConvKernel::FpropThin | ConvKernel::DgradThin, _) => &f.conv_thin_gather,
         }
     }
 
@@ -205,12 +226,37 @@ impl CudaBackend {
         b: &DeviceBuffer,
     ) -> CudaResult<DeviceBuffer> {
         check_operands(kernel, g, a.len(), b.len())?;
+        if let Some(thin) = self.thin_plan(kernel, g) {
+            let params = ConvParams::of(g)?;
+            let mut out = self.alloc(kernel.operand_lens(g).2)?;
+            self.enqueue_thin(&thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
+            return Ok(out);
+        }
+        if kernel.thin() {
+            return Err(format!(
+                "conv {}: not a thin conv (one channel on the result's side, several taps)",
+                kernel.name()
+            ));
+        }
         let plan = if kernel.tiled() && self.autotune.load(Ordering::Relaxed) {
             Some(self.tuned_launch(kernel, g, a.slice(), b.slice())?)
         } else {
             self.planned_launch(kernel, g)
         };
         self.run_conv(kernel, g, plan, a, b)
+    }
+
+    /// How `launch_conv` runs `kernel` on `g` if it runs it thin: always for the thin
+    /// kernels (on thin convs), for fprop's and dgrad's tiled ones where the thin GEMMs fill
+    /// this GPU (`ThinConv::plan`), whatever autotuning would pick.
+    pub fn thin_plan(&self, kernel: ConvKernel, g: &ConvGeometry) -> Option<ThinConv> {
+        match kernel {
+            ConvKernel::FpropTiled | ConvKernel::DgradTiled => {
+                ThinConv::plan(kernel.pass(), g, self.multiprocessors)
+            }
+            ConvKernel::FpropThin | ConvKernel::DgradThin => ThinConv::plan(kernel.pass(), g, 1),
+            _ => None,
+        }
     }
 
     /// `kernel` on `g` launched as `plan` (None for the direct kernels).
@@ -303,6 +349,27 @@ impl CudaBackend {
             }
             _ => self.launch_conv(kernel, g, &a, &b)?,
         };
+        out.to_host()
+    }
+
+    /// A thin conv (`ConvKernel::FpropThin` or `DgradThin`) on host data, its Z in slabs of
+    /// at most `budget` floats (`ThinConv::with_budget`).
+    pub fn thin_conv(
+        self: &Arc<Self>,
+        kernel: ConvKernel,
+        g: &ConvGeometry,
+        budget: usize,
+        a: &[f32],
+        b: &[f32],
+    ) -> CudaResult<Vec<f32>> {
+        let thin = ThinConv::with_budget(kernel.pass(), g, 1, budget)
+            .filter(|_| kernel.thin())
+            .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
+        check_operands(kernel, g, a.len(), b.len())?;
+        let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        let params = ConvParams::of(g)?;
+        self.enqueue_thin(&thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
         out.to_host()
     }
 
@@ -471,6 +538,15 @@ impl CudaBackend {
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
+            if kernel.thin() {
+                let thin = ThinConv::plan(kernel.pass(), g, 1)
+                    .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
+                let params = ConvParams::of(g)?;
+                times.push(self.time_ms(reps, || {
+                    self.enqueue_thin(&thin, g, &params, a, b, &mut out)
+                })?);
+                continue;
+            }
             let conv = self.prepare_conv(kernel, g, launch.filter(|_| kernel.tiled()))?;
             let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
@@ -497,28 +573,106 @@ impl CudaBackend {
         }
         let (da, db) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
         let mut c = self.alloc(m * n)?;
-        self.enqueue_gemm((m, n, k), da.slice(), db.slice(), c.slice_mut())?;
+        let gemm = StridedGemm::dense(m, n, k);
+        self.enqueue_gemm(
+            &gemm,
+            &da.slice().as_view(),
+            &db.slice().as_view(),
+            &mut c.slice_mut().as_view_mut(),
+        )?;
         c.to_host()
     }
 
     fn enqueue_gemm(
         &self,
-        (m, n, k): (usize, usize, usize),
-        a: &CudaSlice<f32>,
-        b: &CudaSlice<f32>,
-        c: &mut CudaSlice<f32>,
+        gemm: &StridedGemm,
+        a: &CudaView<f32>,
+        b: &CudaView<f32>,
+        c: &mut CudaViewMut<f32>,
     ) -> CudaResult<()> {
-        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+        let i = |v: usize| v as i32;
+        let (m, n, k, ldb, ldc) = (i(gemm.m), i(gemm.n), i(gemm.k), i(gemm.ldb), i(gemm.ldc));
+        let (batch_b, batch_c) = (gemm.batch_b as i64, gemm.batch_c as i64);
         let mut l = self.stream.launch_builder(&self.functions.gemm);
-        l.arg(&mi).arg(&ni).arg(&ki).arg(a).arg(b).arg(c);
+        l.arg(&m).arg(&n).arg(&k).arg(a).arg(b).arg(c);
+        l.arg(&ldb).arg(&ldc).arg(&batch_b).arg(&batch_c);
         let config = LaunchConfig {
-            grid_dim: (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1),
+            grid_dim: (
+                gemm.n.div_ceil(128) as u32,
+                gemm.m.div_ceil(128) as u32,
+                gemm.batch as u32,
+            ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: matches gemm_f32(int M, int N, int K, const float* A, const float* B,
-        // float* C); the buffers hold m * k, k * n and m * n floats.
+        // float* C, int ldb, int ldc, long long batch_b, long long batch_c); A holds m * k
+        // floats and the views reach every row of every matrix of the batch
+        // (`StridedGemm`'s callers size them).
         unsafe { l.launch(config) }.map_err(err("gemm_f32"))?;
+        Ok(())
+    }
+
+    /// A thin conv (`ThinConv`) of `g` on device buffers: the wide operand `wide` (x for
+    /// fprop, dy for dgrad), the weights `w`, the result into `out`. The weights' panel is
+    /// the GEMMs' A; per slab and depth tap one batched GEMM into Z (a pooled buffer) and one
+    /// gather.
+    fn enqueue_thin(
+        &self,
+        thin: &ThinConv,
+        g: &ConvGeometry,
+        params: &ConvParams,
+        wide: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let panel = self.weight_panel(params, thin.pass, w)?;
+        let mut z = self.pool.take(thin.z_len(g).max(1))?;
+        let wide_sp = thin.wide_positions;
+        let a_rows = thin.plane_taps * thin.channels;
+        let dgrad = i32::from(thin.pass == ConvPass::Dgrad);
+        for &slab in &thin.slabs {
+            for td in 0..g.kernel[0] {
+                let (first, planes) = thin.wide_planes(g, slab, td);
+                let len = planes * thin.plane;
+                if len > 0 {
+                    let gemm = StridedGemm {
+                        m: thin.plane_taps,
+                        n: len,
+                        k: thin.channels,
+                        ldb: wide_sp,
+                        ldc: len,
+                        batch: g.batch,
+                        batch_b: thin.channels * wide_sp,
+                        batch_c: thin.plane_taps * len,
+                    };
+                    let a = panel.slice(td * a_rows..(td + 1) * a_rows);
+                    let b = wide.slice(first * thin.plane..);
+                    self.enqueue_gemm(&gemm, &a, &b, &mut z.as_view_mut())?;
+                }
+                let i = |v: usize| v as i32;
+                let (td_arg, first, len) = (i(td), i(first), i(len));
+                let (out_first, out_end, accumulate) =
+                    (i(slab.0), i(slab.1), i(usize::from(td > 0)));
+                let mut l = self.stream.launch_builder(&self.functions.conv_thin_gather);
+                l.arg(params)
+                    .arg(&*z)
+                    .arg(&mut *out)
+                    .arg(&dgrad)
+                    .arg(&td_arg);
+                l.arg(&first)
+                    .arg(&len)
+                    .arg(&out_first)
+                    .arg(&out_end)
+                    .arg(&accumulate);
+                let results = g.batch * (slab.1 - slab.0) * thin.result_plane;
+                // SAFETY: matches conv_thin_gather_f32(ConvParams, const float* z, float* out,
+                // int dgrad, int td, int first, int len, int out_first, int out_end,
+                // int accumulate); z holds the GEMM's batch of k_h * k_w rows of len, out the
+                // result.
+                unsafe { l.launch(launch_1d(results)) }.map_err(err("conv_thin_gather_f32"))?;
+            }
+        }
         Ok(())
     }
 
@@ -529,8 +683,38 @@ impl CudaBackend {
         let a = self.upload(&vec![0.5f32; len])?;
         let b = self.upload(&vec![0.25f32; len])?;
         let mut c = st.alloc_zeros::<f32>(len).map_err(err("alloc"))?;
+        let gemm = StridedGemm::dense(size, size, size);
         self.time_ms(reps, || {
-            self.enqueue_gemm((size, size, size), &a, &b, &mut c)
+            self.enqueue_gemm(&gemm, &a.as_view(), &b.as_view(), &mut c.as_view_mut())
         })
+    }
+}
+
+/// A batch of `batch` GEMMs C_z[m, n] = A[m, k] B_z[k, n] (`gemm_f32`): A row-major, B_z's
+/// and C_z's rows `ldb` and `ldc` floats apart, matrix z `batch_b` and `batch_c` floats on.
+struct StridedGemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    ldb: usize,
+    ldc: usize,
+    batch: usize,
+    batch_b: usize,
+    batch_c: usize,
+}
+
+impl StridedGemm {
+    /// One dense row-major GEMM.
+    fn dense(m: usize, n: usize, k: usize) -> StridedGemm {
+        StridedGemm {
+            m,
+            n,
+            k,
+            ldb: n,
+            ldc: n,
+            batch: 1,
+            batch_b: 0,
+            batch_c: 0,
+        }
     }
 }
