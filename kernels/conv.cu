@@ -719,13 +719,18 @@ struct GemmOps {
     __device__ int out_row_stride() const { return ldc; }
 };
 
-// Grid (ceil(N / 128), ceil(M / 128), batch); no K split.
-extern "C" __global__ void __launch_bounds__(THREADS, 2)
-gemm_f32(int M, int N, int K, const float* A, const float* B, float* C, int ldb, int ldc, long long batch_b,
-         long long batch_c) {
-    const GemmOps ops{M, N, K, ldb, ldc, A, B + blockIdx.z * batch_b, C + blockIdx.z * batch_c};
-    tile_product<128, 128, 8, 8>(ops, blockIdx.y * 128, blockIdx.x * 128, 0, K);
-}
+// Grid (ceil(N / T), ceil(M / T), batch) for T x T tiles: 128 (`gemm_f32`), or 64
+// (`gemm_square_f32`, for at most 64 rows: the thin convs' 49 taps of a 7 x 7 kernel would
+// leave 62% of a large tile's rows idle); no K split.
+#define GEMM_KERNEL(name, T, R, min_blocks)                                                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                       \
+        name(int M, int N, int K, const float* A, const float* B, float* C, int ldb, int ldc, long long batch_b, \
+             long long batch_c) {                                                                           \
+        const GemmOps ops{M, N, K, ldb, ldc, A, B + blockIdx.z * batch_b, C + blockIdx.z * batch_c};         \
+        tile_product<T, T, R, R>(ops, blockIdx.y * T, blockIdx.x * T, 0, K);                                \
+    }
+GEMM_KERNEL(gemm_f32, 128, 8, 2)
+GEMM_KERNEL(gemm_square_f32, 64, 4, 4)
 
 // Thin convs: fprop with one output channel and dgrad with one input channel (a network's
 // one-channel image at either end), whose implicit GEMM has a single useful row and runs

@@ -593,20 +593,26 @@ impl CudaBackend {
         let i = |v: usize| v as i32;
         let (m, n, k, ldb, ldc) = (i(gemm.m), i(gemm.n), i(gemm.k), i(gemm.ldb), i(gemm.ldc));
         let (batch_b, batch_c) = (gemm.batch_b as i64, gemm.batch_c as i64);
-        let mut l = self.stream.launch_builder(&self.functions.gemm);
+        // Large tiles, or square ones for at most 64 rows (`gemm_square_f32`).
+        let (function, tile) = if gemm.m <= 64 {
+            (&self.functions.gemm_square, 64)
+        } else {
+            (&self.functions.gemm, 128)
+        };
+        let mut l = self.stream.launch_builder(function);
         l.arg(&m).arg(&n).arg(&k).arg(a).arg(b).arg(c);
         l.arg(&ldb).arg(&ldc).arg(&batch_b).arg(&batch_c);
         let config = LaunchConfig {
             grid_dim: (
-                gemm.n.div_ceil(128) as u32,
-                gemm.m.div_ceil(128) as u32,
+                gemm.n.div_ceil(tile) as u32,
+                gemm.m.div_ceil(tile) as u32,
                 gemm.batch as u32,
             ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: matches gemm_f32(int M, int N, int K, const float* A, const float* B,
-        // float* C, int ldb, int ldc, long long batch_b, long long batch_c); A holds m * k
+        // SAFETY: matches gemm_f32 and gemm_square_f32(int M, int N, int K, const float* A,
+        // const float* B, float* C, int ldb, int ldc, long long batch_b, long long batch_c); A holds m * k
         // floats and the views reach every row of every matrix of the batch
         // (`StridedGemm`'s callers size them).
         unsafe { l.launch(config) }.map_err(err("gemm_f32"))?;
