@@ -103,7 +103,7 @@ __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
 // behind which that buffer was last read.
 // Skipped taps: dgrad ORs its columns' valid taps into a block mask (`Ops::tap_mask`) and
 // skips the K tiles of taps no column of the block receives from: with its phase-major
-// columns, 3 of 4 taps of a 4 x 4 kernel at stride 2.
+// columns, 3 of 4 taps of a 4 x 4 kernel at stride 2 (at stride 1 it skips the masks).
 // Split K: block z sums k in [z * k_chunk, (z + 1) * k_chunk) (k_chunk a multiple of
 // TILE_K). With one split it writes the result; with several, its partial sums go to
 // `partial + z * M * N` in the result's layout, and the tile's last block to finish adds
@@ -177,11 +177,13 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
     const int a_kk = A_ROWS ? tid / TM : tid % TILE_K, a_row = A_ROWS ? tid % TM : tid / TILE_K;
     const typename Ops::Column column = ops.column(n0 + col, n0 + col < N);
     unsigned long long block_taps = ~0ull;
-    if (Ops::skips_taps) {
-        if (tid < TN) column_taps[tid] = column.valid ? ops.tap_mask(column) : 0ull;
-        __syncthreads();
-        block_taps = 0;
-        for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
+    if constexpr (Ops::skips_taps) {
+        if (ops.may_skip_taps()) {  // the same for every thread of the launch
+            if (tid < TN) column_taps[tid] = column.valid ? ops.tap_mask(column) : 0ull;
+            __syncthreads();
+            block_taps = 0;
+            for (int i = 0; i < TN; ++i) block_taps |= column_taps[i];
+        }
     }
 
     // Worked out once: this thread's A loads (bit i: load i falls in the tile, resp. its row
@@ -520,6 +522,12 @@ struct DgradOps : ConvShape, PanelA {
         return {out_index(i.d, t.d, g.s_d, g.p_d, g.out_d), out_index(i.h, t.h, g.s_h, g.p_h, g.out_h),
                 out_index(i.w, t.w, g.s_w, g.p_w, g.out_w)};
     }
+    // Whether a block can have taps none of its columns receive from: with a stride above
+    // 1 (phase-major columns), in kernels of at most 64 taps. At stride 1 every tap reaches
+    // all but the border columns, so the masks (a source per tap and column, then an OR over
+    // the tile's columns: for a 7 x 7 kernel more than the 4 K tiles of a one-channel dy)
+    // would cost and skip nothing.
+    __device__ bool may_skip_taps() const { return kvol <= 64 && (g.s_d > 1 || g.s_h > 1 || g.s_w > 1); }
     // Bit t: tap t reaches this column (kernels of more than 64 taps: all bits).
     __device__ unsigned long long tap_mask(const Column& c) const {
         if (kvol > 64) return ~0ull;
