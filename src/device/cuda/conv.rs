@@ -539,7 +539,8 @@ impl CudaBackend {
                 ConvPass::Wgrad => (&x, &y),
             };
             if kernel.thin() {
-                let thin = ThinConv::plan(kernel.pass(), g, 1)
+                let thin = self
+                    .thin_plan(kernel, g)
                     .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
                 let params = ConvParams::of(g)?;
                 times.push(self.time_ms(reps, || {

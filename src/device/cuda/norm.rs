@@ -97,7 +97,7 @@ pub struct NormGrads {
 
 impl CudaBackend {
     /// Per-group mean, biased variance and 1 / sqrt(var + eps) of x (a block per part of
-    /// [`NORM_PART`] elements, merged in order where a group has several): batch norm
+    /// `NORM_PART` elements, merged in order where a group has several): batch norm
     /// (`per_sample` false) or instance norm (true).
     pub fn launch_norm_stats(
         self: &Arc<Self>,
