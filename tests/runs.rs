@@ -347,3 +347,55 @@ fn real_data_pix2pix_beats_identity() {
         identity.psnr
     );
 }
+
+/// `bench kernels --only` times just the rows it names and refuses a text that names none.
+/// Needs a device (the emulated one in `scripts/emulated-device-check.sh`, where the dry mode
+/// skips the kernels, so the timings mean nothing but the rows are all there).
+#[cfg(feature = "cuda")]
+#[test]
+fn bench_kernels_times_only_the_named_rows() {
+    if let Err(why) = mrgan::device::cuda::CudaBackend::shared(0) {
+        assert!(
+            std::env::var("MRGAN_REQUIRE_GPU").as_deref() != Ok("1"),
+            "MRGAN_REQUIRE_GPU=1 but no device: {why}"
+        );
+        println!("skipped: no CUDA device ({why})");
+        return;
+    }
+    let bench = |only: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mrgan"))
+            .args([
+                "bench", "kernels", "--batch", "1", "--reps", "1", "--only", only,
+            ])
+            .env("MRGAN_FAKE_CUDA_DRY", "1")
+            .output()
+            .unwrap()
+    };
+    let out = bench("patchgan c5");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conv_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| ["fprop", "dgrad", "wgrad"].iter().any(|p| l.contains(p)))
+        .filter(|l| !l.starts_with("floor") && !l.starts_with(' '))
+        .collect();
+    assert!(!conv_rows.is_empty(), "{table}");
+    assert!(
+        conv_rows.iter().all(|l| l.starts_with("patchgan c5 ")),
+        "{table}"
+    );
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains(" norm ") || l.starts_with("adam")),
+        "{table}"
+    );
+    let out = bench("no such layer");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--only \"no such layer\""), "{err}");
+}

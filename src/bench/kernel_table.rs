@@ -251,7 +251,14 @@ fn write_floor(
             "floor: the driver gave no clock rate or an unknown architecture, so the fp32 peak and the floor are unknown; the residual block at batch 1:"
         )?,
     }
-    for row in floor_rows(rows) {
+    let floor_rows = floor_rows(rows);
+    if floor_rows.is_empty() {
+        writeln!(
+            out,
+            "  (not timed in this run: --only left the residual block out)"
+        )?;
+    }
+    for row in floor_rows {
         let r = row.best;
         let verdict = match floor {
             Some(f) if r.rate >= f => "met",

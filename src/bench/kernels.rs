@@ -99,13 +99,46 @@ fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
 /// The dense GEMM's size (M = N = K).
 const GEMM_SIZE: usize = 4096;
 
-/// Runs the table; `progress` is told each finished measurement.
+/// The norms `run` times: name, channels, side of the square plane, instance (true) or
+/// batch norm.
+const NORMS: [(&str, usize, usize, bool); 5] = [
+    ("instance norm resnet 64x256x256", 64, 256, true),
+    ("instance norm resnet 128x128x128", 128, 128, true),
+    ("instance norm resnet 256x64x64", 256, 64, true),
+    ("batch norm unet 128x64x64", 128, 64, false),
+    ("batch norm unet 512x16x16", 512, 16, false),
+];
+/// Adam's row.
+const ADAM: &str = "adam unet_256 arena";
+
+/// Runs the table; `progress` is told each finished measurement. With `only`, just the conv
+/// layers, norms and Adam whose name contains it (the peaks are measured anyway); a text
+/// that names nothing is an error.
 pub fn run(
     gpu: &Arc<CudaBackend>,
     batches: &[usize],
     reps: usize,
+    only: Option<&str>,
     mut progress: impl FnMut(&KernelRow),
 ) -> CudaResult<(Vec<KernelRow>, Peaks)> {
+    let all: Vec<ConvLayer> = [
+        layers::unet_256(),
+        layers::resnet_9blocks(),
+        layers::patchgan(),
+    ]
+    .concat();
+    let keep = |name: &str| only.is_none_or(|o| name.contains(o));
+    let layer_name = |l: &ConvLayer| format!("{} {}", l.net, l.name);
+    let names = all
+        .iter()
+        .map(layer_name)
+        .chain(NORMS.iter().map(|n| n.0.to_string()));
+    if !names.chain([ADAM.to_string()]).any(|n| keep(&n)) {
+        return Err(format!(
+            "--only {:?}: no layer or kernel name contains it (names look like \"resnet_9blocks block (x18)\", \"instance norm resnet 64x256x256\", \"{ADAM}\")",
+            only.unwrap_or_default()
+        ));
+    }
     let mut rows = Vec::new();
     let bandwidth = gpu.copy_bandwidth(1 << 30, reps)?;
     let gemm_ms = gpu.time_gemm(GEMM_SIZE, reps)?;
@@ -136,14 +169,8 @@ pub fn run(
     };
     progress(&gemm);
     rows.push(gemm);
-    let all: Vec<ConvLayer> = [
-        layers::unet_256(),
-        layers::resnet_9blocks(),
-        layers::patchgan(),
-    ]
-    .concat();
     for &batch in batches {
-        for layer in &all {
+        for layer in all.iter().filter(|l| keep(&layer_name(l))) {
             let g = layer.geometry(batch);
             let variants = conv_variants(gpu, &g);
             let launches: Vec<_> = variants.iter().map(|v| (v.kernel, v.launch)).collect();
@@ -151,7 +178,7 @@ pub fn run(
             for (variant, ms) in variants.into_iter().zip(times) {
                 let (kernel, name) = (variant.kernel, variant.name);
                 let row = KernelRow {
-                    kernel: format!("{} {} {name}", layer.net, layer.name),
+                    kernel: format!("{} {name}", layer_name(layer)),
                     batch,
                     ms,
                     rate: 2.0 * g.macs() as f64 / (ms * 1e-3) / 1e9,
@@ -171,13 +198,7 @@ pub fn run(
     // (two statistics passes, apply) and writes y, 16 bytes an element; backward reads dy, y
     // and x twice (gradient sums, dx) and writes dx, 28 bytes an element.
     for &batch in batches {
-        for (name, c, side, per_sample) in [
-            ("instance norm resnet 64x256x256", 64, 256, true),
-            ("instance norm resnet 128x128x128", 128, 128, true),
-            ("instance norm resnet 256x64x64", 256, 64, true),
-            ("batch norm unet 128x64x64", 128, 64, false),
-            ("batch norm unet 512x16x16", 512, 16, false),
-        ] {
+        for (name, c, side, per_sample) in NORMS.into_iter().filter(|n| keep(n.0)) {
             let elements = batch * c * side * side;
             let (forward, backward) = gpu.time_norm((batch, c, side * side), per_sample, reps)?;
             for (pass, ms, bytes) in [("forward", forward, 16.0), ("backward", backward, 28.0)] {
@@ -198,11 +219,14 @@ pub fn run(
             }
         }
     }
+    if !keep(ADAM) {
+        return Ok((rows, peaks));
+    }
     // Adam over unet_256's 54.4 M parameters: reads p, g, m, v and writes p, m, v.
     let n = 54_407_809;
     let ms = gpu.time_adam(n, reps)?;
     let row = KernelRow {
-        kernel: "adam unet_256 arena".into(),
+        kernel: ADAM.into(),
         batch: 1,
         ms,
         rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,

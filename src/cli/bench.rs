@@ -60,6 +60,10 @@ enum Which {
         reps: usize,
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Only the conv layers, norms and Adam whose name contains this text, e.g.
+        /// "resnet_9blocks block" or "norm" (the peaks are measured anyway).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Volumetric CycleGAN prediction of a 240x240x155 volume: one sliding window of the
     /// default 3D generator timed, times the windows needed (strides 32/32); with
@@ -112,7 +116,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             batch,
             reps,
             csv,
-        } => bench_kernels(gpu, &batch, reps, csv),
+            only,
+        } => bench_kernels(gpu, &batch, reps, csv, only.as_deref()),
         Which::Volumetric {
             ngf,
             patch,
@@ -274,18 +279,19 @@ fn bench_kernels(
     batches: &[usize],
     reps: usize,
     csv: Option<PathBuf>,
+    only: Option<&str>,
 ) -> anyhow::Result<()> {
     use mrgan::bench::kernel_table::{write_csv, write_table};
     use mrgan::bench::kernels::run;
     let backend = mrgan::device::cuda::CudaBackend::shared(gpu).map_err(anyhow::Error::msg)?;
-    let (rows, peaks) = run(&backend, batches, reps, |r| {
+    let (rows, peaks) = run(&backend, batches, reps, only, |r| {
         eprintln!("{} batch {}: {:.3} ms", r.kernel, r.batch, r.ms)
     })
     .map_err(anyhow::Error::msg)?;
     write_table(&mut std::io::stdout(), &backend.name(), &rows, peaks)?;
     let pool = backend.pool_stats();
     println!(
-        "scratch pool (split-K partial sums): peak {:.1} MiB, {} allocations served from the cache, {} from the device",
+        "scratch pool (split-K partial sums, thin convs' tap planes, weight panels): peak {:.1} MiB, {} allocations served from the cache, {} from the device",
         pool.peak as f64 * 4.0 / (1 << 20) as f64,
         pool.hits,
         pool.misses
@@ -303,6 +309,7 @@ fn bench_kernels(
     _batches: &[usize],
     _reps: usize,
     _csv: Option<PathBuf>,
+    _only: Option<&str>,
 ) -> anyhow::Result<()> {
     anyhow::bail!(
         "this mrgan was built without the `cuda` feature: build with `cargo build --release --features cuda`"
