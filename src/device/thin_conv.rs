@@ -12,7 +12,7 @@
 //! tap's share onto the previous ones'.
 //! Plain arithmetic with no CUDA in it, so the host emulation runs the same slabs.
 
-use crate::device::tiled_conv::{ConvPass, TileShape};
+use crate::device::tiled_conv::{ConvPass, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
 
 /// Floats of Z per launch (256 MiB).
@@ -40,8 +40,8 @@ pub struct ThinConv {
 impl ThinConv {
     /// The thin plan for `pass` on `g`, if it is thin (fprop to one channel, dgrad to one
     /// channel, a kernel of several taps) and its GEMMs fill a GPU of `multiprocessors`
-    /// (at least one large tile per multiprocessor: a PatchGAN's last layer at 30 x 30 has
-    /// 8 a image, and stays with the tiled kernels).
+    /// (at least a GEMM tile per multiprocessor: a PatchGAN's last layer at 30 x 30 has 16
+    /// a image, and at batch 1 stays with the tiled kernels).
     pub fn plan(pass: ConvPass, g: &ConvGeometry, multiprocessors: usize) -> Option<ThinConv> {
         ThinConv::with_budget(pass, g, multiprocessors, Z_BUDGET)
     }
@@ -74,9 +74,9 @@ impl ThinConv {
             wide_positions: wide.iter().product(),
             slabs,
         };
-        let (rows, columns) = TileShape::Large.size();
+        let tile = dense_gemm_tile(plane_taps);
         let widest = thin.z_len(g) / (g.batch * plane_taps);
-        let blocks = plane_taps.div_ceil(rows) * widest.div_ceil(columns) * g.batch;
+        let blocks = plane_taps.div_ceil(tile) * widest.div_ceil(tile) * g.batch;
         (blocks >= multiprocessors.max(1)).then_some(thin)
     }
 
@@ -107,8 +107,9 @@ fn reach(pass: ConvPass, g: &ConvGeometry, (a, b): (usize, usize), td: usize) ->
     let (a, b) = (a as i64, b as i64);
     let (lo, hi, size) = match pass {
         ConvPass::Fprop => (a * s + td - p, (b - 1) * s + td - p + 1, g.input[0] as i64),
+        // The first o with o * s >= a + p - td, and one past the last with o * s <= b - 1 + p - td.
         _ => (
-            (a + p - td).max(0).div_euclid(s) + i64::from((a + p - td).max(0).rem_euclid(s) != 0),
+            ((a + p - td).max(0) + s - 1) / s,
             (b - 1 + p - td).div_euclid(s) + 1,
             g.output[0] as i64,
         ),

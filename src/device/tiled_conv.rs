@@ -78,6 +78,12 @@ impl TileShape {
     }
 }
 
+/// The side of the dense GEMM's square tiles (`gemm_f32`, `gemm_square_f32`): 64 for at
+/// most 64 rows, which would leave most of a 128-row tile idle, else 128.
+pub fn dense_gemm_tile(rows: usize) -> usize {
+    if rows <= 64 { 64 } else { 128 }
+}
+
 /// A split keeps at least this many K tiles (128 multiply-adds per result): shorter ones
 /// spend more on writing and re-reading partial sums than they save.
 const MIN_K_TILES_PER_SPLIT: usize = 8;

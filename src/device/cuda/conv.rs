@@ -10,7 +10,7 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfi
 use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
 use crate::device::pool::Pooled;
 use crate::device::thin_conv::ThinConv;
-use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch};
+use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
 
 /// `kernels/conv.cu`'s ConvParams: a conv geometry as 18 ints, passed by value.
@@ -594,11 +594,11 @@ impl CudaBackend {
         let i = |v: usize| v as i32;
         let (m, n, k, ldb, ldc) = (i(gemm.m), i(gemm.n), i(gemm.k), i(gemm.ldb), i(gemm.ldc));
         let (batch_b, batch_c) = (gemm.batch_b as i64, gemm.batch_c as i64);
-        // Large tiles, or square ones for at most 64 rows (`gemm_square_f32`).
-        let (function, tile) = if gemm.m <= 64 {
-            (&self.functions.gemm_square, 64)
+        let tile = dense_gemm_tile(gemm.m);
+        let function = if tile == 64 {
+            &self.functions.gemm_square
         } else {
-            (&self.functions.gemm, 128)
+            &self.functions.gemm
         };
         let mut l = self.stream.launch_builder(function);
         l.arg(&m).arg(&n).arg(&k).arg(a).arg(b).arg(c);
