@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, arg_or_null, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, NULL, arg_or_null, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
 
@@ -117,7 +117,7 @@ impl CudaBackend {
         let parts = shape.parts();
         // Per (group, part): mean and sum of squared deviations; null with one part, whose
         // block stores the statistics itself.
-        let pairs = (parts > 1)
+        let mut pairs = (parts > 1)
             .then(|| self.alloc(2 * groups * parts))
             .transpose()?;
         let part = NORM_PART as i32;
@@ -126,7 +126,10 @@ impl CudaBackend {
             .arg(stats.mean.slice_mut())
             .arg(stats.var.slice_mut())
             .arg(stats.invstd.slice_mut());
-        arg_or_null(&mut b, pairs.as_ref());
+        match pairs.as_mut() {
+            Some(p) => b.arg(p.slice_mut()),
+            None => b.arg(&NULL),
+        };
         b.arg(&ni).arg(&ci).arg(&si).arg(&ps).arg(&part).arg(&eps);
         // SAFETY: matches norm_stats_f32; a block per group and part, group buffers hold
         // `groups` floats and `pairs` two per group and part where there are several parts
