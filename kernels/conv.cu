@@ -751,22 +751,23 @@ GEMM_KERNEL(gemm_square_f32, 64, 4, 4)
 // result's in-plane taps out of Z: fprop y[img, o] += sum over taps t = (td, th, tw) of
 // Z[img][th, tw][o * stride + t - pad], dgrad dx[img, i] += sum over t of Z[img][th, tw][the dy
 // position i receives from with t], zero where a tap falls outside. Z[img] has a row of
-// `len` floats per in-plane tap (wide planes from `first`), images k_h * k_w * len apart.
-// Writes (td 0) or adds to (`accumulate`) result planes [out_first, out_end) of every image;
-// one thread per result (grid-stride, any 1D launch). Taps add in order, depth tap by depth
-// tap, so results are deterministic.
+// `len` floats per in-plane tap (wide planes from `first`), images k_h * k_w * len apart, for
+// the `images` images from `img_first`. Writes (td 0) or adds to (`accumulate`) result
+// planes [out_first, out_end) of those images; one thread per result (grid-stride, any 1D
+// launch). Taps add in order, depth tap by depth tap, so results are deterministic.
 extern "C" __global__ void conv_thin_gather_f32(ConvParams g, const float* z, float* out, int dgrad, int td,
-                                                int first, int len, int out_first, int out_end, int accumulate) {
+                                                int first, int len, int out_first, int out_end, int accumulate,
+                                                int img_first, int images) {
     const FpropOps fprop(g, nullptr, nullptr, out);
     const DgradOps dgrad_ops(g, nullptr, nullptr, out);
     const int res_h = dgrad ? g.in_h : g.out_h, res_w = dgrad ? g.in_w : g.out_w;
     const int wide_plane = dgrad ? g.out_h * g.out_w : g.in_h * g.in_w;
     const int res_plane = res_h * res_w, res_sp = dgrad ? fprop.in_sp : fprop.out_sp;
     const int per_image = (out_end - out_first) * res_plane, plane_taps = g.k_h * g.k_w;
-    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < g.n * per_image; e += gridDim.x * blockDim.x) {
-        const int img = e / per_image, r = out_first * res_plane + e % per_image;
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < images * per_image; e += gridDim.x * blockDim.x) {
+        const int img = img_first + e / per_image, r = out_first * res_plane + e % per_image;
         const Position p = position(r, res_h, res_w);
-        const float* zi = z + (long long)img * plane_taps * len;
+        const float* zi = z + (long long)(e / per_image) * plane_taps * len;
         float sum = 0.0f;
         for (int th = 0, t = 0; th < g.k_h; ++th)
             for (int tw = 0; tw < g.k_w; ++tw, ++t) {

@@ -7,9 +7,9 @@
 //! wide tensor as a dense GEMM, Z = A[tap, channel] * wide[channel, position] (x for fprop,
 //! dy for dgrad), and `conv_thin_gather_f32` adds each result's taps out of Z. Z has a row
 //! per tap, so it is built one depth tap at a time (in 2D, the only one): a depth tap maps
-//! each result plane to one wide plane, so the result planes can go in slabs whose wide
-//! planes keep Z within `Z_BUDGET`, with nothing computed twice; the gather adds each depth
-//! tap's share onto the previous ones'.
+//! each result plane to one wide plane, so the result planes can go in slabs, and the
+//! images in groups, whose Z stays within `Z_BUDGET`, with nothing computed twice; the
+//! gather adds each depth tap's share onto the previous ones'.
 //! Plain arithmetic with no CUDA in it, so the host emulation runs the same slabs.
 
 use crate::device::tiled_conv::{ConvPass, dense_gemm_tile};
@@ -18,9 +18,9 @@ use crate::ops::conv::ConvGeometry;
 /// Floats of Z per launch (256 MiB).
 pub const Z_BUDGET: usize = 1 << 26;
 
-/// A thin conv's launches: for each slab of result planes [out_first, out_end) and each
-/// depth tap, Z = A[in-plane taps, channels] * wide[channels, the planes the slab reaches]
-/// (one GEMM per image, batched), then the gather.
+/// A thin conv's launches: for each group of `images` images, slab of result planes
+/// [out_first, out_end) and depth tap, Z = A[in-plane taps, channels] * wide[channels, the
+/// planes the slab reaches] (one GEMM per image, batched), then the gather.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThinConv {
     pub pass: ConvPass,
@@ -35,6 +35,20 @@ pub struct ThinConv {
     pub wide_positions: usize,
     /// Result planes per slab, in order, covering every plane once.
     pub slabs: Vec<(usize, usize)>,
+    /// Images per launch.
+    pub images: usize,
+}
+
+/// One GEMM and gather of a thin conv: images [img_first, img_first + images), result planes
+/// `slab`, depth tap `td`, wide planes [first, first + planes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThinStep {
+    pub img_first: usize,
+    pub images: usize,
+    pub slab: (usize, usize),
+    pub td: usize,
+    pub first: usize,
+    pub planes: usize,
 }
 
 impl ThinConv {
@@ -64,19 +78,21 @@ impl ThinConv {
         }
         let plane_taps = g.kernel[1] * g.kernel[2];
         let plane = wide[1] * wide[2];
-        let slabs = slabs(pass, g, plane_taps * plane * g.batch, result[0], budget);
-        let thin = ThinConv {
+        let mut thin = ThinConv {
             pass,
             plane_taps,
             channels,
             plane,
             result_plane: result[1] * result[2],
             wide_positions: wide.iter().product(),
-            slabs,
+            slabs: slabs(pass, g, plane_taps * plane, result[0], budget),
+            images: 1,
         };
+        // As many images a launch as keep Z within the budget (one at the least).
+        let widest = thin.z_len(g) / plane_taps;
+        thin.images = (budget / (plane_taps * widest).max(1)).clamp(1, g.batch);
         let tile = dense_gemm_tile(plane_taps);
-        let widest = thin.z_len(g) / (g.batch * plane_taps);
-        let blocks = plane_taps.div_ceil(tile) * widest.div_ceil(tile) * g.batch;
+        let blocks = plane_taps.div_ceil(tile) * widest.div_ceil(tile) * thin.images;
         (blocks >= multiprocessors.max(1)).then_some(thin)
     }
 
@@ -87,7 +103,30 @@ impl ThinConv {
         (lo, hi - lo)
     }
 
-    /// Floats of Z the largest launch needs (every image).
+    /// The launches in order: for each group of images, slab and depth tap, one GEMM (if it
+    /// reaches any wide plane) and one gather.
+    pub fn steps<'a>(&'a self, g: &'a ConvGeometry) -> impl Iterator<Item = ThinStep> + 'a {
+        (0..g.batch)
+            .step_by(self.images)
+            .flat_map(move |img_first| {
+                let images = self.images.min(g.batch - img_first);
+                self.slabs.iter().flat_map(move |&slab| {
+                    (0..g.kernel[0]).map(move |td| {
+                        let (first, planes) = self.wide_planes(g, slab, td);
+                        ThinStep {
+                            img_first,
+                            images,
+                            slab,
+                            td,
+                            first,
+                            planes,
+                        }
+                    })
+                })
+            })
+    }
+
+    /// Floats of Z the largest launch needs (`images` images).
     pub fn z_len(&self, g: &ConvGeometry) -> usize {
         let planes = self
             .slabs
@@ -95,7 +134,7 @@ impl ThinConv {
             .flat_map(|&slab| (0..g.kernel[0]).map(move |td| self.wide_planes(g, slab, td).1))
             .max()
             .unwrap_or(0);
-        g.batch * self.plane_taps * planes * self.plane
+        self.images * self.plane_taps * planes * self.plane
     }
 }
 
@@ -119,7 +158,7 @@ fn reach(pass: ConvPass, g: &ConvGeometry, (a, b): (usize, usize), td: usize) ->
 }
 
 /// Slabs over the `result_planes` result planes, each as many as keep every depth tap's Z
-/// (`z_per_plane` floats a wide plane, all images) within `budget` floats, at least one.
+/// (`z_per_plane` floats a wide plane of one image) within `budget` floats, at least one.
 fn slabs(
     pass: ConvPass,
     g: &ConvGeometry,
@@ -202,47 +241,54 @@ mod tests {
         assert!(ThinConv::plan(ConvPass::Fprop, &last, 1).is_some());
     }
 
+    /// The 3D CycleGAN's head and stem at its defaults (batch 2 here): one image's Z for
+    /// all 70 planes (246 MB) fits the budget, two do not, so a launch takes one image.
+    #[test]
+    fn the_3d_head_and_stem_go_an_image_at_a_time() {
+        for (pass, c) in [(ConvPass::Fprop, (64, 1)), (ConvPass::Dgrad, (1, 64))] {
+            let g = geometry(c, [70, 134, 134], 7, 1, 0);
+            let thin = ThinConv::plan(pass, &g, 132).unwrap();
+            assert_eq!((thin.images, thin.slabs.len()), (1, 1), "{pass:?}");
+            assert!(thin.z_len(&g) <= Z_BUDGET);
+            assert_eq!(
+                thin.steps(&g).count(),
+                2 * 7,
+                "two images, seven depth taps"
+            );
+        }
+    }
+
     /// Every result plane lies in exactly one slab, and for each depth tap the slab's wide
     /// planes hold every plane its results reach with that tap (checked result by result),
     /// within the budget where a slab has more than one result plane: the 3D head and stem
-    /// at the 3D CycleGAN's defaults under the real budget, and stride 2 with padding under
-    /// a budget of 3 planes.
+    /// under a budget of 5 planes, and stride 2 with padding under one of 3.
     #[test]
     fn slabs_cover_every_result_plane_and_its_taps() {
         for (pass, g, planes_budget) in [
             (
                 ConvPass::Fprop,
                 geometry((64, 1), [70, 134, 134], 7, 1, 0),
-                None,
+                5,
             ),
             (
                 ConvPass::Dgrad,
                 geometry((1, 64), [70, 134, 134], 7, 1, 0),
-                None,
+                5,
             ),
-            (
-                ConvPass::Fprop,
-                geometry((8, 1), [33, 40, 40], 4, 2, 1),
-                Some(3),
-            ),
-            (
-                ConvPass::Dgrad,
-                geometry((1, 8), [33, 40, 40], 4, 2, 1),
-                Some(3),
-            ),
+            (ConvPass::Fprop, geometry((8, 1), [33, 40, 40], 4, 2, 1), 3),
+            (ConvPass::Dgrad, geometry((1, 8), [33, 40, 40], 4, 2, 1), 3),
         ] {
             let (wide_depth, result_depth, plane) = match pass {
                 ConvPass::Fprop => (g.input[0], g.output[0], g.input[1] * g.input[2]),
                 _ => (g.output[0], g.input[0], g.output[1] * g.output[2]),
             };
-            let z_per_plane = g.kernel[1] * g.kernel[2] * plane * g.batch;
-            let budget = planes_budget.map_or(Z_BUDGET, |p| p * z_per_plane);
+            let z_per_plane = g.kernel[1] * g.kernel[2] * plane;
+            let budget = planes_budget * z_per_plane;
             let all = slabs(pass, &g, z_per_plane, result_depth, budget);
             assert!(all.len() > 1, "{pass:?}: the budget splits the layer");
-            let thin = ThinConv::plan(pass, &g, 1).unwrap();
-            if planes_budget.is_none() {
-                assert_eq!(thin.slabs, all);
-            }
+            let thin = ThinConv::with_budget(pass, &g, 1, budget).unwrap();
+            assert_eq!(thin.slabs, all);
+            assert_eq!(thin.images, 1);
             let mut next = 0;
             for &(out_first, out_end) in &all {
                 assert_eq!(out_first, next);

@@ -638,47 +638,47 @@ impl CudaBackend {
         let wide_sp = thin.wide_positions;
         let a_rows = thin.plane_taps * thin.channels;
         let dgrad = i32::from(thin.pass == ConvPass::Dgrad);
-        for &slab in &thin.slabs {
-            for td in 0..g.kernel[0] {
-                let (first, planes) = thin.wide_planes(g, slab, td);
-                let len = planes * thin.plane;
-                if len > 0 {
-                    let gemm = StridedGemm {
-                        m: thin.plane_taps,
-                        n: len,
-                        k: thin.channels,
-                        ldb: wide_sp,
-                        ldc: len,
-                        batch: g.batch,
-                        batch_b: thin.channels * wide_sp,
-                        batch_c: thin.plane_taps * len,
-                    };
-                    let a = panel.slice(td * a_rows..(td + 1) * a_rows);
-                    let b = wide.slice(first * thin.plane..);
-                    self.enqueue_gemm(&gemm, &a, &b, &mut z.as_view_mut())?;
-                }
-                let i = |v: usize| v as i32;
-                let (td_arg, first, len) = (i(td), i(first), i(len));
-                let (out_first, out_end, accumulate) =
-                    (i(slab.0), i(slab.1), i(usize::from(td > 0)));
-                let mut l = self.stream.launch_builder(&self.functions.conv_thin_gather);
-                l.arg(params)
-                    .arg(&*z)
-                    .arg(&mut *out)
-                    .arg(&dgrad)
-                    .arg(&td_arg);
-                l.arg(&first)
-                    .arg(&len)
-                    .arg(&out_first)
-                    .arg(&out_end)
-                    .arg(&accumulate);
-                let results = g.batch * (slab.1 - slab.0) * thin.result_plane;
-                // SAFETY: matches conv_thin_gather_f32(ConvParams, const float* z, float* out,
-                // int dgrad, int td, int first, int len, int out_first, int out_end,
-                // int accumulate); z holds the GEMM's batch of k_h * k_w rows of len, out the
-                // result.
-                unsafe { l.launch(launch_1d(results)) }.map_err(err("conv_thin_gather_f32"))?;
+        let i = |v: usize| v as i32;
+        for step in thin.steps(g) {
+            let len = step.planes * thin.plane;
+            if len > 0 {
+                let gemm = StridedGemm {
+                    m: thin.plane_taps,
+                    n: len,
+                    k: thin.channels,
+                    ldb: wide_sp,
+                    ldc: len,
+                    batch: step.images,
+                    batch_b: thin.channels * wide_sp,
+                    batch_c: thin.plane_taps * len,
+                };
+                let a = panel.slice(step.td * a_rows..(step.td + 1) * a_rows);
+                let b = wide.slice(step.img_first * gemm.batch_b + step.first * thin.plane..);
+                self.enqueue_gemm(&gemm, &a, &b, &mut z.as_view_mut())?;
             }
+            // td, first, len, out_first, out_end, accumulate, img_first, images.
+            let ints = [
+                step.td,
+                step.first,
+                len,
+                step.slab.0,
+                step.slab.1,
+                usize::from(step.td > 0),
+                step.img_first,
+                step.images,
+            ]
+            .map(i);
+            let mut l = self.stream.launch_builder(&self.functions.conv_thin_gather);
+            l.arg(params).arg(&*z).arg(&mut *out).arg(&dgrad);
+            for v in &ints {
+                l.arg(v);
+            }
+            let results = step.images * (step.slab.1 - step.slab.0) * thin.result_plane;
+            // SAFETY: matches conv_thin_gather_f32(ConvParams, const float* z, float* out,
+            // int dgrad, int td, int first, int len, int out_first, int out_end, int accumulate,
+            // int img_first, int images); z holds the GEMM's batch of `images` times k_h * k_w
+            // rows of len, out the result.
+            unsafe { l.launch(launch_1d(results)) }.map_err(err("conv_thin_gather_f32"))?;
         }
         Ok(())
     }
