@@ -106,8 +106,8 @@ __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
 // columns, 3 of 4 taps of a 4 x 4 kernel at stride 2 (at stride 1 it skips the masks).
 // Split K: block z sums k in [z * k_chunk, (z + 1) * k_chunk) (k_chunk a multiple of
 // TILE_K). With one split it writes the result; with several, its partial sums go to
-// `partial + z * M * N` in the result's layout, and the tile's last block to finish adds
-// them in z order (`sum_if_last`), so results do not depend on scheduling.
+// `partial + z * M * N` in the result's layout and `conv_split_sum_f32` adds them in z order,
+// so results do not depend on scheduling.
 // Shared-memory banks: where A is contiguous along K (wgrad), the stores write it with
 // consecutive threads on consecutive k of one row m. With rows of TM floats (a multiple of
 // 32) those all fall in one bank: 16-way conflicts. Rows of TM + 4 floats (`ARow`) move each
@@ -128,9 +128,9 @@ __device__ __forceinline__ int b_slot(int tx, int j) {
     return j / 4 * (TX * 4) + tx * 4 + j % 4;
 }
 
-// The results of a thread's sub-tile (`value(i, j, at)`: row ty * RM + i, column slot j, at
-// offset `at` of the result's layout) into ops.out, a column at a time: its place in the
-// output worked out once (dgrad's takes several divisions), then its rows a stride apart.
+// The results of a thread's sub-tile (`value(i, j)`: row ty * RM + i, column slot j) into
+// ops.out, a column at a time: its place in the output worked out once (dgrad's takes
+// several divisions), then its rows a stride apart.
 template <int TM, int TN, int RM, int RN, class Ops, class Value>
 __device__ __forceinline__ void store_tile(const Ops& ops, int m0, int n0, Value value) {
     constexpr int TX = TN / RN;
@@ -145,7 +145,7 @@ __device__ __forceinline__ void store_tile(const Ops& ops, int m0, int n0, Value
 #pragma unroll
         for (int i = 0; i < RM; ++i) {
             const int m = m0 + ty * RM + i;
-            if (m < M) ops.out[at + m * out_stride] = value(i, j, at + m * out_stride);
+            if (m < M) ops.out[at + m * out_stride] = value(i, j);
         }
     }
 }
@@ -286,66 +286,31 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
         k_loop(std::true_type());
     else
         k_loop(std::false_type());
-    store_tile<TM, TN, RM, RN>(ops, m0, n0, [&](int i, int j, int) { return acc[i][j]; });
-}
-
-// The end of a split tile, after its contributor has stored its partial sums in its slot of
-// `partial` (slot z at partial + z * M * N, the result's layout): the tile's last contributor
-// to arrive (a ticket per tile, `ticket`, zero before and after every launch) adds the
-// tile's `count` slots in slot order into `out`, as a separate sum over the slots would, so
-// the result does not depend on which block arrives last, and no second launch re-reads the
-// partial sums from memory (they are still in L2). The fence before the ticket makes this
-// block's stores visible to the last contributor; that one reads the slots through L2
-// (`__ldcg`), past its own multiprocessor's L1.
-template <int TM, int TN, int RM, int RN, class Ops>
-__device__ __forceinline__ void sum_if_last(Ops ops, float* out, const float* partial, int* ticket, int count, int m0,
-                                            int n0) {
-    __shared__ bool last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        last = atomicAdd(ticket, 1) == count - 1;
-        if (last) *ticket = 0;  // every contributor has taken its ticket: ready for the next launch
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const long long slot = (long long)ops.rows() * ops.columns();
-    ops.out = out;
-    store_tile<TM, TN, RM, RN>(ops, m0, n0, [&](int, int, int at) {
-        float sum = 0.0f;
-        for (int z = 0; z < count; ++z) sum += __ldcg(partial + z * slot + at);
-        return sum;
-    });
+    store_tile<TM, TN, RM, RN>(ops, m0, n0, [&](int i, int j) { return acc[i][j]; });
 }
 
 // Split K: the tile of block (x, y) over k in [z * k_chunk, (z + 1) * k_chunk), into the
-// result, or with several splits into slot z of `partial`, then summed by the tile's last
-// block (`sum_if_last`; `tickets`: one per tile, x fastest).
+// result, or with several splits into slot z of `partial` (conv_split_sum_f32 adds them).
 template <int TM, int TN, int RM, int RN, class Ops>
-__device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int* tickets, int k_chunk) {
-    float* const out = ops.out;
-    const int splits = gridDim.z, m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
-    if (splits > 1) ops.out = partial + (long long)blockIdx.z * ops.rows() * ops.columns();
+__device__ __forceinline__ void tiled_gemm(Ops ops, float* partial, int k_chunk) {
+    if (gridDim.z > 1) ops.out = partial + (long long)blockIdx.z * ops.rows() * ops.columns();
     const int k_begin = blockIdx.z * k_chunk;
-    tile_product<TM, TN, RM, RN>(ops, m0, n0, k_begin, min(ops.depth(), k_begin + k_chunk));
-    if (splits > 1)
-        sum_if_last<TM, TN, RM, RN>(ops, out, partial, &tickets[blockIdx.y * gridDim.x + blockIdx.x], splits, m0,
-                                    n0);
+    tile_product<TM, TN, RM, RN>(ops, blockIdx.y * TM, blockIdx.x * TN, k_begin,
+                                 min(ops.depth(), k_begin + k_chunk));
 }
 
 // Stream K: the GEMM's work, T tiles of KT K tiles each (W = T * KT units, tile-major),
 // in equal shares: block b of B (gridDim.x) takes units [b * W / B, (b + 1) * W / B), which
 // may end one tile and start the next, so that every block has the same work however the
 // tiles divide among the multiprocessors (split K's equal splits leave a last wave part
-// empty). A tile of one contributor goes straight to the result; a tile of several has
-// each piece stored in a slot of `partial`, the block's place among the tile's
-// contributors, and summed by its last contributor to arrive (`sum_if_last`, `tickets`:
-// one per tile). The tiles are numbered row of tiles by row, as split K's grid (x:
-// columns). The host launches no more blocks than units (B <= W), so every share is a
-// piece and a tile's contributors are consecutive blocks.
+// empty). Each piece of a tile goes to a slot of `partial`, the block's place among the
+// tile's contributors, and the tile's last contributor zero-fills its slots past those, so
+// that conv_split_sum_f32 adds `slots` slots in order (deterministic) as after split K.
+// The tiles are numbered row of tiles by row, as split K's grid (x: columns). The host
+// launches no more blocks than units (B <= W), so every share is a piece and a tile's
+// contributors are consecutive blocks.
 template <int TM, int TN, int RM, int RN, class Ops>
-__device__ __forceinline__ void stream_k_gemm(Ops ops, float* partial, int* tickets) {
+__device__ __forceinline__ void stream_k_gemm(Ops ops, float* partial, int slots) {
     const int M = ops.rows(), N = ops.columns();
     const int tiles_x = (N + TN - 1) / TN;
     const long long KT = (ops.depth() + TILE_K - 1) / TILE_K;
@@ -356,13 +321,17 @@ __device__ __forceinline__ void stream_k_gemm(Ops ops, float* partial, int* tick
     float* const out = ops.out;
     for (long long w = begin; w < end;) {
         const long long t = w / KT, piece_end = min(end, (t + 1) * KT);
-        const long long first = block_of(t * KT), count = block_of((t + 1) * KT - 1) - first + 1;
+        const long long first = block_of(t * KT), last = block_of((t + 1) * KT - 1);
         const int m0 = (int)(t / tiles_x) * TM, n0 = (int)(t % tiles_x) * TN;
         if (w > begin) __syncthreads();  // the previous piece's shared tiles are read
-        ops.out = count > 1 ? partial + (b - first) * M * (long long)N : out;
+        ops.out = slots > 1 ? partial + (b - first) * M * (long long)N : out;
         tile_product<TM, TN, RM, RN>(ops, m0, n0, (int)(w - t * KT) * TILE_K,
                                      min(ops.depth(), (int)(piece_end - t * KT) * TILE_K));
-        if (count > 1) sum_if_last<TM, TN, RM, RN>(ops, out, partial, &tickets[t], (int)count, m0, n0);
+        if (b == last)
+            for (long long slot = last - first + 1; slot < slots; ++slot) {
+                ops.out = partial + slot * M * (long long)N;
+                store_tile<TM, TN, RM, RN>(ops, m0, n0, [](int, int) { return 0.0f; });
+            }
         w = piece_end;
     }
 }
@@ -650,17 +619,16 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 // twice the multiply-adds per shared-memory read, for GEMMs with tiles enough to fill the
 // GPU) and narrow (4 x 256) tiles. The second launch bound keeps the large tile's 64
 // accumulators in registers at two blocks per multiprocessor.
-#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                           \
-    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                \
-        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int* tickets, \
-             int k_chunk) {                                                                          \
-        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, tickets, k_chunk);                    \
+#define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                             \
+    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                  \
+        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
+        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
     }
-// Stream K in large tiles (`stream_k_gemm`).
-#define STREAM_K_KERNEL(name, Ops)                                                                     \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                           \
-        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int* tickets) { \
-        stream_k_gemm<128, 128, 8, 8>(Ops(g, a, b, out), partial, tickets);                            \
+// Stream K in large tiles (`stream_k_gemm`; the last argument is the slots of `partial`).
+#define STREAM_K_KERNEL(name, Ops)                                                            \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2)                                  \
+        name(ConvParams g, const float* a, const float* b, float* out, float* partial, int slots) { \
+        stream_k_gemm<128, 128, 8, 8>(Ops(g, a, b, out), partial, slots);                        \
     }
 #define TILED_KERNELS(pass, Ops)                                           \
     TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)            \
@@ -685,6 +653,15 @@ extern "C" __global__ void conv_weight_panel_f32(ConvParams g, const float* w, f
         const int m = i % M, k = i / M, tap = k / C, c = k % C;
         const int co = dgrad ? c : m, ci = dgrad ? m : c;
         panel[i] = w[(co * g.c_in + ci) * kvol + tap];
+    }
+}
+
+// out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
+extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {
+        float sum = 0.0f;
+        for (int z = 0; z < splits; ++z) sum += partial[(long long)z * len + i];
+        out[i] = sum;
     }
 }
 

@@ -162,14 +162,14 @@ fn emulated_conv_kernels_match_the_cpu() {
                     (TileShape::Large, _) => 1,
                     (TileShape::Narrow, _) => 2,
                 };
-                // The slots of partial sums: z for split K.
+                // The split sum after the launch runs over `splits` slots: z for split K.
                 let z = if plan.stream_k {
                     plan.splits as u32
                 } else {
                     gz
                 };
                 header.extend([kernel, gx as i32, gy as i32, z as i32]);
-                header.extend([plan.k_chunk as i32, plan.shape.tiles(gemm) as i32]);
+                header.push(plan.k_chunk as i32);
                 let kind = (plan.shape, plan.splits > 1, plan.stream_k);
                 *launches.entry(kind).or_insert(0) += 1;
                 plans.push(plan);

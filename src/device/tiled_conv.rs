@@ -50,9 +50,8 @@ impl TileShape {
         let (rows, columns) = self.size();
         format!("{rows}x{columns}")
     }
-    /// Tiles covering the GEMM's result (a launch with several splits, or stream K, takes
-    /// a ticket per tile: `kernels/conv.cu`'s `sum_if_last`).
-    pub fn tiles(self, gemm: GemmSize) -> usize {
+    /// Tiles covering the GEMM's result.
+    fn tiles(self, gemm: GemmSize) -> usize {
         let (rows, columns) = self.size();
         gemm.rows.div_ceil(rows) * gemm.columns.div_ceil(columns)
     }
@@ -145,10 +144,10 @@ impl ConvPass {
 }
 
 /// One tiled launch: grid (x: column tiles, y: row tiles, z: K splits) of 256 threads, each
-/// split summing `k_chunk` of K; with several splits, `workspace` floats of partial sums,
-/// which each tile's last block to finish adds up. A stream-K launch (`stream_k`) is a grid
-/// of (blocks, 1, 1) sharing all tiles' K work equally, into at most `splits` slots of
-/// partial sums per tile (`k_chunk` 0: the kernel works its shares out itself).
+/// split summing `k_chunk` of K; with several splits, `workspace` floats of partial sums.
+/// A stream-K launch (`stream_k`) is a grid of (blocks, 1, 1) sharing all tiles' K work
+/// equally, into `splits` slots of partial sums (`k_chunk` holds the slots too: it is the
+/// kernels' last argument).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TiledLaunch {
     pub shape: TileShape,
@@ -223,7 +222,7 @@ impl TiledLaunch {
     /// count, where split K's equal splits leave the last wave part empty (the residual
     /// block's dgrad at batch 1: 70 large tiles, 210 of 264 slots busy in 3 splits). Each
     /// tile's pieces go to as many slots of partial sums as it has contributors, at most
-    /// `splits`, summed by its last contributor as after split K.
+    /// `splits`, summed as after split K.
     pub fn stream_k(gemm: GemmSize, multiprocessors: usize) -> TiledLaunch {
         let shape = TileShape::Large;
         let tiles = shape.tiles(gemm);
@@ -241,7 +240,7 @@ impl TiledLaunch {
         TiledLaunch {
             shape,
             grid: (blocks as u32, 1, 1),
-            k_chunk: 0,
+            k_chunk: slots as u32,
             splits: slots,
             workspace: if slots > 1 {
                 slots * gemm.rows * gemm.columns
@@ -256,8 +255,7 @@ impl TiledLaunch {
     /// multiprocessor: blocks run in waves of `resident_blocks` a multiprocessor, each wave
     /// as long as its blocks' K tiles (a last, partial wave costs a whole one), plus, with
     /// split K, the partial sums written, read and summed at the memory's speed. Fitted to
-    /// an H200's rates, when a second launch added the partial sums: see BENCHMARKS.md for
-    /// how far it predicts them.
+    /// an H200's rates: see BENCHMARKS.md for how far it predicts them.
     pub fn modelled_cost(&self, gemm: GemmSize, multiprocessors: usize) -> f64 {
         let slots = multiprocessors.max(1) * self.shape.resident_blocks();
         let k_tiles = gemm.depth.div_ceil(TILE_K).max(1);
@@ -459,6 +457,7 @@ mod tests {
         }
         let most = per_tile.iter().map(Vec::len).max().unwrap();
         assert_eq!(launch.splits, most);
+        assert_eq!(launch.k_chunk as usize, most);
         assert_eq!(launch.workspace, most * 256 * 4356);
         let three = TiledLaunch::with_splits(g, TileShape::Large, 3);
         assert!(launch.modelled_cost(g, 132) < three.modelled_cost(g, 132));

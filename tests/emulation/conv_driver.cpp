@@ -1,23 +1,21 @@
 // Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (18 int32),
 // a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (kernel 0
-// square / 1 large / 2 narrow / 3 large stream K, grid x, y, z (stream K: the slots of
-// partial sums), k_chunk and the result's tiles: 6 int32 each, as src/device/tiled_conv.rs
-// plans them), then x, w, dy (float32); fprop and dgrad get w as their panels
-// (conv_weight_panel_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct
-// kernel's result and then each planned tiled launch's. A launch that leaves a tile's ticket
-// other than zero (the next launch would sum the wrong blocks) exits with 5.
+// square / 1 large / 2 narrow / 3 large stream K, grid x, y, z and k_chunk (stream K: the
+// slots): 5 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy
+// (float32); fprop and dgrad get w as their panels (conv_weight_panel_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
+// and then each planned tiled launch's (with split K: the partial sums added by
+// conv_split_sum_f32, as the backend does).
 // Direct kernels run as one 256-thread block (their grid-stride loops cover any grid).
 #include <cmath>
 #include <cstdio>
 #include "cuda_host.hpp"
 #include "../../kernels/conv.cu"
 
-using Tiled = void (*)(ConvParams, const float*, const float*, float*, float*, int*, int);
-using StreamK = void (*)(ConvParams, const float*, const float*, float*, float*, int*);
+using Tiled = void (*)(ConvParams, const float*, const float*, float*, float*, int);
 using Direct = void (*)(ConvParams, const float*, const float*, float*);
 
 struct Plan {
-    int shape, x, y, z, k_chunk, tiles;
+    int shape, x, y, z, k_chunk;
 };
 
 // Outputs start as NaN, so an element a kernel does not write fails the test.
@@ -28,21 +26,16 @@ static std::vector<float> run_direct(Direct kernel, const ConvParams& g, const s
     return out;
 }
 
-// A split or stream-K launch (kernel 3: a grid of (x, 1, 1)) with zeroed tickets, which it
-// must leave zeroed.
-static bool run_tiled(Tiled tiled, StreamK stream_k, const ConvParams& g, const Plan& p, const std::vector<float>& a,
-                      const std::vector<float>& b, std::vector<float>& out) {
-    std::vector<float> partial(p.z > 1 ? p.z * out.size() : 1, NAN);
-    std::vector<int> tickets(p.tiles, 0);
-    if (p.shape == 3)
-        launch({(unsigned)p.x, 1, 1}, 256,
-               [&] { stream_k(g, a.data(), b.data(), out.data(), partial.data(), tickets.data()); });
-    else
-        launch({(unsigned)p.x, (unsigned)p.y, (unsigned)p.z}, 256,
-               [&] { tiled(g, a.data(), b.data(), out.data(), partial.data(), tickets.data(), p.k_chunk); });
-    for (int t : tickets)
-        if (t != 0) return false;
-    return true;
+// Stream K (kernel 3) launches a grid of (x, 1, 1) and sums p.z slots after.
+static std::vector<float> run_tiled(Tiled kernel, const ConvParams& g, const Plan& p, const std::vector<float>& a,
+                                    const std::vector<float>& b, size_t len) {
+    std::vector<float> out(len, NAN), partial(p.z > 1 ? p.z * len : 1, NAN);
+    const unsigned grid_z = p.shape == 3 ? 1 : (unsigned)p.z;
+    launch({(unsigned)p.x, (unsigned)p.y, grid_z}, 256,
+           [&] { kernel(g, a.data(), b.data(), out.data(), partial.data(), p.k_chunk); });
+    if (p.z > 1)
+        launch({4, 1, 1}, 256, [&] { conv_split_sum_f32(partial.data(), out.data(), (int)len, p.z); });
+    return out;
 }
 
 int main(int argc, char** argv) {
@@ -67,18 +60,20 @@ int main(int argc, char** argv) {
     launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), dgrad_panel.data(), 1); });
     struct Pass {
         Direct direct;
-        Tiled tiled[3];  // square, large, narrow
-        StreamK stream_k;
+        Tiled tiled[4];  // square, large, narrow, large stream K
         const std::vector<float>&a, &b;
         size_t len;
     };
     const Pass passes[3] = {
-        {conv_fprop_f32, {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32},
-         conv_fprop_large_streamk_f32, x, fprop_panel, ny},
-        {conv_dgrad_f32, {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32},
-         conv_dgrad_large_streamk_f32, dy, dgrad_panel, nx},
-        {conv_wgrad_f32, {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32},
-         conv_wgrad_large_streamk_f32, x, dy, nw}};
+        {conv_fprop_f32,
+         {conv_fprop_tiled_f32, conv_fprop_large_f32, conv_fprop_narrow_f32, conv_fprop_large_streamk_f32},
+         x, fprop_panel, ny},
+        {conv_dgrad_f32,
+         {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32, conv_dgrad_large_streamk_f32},
+         dy, dgrad_panel, nx},
+        {conv_wgrad_f32,
+         {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32, conv_wgrad_large_streamk_f32},
+         x, dy, nw}};
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 4;
     for (int p = 0; p < 3; ++p) {
@@ -87,9 +82,7 @@ int main(int argc, char** argv) {
         if (!io(out, result.data(), result.size() * 4, true)) return 4;
         for (int i = 0; i < plans; ++i) {
             const Plan& launch = plan[p * plans + i];
-            result.assign(pass.len, NAN);
-            Tiled tiled = launch.shape < 3 ? pass.tiled[launch.shape] : nullptr;
-            if (!run_tiled(tiled, pass.stream_k, g, launch, pass.a, pass.b, result)) return 5;
+            result = run_tiled(pass.tiled[launch.shape], g, launch, pass.a, pass.b, pass.len);
             if (!io(out, result.data(), result.size() * 4, true)) return 4;
         }
     }

@@ -4,7 +4,7 @@
 // runs; when all have arrived, the next round starts. Rounds alternate the threads' order
 // (0..n-1, then n-1..0), so a read that a missing barrier leaves unordered against a write
 // sees the wrong value in one of them. __shared__ arrays are statics (one block runs at a
-// time). Not for kernels that use warp intrinsics; atomics and fences are plain operations.
+// time). Not for kernels that use warp intrinsics or atomics.
 //
 // A fiber switch saves the callee-saved registers and the stack pointer: a dozen
 // instructions on x86-64 (below); elsewhere ucontext, whose switches also make a signal-mask
@@ -21,7 +21,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <random>
 #include <vector>
 
 struct dim3 {
@@ -137,33 +136,17 @@ inline double __dadd_rn(double a, double b) { return a + b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 
-// Atomics and fences: blocks run one at a time and a block's threads one at a time between
-// barriers, so plain reads and writes are already sequentially consistent.
-inline int atomicAdd(int* address, int v) {
-    int old = *address;
-    *address = v + old;
-    return old;
-}
-inline void __threadfence() {}
-inline float __ldcg(const float* p) { return *p; }
-
 // Runs `kernel` for every thread of every block of a launch with 1D blocks and a grid of up
-// to three dimensions, block after block, in a shuffled order that differs from launch to
-// launch (seeded by the launch's count): CUDA promises no order, so a kernel that counts
-// on one (say, on which block of a tile finishes last) fails in some launch.
+// to three dimensions, block after block.
 inline void launch(dim3 grid, unsigned threads, const std::function<void()>& kernel) {
     using emulation::block;
-    static unsigned launches = 0;
     gridDim = grid;
     blockDim = {threads, 1, 1};
     block.kernel = &kernel;
     block.fiber.resize(threads);
     block.done.assign(threads, 0);
     while (block.stack.size() < threads) block.stack.emplace_back(new char[emulation::Block::STACK]);
-    std::vector<unsigned> order(grid.x * grid.y * grid.z);
-    for (unsigned b = 0; b < order.size(); ++b) order[b] = b;
-    std::shuffle(order.begin(), order.end(), std::mt19937(++launches));
-    for (unsigned b : order) {
+    for (unsigned b = 0; b < grid.x * grid.y * grid.z; ++b) {
         blockIdx = {b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
         for (unsigned t = 0; t < threads; ++t) {
             emulation::make_context(block.fiber[t], block.stack[t].get(), emulation::Block::STACK);

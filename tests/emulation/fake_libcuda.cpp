@@ -78,7 +78,7 @@ const Kernel KERNELS[] = {
     KERNEL(conv_dgrad_f32),         KERNEL(conv_wgrad_f32),         KERNEL(conv_fprop_tiled_f32),
     KERNEL(conv_dgrad_tiled_f32),   KERNEL(conv_wgrad_tiled_f32),   KERNEL(conv_fprop_large_f32),
     KERNEL(conv_dgrad_large_f32),   KERNEL(conv_wgrad_large_f32),   KERNEL(conv_fprop_narrow_f32),
-    KERNEL(conv_dgrad_narrow_f32),  KERNEL(conv_wgrad_narrow_f32),
+    KERNEL(conv_dgrad_narrow_f32),  KERNEL(conv_wgrad_narrow_f32),  KERNEL(conv_split_sum_f32),
     KERNEL(gemm_f32),               KERNEL(activation_fwd_f32),     KERNEL(activation_bwd_f32),
     KERNEL(dropout_f32),            KERNEL(binary_f32),             KERNEL(scale_f32),
     KERNEL(loss_partial_sums_f32),  KERNEL(loss_backward_f32),      KERNEL(norm_stats_f32),

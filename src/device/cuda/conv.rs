@@ -59,15 +59,13 @@ impl ConvParams {
 }
 
 /// A conv launch worked out once (`CudaBackend::prepare_conv`): the kernel, its parameters
-/// and function, the tiled kernels' plan, the result's length and its tiles in the plan's
-/// shape.
+/// and function, the tiled kernels' plan, and the result's length.
 struct PreparedConv<'a> {
     kernel: ConvKernel,
     params: ConvParams,
     function: &'a CudaFunction,
     plan: Option<TiledLaunch>,
     out_len: usize,
-    tiles: usize,
 }
 
 impl PreparedConv<'_> {
@@ -413,16 +411,14 @@ impl CudaBackend {
             function: self.conv_function(kernel, plan),
             plan,
             out_len: kernel.operand_lens(g).2,
-            tiles: plan.map_or(0, |p| p.shape.tiles(kernel.pass().gemm(g))),
         })
     }
 
     /// Launches a prepared conv on device buffers of the sizes its geometry implies. fprop
     /// and dgrad first rewrite the weights `b` as their A operand's K-major panel (a pooled
-    /// buffer of w's size, `conv_weight_panel_f32`); tiled kernels with split K keep their
-    /// partial sums in `workspace` (at least `workspace_len()` floats, from the backend's
-    /// pool), which each tile's last block adds up, counting arrivals on the backend's
-    /// tickets.
+    /// buffer of w's size, `conv_weight_panel_f32`); tiled kernels with split K add their
+    /// partial sums (in `workspace`, at least `workspace_len()` floats, from the backend's
+    /// pool) after.
     fn enqueue_conv(
         &self,
         conv: &PreparedConv,
@@ -449,42 +445,28 @@ impl CudaBackend {
             unsafe { launch.launch(launch_1d(conv.out_len)) }.map_err(err(name))?;
             return Ok(());
         };
-        let mut tickets = self.tickets(conv.tiles)?;
-        let tickets = tickets.as_mut().expect("allocated by `tickets`");
-        launch.arg(&mut *workspace).arg(tickets);
-        if !plan.stream_k {
-            launch.arg(&plan.k_chunk);
-        }
+        launch.arg(&mut *workspace).arg(&plan.k_chunk);
         let config = LaunchConfig {
             grid_dim: plan.grid,
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: matches the tiled kernels' (ConvParams, const float*, const float*, float*,
-        // float* partial, int* tickets, int k_chunk), stream K's without k_chunk; with
-        // several splits `workspace` holds `plan.workspace` floats and `tickets` an int per
-        // tile, all zero, else the kernels touch neither.
+        // float* partial, int k_chunk); with several splits `workspace` holds
+        // `plan.workspace` floats, else the kernels do not touch it.
         unsafe { launch.launch(config) }.map_err(err(name))?;
-        Ok(())
-    }
-
-    /// The tickets of split launches, at least `tiles` ints, all zero: each launch leaves
-    /// them as it found them (`kernels/conv.cu`'s `sum_if_last`), so one buffer serves every
-    /// launch on the stream; a larger need replaces it with a larger zeroed one.
-    fn tickets(
-        &self,
-        tiles: usize,
-    ) -> CudaResult<std::sync::MutexGuard<'_, Option<CudaSlice<i32>>>> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        if tickets.as_ref().is_none_or(|t| t.len() < tiles.max(1)) {
-            let len = tiles.max(1024);
-            *tickets = Some(
-                self.stream
-                    .alloc_zeros::<i32>(len)
-                    .map_err(err("tickets"))?,
-            );
+        if plan.splits > 1 {
+            let (len_arg, splits) = (conv.out_len as i32, plan.splits as i32);
+            let mut sum = st.launch_builder(&self.functions.conv_split_sum);
+            sum.arg(&*workspace)
+                .arg(&mut *out)
+                .arg(&len_arg)
+                .arg(&splits);
+            // SAFETY: matches (const float* partial, float* out, int len, int splits);
+            // `workspace` holds splits * len floats, `out` len.
+            unsafe { sum.launch(launch_1d(conv.out_len)) }.map_err(err("conv split sum"))?;
         }
-        Ok(tickets)
+        Ok(())
     }
 
     /// The weights `w` as fprop's or dgrad's A operand, K-major (`conv_weight_panel_f32`), in

@@ -77,6 +77,7 @@ struct Functions {
     conv_fprop_large_streamk: CudaFunction,
     conv_dgrad_large_streamk: CudaFunction,
     conv_wgrad_large_streamk: CudaFunction,
+    conv_split_sum: CudaFunction,
     conv_weight_panel: CudaFunction,
     conv_thin_gather: CudaFunction,
     gemm: CudaFunction,
@@ -118,8 +119,6 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     /// Scratch buffers (split-K partial sums), cached across launches.
     pool: Arc<Pool<StreamAllocator>>,
-    /// The split conv launches' tickets, one per tile (`conv.rs`), zero between launches.
-    tickets: Mutex<Option<CudaSlice<i32>>>,
     /// The GPU's multiprocessors, which `TiledLaunch::plan` fills.
     multiprocessors: usize,
     /// Fill every new buffer with NaN, so that elements a kernel fails to write show
@@ -223,6 +222,7 @@ impl CudaBackend {
             conv_fprop_large_streamk: f(&conv, "conv_fprop_large_streamk_f32")?,
             conv_dgrad_large_streamk: f(&conv, "conv_dgrad_large_streamk_f32")?,
             conv_wgrad_large_streamk: f(&conv, "conv_wgrad_large_streamk_f32")?,
+            conv_split_sum: f(&conv, "conv_split_sum_f32")?,
             conv_weight_panel: f(&conv, "conv_weight_panel_f32")?,
             conv_thin_gather: f(&conv, "conv_thin_gather_f32")?,
             gemm: f(&conv, "gemm_f32")?,
@@ -250,7 +250,6 @@ impl CudaBackend {
             ordinal,
             ctx,
             pool: Pool::new(StreamAllocator(Arc::clone(&stream))),
-            tickets: Mutex::new(None),
             stream,
             multiprocessors: multiprocessors.max(1) as usize,
             poison: AtomicBool::new(false),
