@@ -225,10 +225,7 @@ impl CudaBackend {
     ) -> CudaResult<DeviceBuffer> {
         check_operands(kernel, g, a.len(), b.len())?;
         if let Some(thin) = self.thin_plan(kernel, g) {
-            let params = ConvParams::of(g)?;
-            let mut out = self.alloc(kernel.operand_lens(g).2)?;
-            self.enqueue_thin(&thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
-            return Ok(out);
+            return self.run_thin(kernel, &thin, g, a, b);
         }
         if kernel.thin() {
             return Err(format!(
@@ -255,6 +252,22 @@ impl CudaBackend {
             ConvKernel::FpropThin | ConvKernel::DgradThin => ThinConv::plan(kernel.pass(), g, 1),
             _ => None,
         }
+    }
+
+    /// `kernel` run thin as `thin` on device buffers (`a`: the wide operand, `b`: the
+    /// weights), into a new buffer.
+    fn run_thin(
+        self: &Arc<Self>,
+        kernel: ConvKernel,
+        thin: &ThinConv,
+        g: &ConvGeometry,
+        a: &DeviceBuffer,
+        b: &DeviceBuffer,
+    ) -> CudaResult<DeviceBuffer> {
+        let params = ConvParams::of(g)?;
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        self.enqueue_thin(thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
+        Ok(out)
     }
 
     /// `kernel` on `g` launched as `plan` (None for the direct kernels).
@@ -365,10 +378,7 @@ impl CudaBackend {
             .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
         check_operands(kernel, g, a.len(), b.len())?;
         let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
-        let mut out = self.alloc(kernel.operand_lens(g).2)?;
-        let params = ConvParams::of(g)?;
-        self.enqueue_thin(&thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
-        out.to_host()
+        self.run_thin(kernel, &thin, g, &a, &b)?.to_host()
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
