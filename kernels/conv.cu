@@ -1,12 +1,15 @@
 // Convolution primitives for 2D and 3D (2D is 3D with depth 1): fprop, dgrad, wgrad.
-// Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; zero padding; accumulation in
-// float32; outputs are overwritten. Each primitive is one implicit GEMM (operand structs
-// below) run two ways: direct (one thread per result, the correctness baseline) and tiled
+// Layout: NCDHW float32, weights [c_out, c_in, kd, kh, kw]; padding with zeros, or with the
+// input reflected or replicated (`pad_mode`, see "Padding" below); accumulation in float32;
+// outputs are overwritten. Each primitive is one implicit GEMM (operand structs below) run
+// two ways: direct (one thread per result, the correctness baseline) and tiled
 // (shared-memory tiles, K split across blocks where outputs are few), timed against each
 // other by `bench kernels`.
 // Launched by src/device/cuda/conv.rs; the CPU references are src/ops/conv/cpu.rs.
 
 #include <type_traits>
+
+#include "pad.cuh"
 
 struct ConvParams {
     int n, c_in, c_out;
@@ -15,8 +18,94 @@ struct ConvParams {
     int s_d, s_h, s_w;
     int p_d, p_h, p_w;
     int out_d, out_h, out_w;
+    int pad_mode;  // PAD_*
 };
-static_assert(sizeof(ConvParams) == 72, "ConvParams must match the Rust struct");
+static_assert(sizeof(ConvParams) == 76, "ConvParams must match the Rust struct");
+
+// Padding. A conv that pads with reflection or replication (the ResNet generators) reads its
+// unpadded input: fprop and wgrad gather each padded position from the input element it
+// copies (`pad_source`). dgrad's result, the input's gradient, sums on each input element
+// the gradients of every padded position that copies it: near a border up to two per axis
+// with reflection (the position and its mirror image), a run with replication (the edge and
+// its copies). A gather cannot add, so dgrad reads dY "folded" (`conv_fold_dy_f32`, run
+// first): per axis, dY's positions, then one extra position per (border input, tap) pair
+// that receives from several, holding their sum. dgrad then gathers one folded element per
+// input position and tap, and computes the unpadded input's gradient directly, on its
+// columns rather than the padded input's. The folding assumes stride 1, a kernel of 2p + 1
+// taps and inputs longer than 2p + 1 on every padded axis (the ResNet blocks, stems and
+// heads); the backend pads explicitly for the rest (src/device/cuda/conv.rs).
+//
+// Extra folded positions on an axis padded by p: reflection 2 p^2 (p^2 per side, (input
+// 1 + row, tap) for rows and taps below p), replication 2 p (p taps at each edge).
+__device__ __forceinline__ int fold_extra(int p, int mode) {
+    if (p == 0) return 0;
+    return mode == PAD_REFLECT ? 2 * p * p : mode == PAD_REPLICATE ? 2 * p : 0;
+}
+
+// The folded dY index input index i receives from with tap k on an axis of n inputs and
+// `out` = n outputs, padded by p (stride 1, 2p + 1 taps), or -1.
+__device__ __forceinline__ int fold_index(int i, int k, int p, int n, int out, int mode) {
+    if (p > 0 && mode == PAD_REFLECT) {
+        // Low side: input i in [1, p] is also padded position p - i; with tap k <= p - i that
+        // mirror reaches output p - i - k >= 0. High side likewise, j = n - 1 - i.
+        if (i >= 1 && i <= p && k <= p - i) return out + (i - 1) * p + k;
+        const int j = n - 1 - i;
+        if (j >= 1 && j <= p && k >= p + j) return out + p * p + (j - 1) * p + (2 * p - k);
+    } else if (p > 0 && mode == PAD_REPLICATE) {
+        // Input 0 is padded positions 0..p, reaching outputs 0..p - k; input n - 1 likewise.
+        if (i == 0 && k < p) return out + k;
+        if (i == n - 1 && k > p) return out + p + (2 * p - k);
+    }
+    const int o = i + p - k;
+    return o >= 0 && o < out ? o : -1;
+}
+
+// dY indices lo, lo + step, ..., hi: what folded index a sums on one axis (`fold_index`'s
+// inverse).
+struct Run {
+    int lo, hi, step;
+};
+__device__ __forceinline__ Run fold_sources(int a, int p, int n, int out, int mode) {
+    if (a < out) return {a, a, 1};
+    int c = a - out;
+    if (mode == PAD_REFLECT) {
+        const bool high = c >= p * p;
+        c %= p * p;
+        const int i = c / p + 1, k = c % p;  // low: input i, tap k; high: input n - 1 - i, tap 2p - k
+        // The output through the input's own padded position, and through its mirror image;
+        // pairs no (input, tap) reads (mirror outside) hold the first alone.
+        if (!high) {
+            const int own = i + p - k, mirror = p - k - i;
+            return mirror >= 0 ? Run{mirror, own, own - mirror} : Run{own, own, 1};
+        }
+        const int own = n - 1 - i - p + k, mirror = n - 1 + i - p + k;
+        return mirror < out ? Run{own, mirror, mirror - own} : Run{own, own, 1};
+    }
+    const int k = c % p;  // replication: tap k at input 0, tap 2p - k at input n - 1
+    return c < p ? Run{0, p - k, 1} : Run{n - 1 - p + k, n - 1, 1};
+}
+
+// Folded dY (see "Padding"): folded[img, co, a_d, a_h, a_w] = the sum over the product of
+// each axis's run of dy[img, co, d, h, w]; extents out + fold_extra per axis. Any grid-stride
+// 1D launch.
+extern "C" __global__ void conv_fold_dy_f32(ConvParams g, const float* dy, float* folded) {
+    const int fd = g.out_d + fold_extra(g.p_d, g.pad_mode), fh = g.out_h + fold_extra(g.p_h, g.pad_mode),
+              fw = g.out_w + fold_extra(g.p_w, g.pad_mode);
+    const int out_sp = g.out_d * g.out_h * g.out_w, folded_sp = fd * fh * fw;
+    const long long total = (long long)g.n * g.c_out * folded_sp;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+        const int f = e % folded_sp;
+        const Run rd = fold_sources(f / (fw * fh), g.p_d, g.in_d, g.out_d, g.pad_mode),
+                  rh = fold_sources(f / fw % fh, g.p_h, g.in_h, g.out_h, g.pad_mode),
+                  rw = fold_sources(f % fw, g.p_w, g.in_w, g.out_w, g.pad_mode);
+        const float* plane = dy + e / folded_sp * out_sp;
+        float sum = 0.0f;
+        for (int d = rd.lo; d <= rd.hi; d += rd.step)
+            for (int h = rh.lo; h <= rh.hi; h += rh.step)
+                for (int w = rw.lo; w <= rw.hi; w += rw.step) sum += plane[(d * g.out_h + h) * g.out_w + w];
+        folded[e] = sum;
+    }
+}
 
 // Output index o on an axis that input index i reads with tap k, or -1. A division costs
 // some twenty instructions, so stride 1 (every residual block) skips it and stride 2 (every
@@ -404,12 +493,13 @@ struct ConvShape {
     template <class Slice>
     __device__ bool needed(const Slice&, unsigned long long) const { return true; }
     __device__ unsigned long long tap_mask(const GemmColumn&) const { return ~0ull; }
-    // Flat offset of the input position that output position o reads with tap t, or -1 in
-    // the zero padding.
+    // Flat offset of the input position that output position o reads with tap t (the one
+    // its padded position copies), or -1 in the zero padding.
     __device__ int input_offset(Position o, Position t) const {
-        int id = o.d * g.s_d + t.d - g.p_d, ih = o.h * g.s_h + t.h - g.p_h, iw = o.w * g.s_w + t.w - g.p_w;
-        bool inside = id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
-        return inside ? (id * g.in_h + ih) * g.in_w + iw : -1;
+        const int id = pad_source(o.d * g.s_d + t.d, g.in_d, g.p_d, g.pad_mode),
+                  ih = pad_source(o.h * g.s_h + t.h, g.in_h, g.p_h, g.pad_mode),
+                  iw = pad_source(o.w * g.s_w + t.w, g.in_w, g.p_w, g.pad_mode);
+        return id >= 0 && ih >= 0 && iw >= 0 ? (id * g.in_h + ih) * g.in_w + iw : -1;
     }
 };
 
@@ -454,7 +544,8 @@ struct FpropOps : ConvShape, PanelA {
 };
 
 // dgrad: A = W^T [c_in, (tap, c_out)], panel[(tap * c_out + co) * c_in + ci] = w[co, ci, tap];
-// B = the dY values each input position receives.
+// B = the dY values each input position receives; with a reflection or replication padding,
+// dY folded (`conv_fold_dy_f32`, extents `dy_size`).
 // Columns are phase-major where the strides divide the input: column n is (phase, image,
 // position q on the phase's sub-grid), input position = phase + stride * q, so that a tile's
 // columns share a phase and so the taps they receive from (`tap_mask`, `needed`).
@@ -463,6 +554,8 @@ struct DgradOps : ConvShape, PanelA {
     const float* dy;
     Position step, sub;  // phase grid step per axis (stride, or 1) and sub-grid size
     int sub_sp;
+    Position dy_size;  // dY's extents as read: the output's, plus folded positions
+    int dy_sp;
     __device__ static int step_of(int in, int s) { return in % s == 0 ? s : 1; }
     __device__ DgradOps(const ConvParams& p, const float* dy_, const float* panel_, float* dx)
         : ConvShape(p, dx),
@@ -470,7 +563,10 @@ struct DgradOps : ConvShape, PanelA {
           dy(dy_),
           step{step_of(p.in_d, p.s_d), step_of(p.in_h, p.s_h), step_of(p.in_w, p.s_w)},
           sub{p.in_d / step.d, p.in_h / step.h, p.in_w / step.w},
-          sub_sp(sub.d * sub.h * sub.w) {}
+          sub_sp(sub.d * sub.h * sub.w),
+          dy_size{p.out_d + fold_extra(p.p_d, p.pad_mode), p.out_h + fold_extra(p.p_h, p.pad_mode),
+                  p.out_w + fold_extra(p.p_w, p.pad_mode)},
+          dy_sp(dy_size.d * dy_size.h * dy_size.w) {}
     __device__ int rows() const { return g.c_in; }
     __device__ int columns() const { return g.n * in_sp; }
     __device__ int depth() const { return g.c_out * kvol; }
@@ -486,8 +582,12 @@ struct DgradOps : ConvShape, PanelA {
     }
     __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_out); }
-    // The output position input position i receives from with tap t, or a negative axis.
+    // The (folded) dY position input position i receives from with tap t, or a negative axis.
     __device__ Position source(Position i, Position t) const {
+        if (g.pad_mode != PAD_ZERO)
+            return {fold_index(i.d, t.d, g.p_d, g.in_d, g.out_d, g.pad_mode),
+                    fold_index(i.h, t.h, g.p_h, g.in_h, g.out_h, g.pad_mode),
+                    fold_index(i.w, t.w, g.p_w, g.in_w, g.out_w, g.pad_mode)};
         return {out_index(i.d, t.d, g.s_d, g.p_d, g.out_d), out_index(i.h, t.h, g.s_h, g.p_h, g.out_h),
                 out_index(i.w, t.w, g.s_w, g.p_w, g.out_w)};
     }
@@ -511,11 +611,11 @@ struct DgradOps : ConvShape, PanelA {
         return s.tap >= 64 || (block_taps >> s.tap & 1);
     }
     // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
-    __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * out_sp; }
+    __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * dy_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
         Position o = source(c.pos, s.t);
         bool valid = o.d >= 0 && o.h >= 0 && o.w >= 0;
-        return gather(s.c0 * out_sp + (o.d * g.out_h + o.h) * g.out_w + o.w, out_sp, c.valid && valid);
+        return gather(s.c0 * dy_sp + (o.d * dy_size.h + o.h) * dy_size.w + o.w, dy_sp, c.valid && valid);
     }
     __device__ int out_column(int n) const {
         Column c = column(n, true);
@@ -547,8 +647,12 @@ struct WgradOps : ConvShape {
         if (!valid) return {false, 0, {0, 0, 0}};
         return {true, n / kvol, tap(n % kvol, g)};
     }
+    // A padded input's rows are no runs of x (their ends reflect or repeat): with a
+    // reflection or replication padding every k is a slice of its own (the backend pads such
+    // inputs explicitly instead, src/device/cuda/conv.rs).
     __device__ Slice slice(int k0) const {
-        return {g.out_w % TILE_K == 0, k0 / out_sp, position(k0 % out_sp, g.out_h, g.out_w)};
+        return {g.out_w % TILE_K == 0 && g.pad_mode == PAD_ZERO, k0 / out_sp,
+                position(k0 % out_sp, g.out_h, g.out_w)};
     }
     // A uniform slice moved TILE_K on by counting (a row holds whole tiles): along the row,
     // then the rows, the planes and the images, as slice(k0 + TILE_K) gives.
@@ -573,6 +677,10 @@ struct WgradOps : ConvShape {
     // columns whose input column lands inside.
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
+        if (g.pad_mode != PAD_ZERO) {  // one k (above)
+            const int offset = input_offset(s.o, c.pos);
+            return gather(s.image * g.c_in * in_sp + offset, 0, c.valid && offset >= 0);
+        }
         int id = s.o.d * g.s_d + c.pos.d - g.p_d, ih = s.o.h * g.s_h + c.pos.h - g.p_h;
         int iw0 = s.o.w * g.s_w + c.pos.w - g.p_w;
         bool row_inside = c.valid && id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
@@ -731,7 +839,8 @@ GEMM_KERNEL(gemm_square_f32, 64, 4, 4)
 // `len` floats per in-plane tap (wide planes from `first`), images k_h * k_w * len apart, for
 // the `images` images from `img_first`. Writes (td 0) or adds to (`accumulate`) result
 // planes [out_first, out_end) of those images; one thread per result (grid-stride, any 1D
-// launch). Taps add in order, depth tap by depth tap, so results are deterministic.
+// launch). Taps add in order, depth tap by depth tap, so results are deterministic. Thin
+// convs pad with zeros: the backend pads explicitly around them.
 extern "C" __global__ void conv_thin_gather_f32(ConvParams g, const float* z, float* out, int dgrad, int td,
                                                 int first, int len, int out_first, int out_end, int accumulate,
                                                 int img_first, int images) {

@@ -4,9 +4,7 @@
 // element that read it (no atomics, deterministic). Outputs are overwritten.
 // Launched by src/device/cuda/pad.rs; the CPU references are src/ops/pad/cpu.rs.
 
-#define PAD_ZERO 0
-#define PAD_REFLECT 1
-#define PAD_REPLICATE 2
+#include "pad.cuh"
 
 struct PadParams {
     int planes;
@@ -16,17 +14,6 @@ struct PadParams {
     int mode;
 };
 static_assert(sizeof(PadParams) == 44, "PadParams must match the Rust struct");
-
-// The input index output index o reads on an axis of size n, or -1 (zero padding).
-__device__ __forceinline__ int pad_source(int o, int n, int before, int mode) {
-    int i = o - before;
-    if (mode == PAD_REPLICATE) return min(max(i, 0), n - 1);
-    if (mode == PAD_REFLECT) {
-        if (i < 0) i = -i;
-        if (i > n - 1) i = 2 * (n - 1) - i;
-    }
-    return (i >= 0 && i < n) ? i : -1;
-}
 
 extern "C" __global__ void pad_fwd_f32(PadParams g, const float* x, float* y) {
     int od = g.in[0] + g.before[0] + g.after[0], oh = g.in[1] + g.before[1] + g.after[1], ow = g.in[2] + g.before[2] + g.after[2];

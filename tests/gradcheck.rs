@@ -80,6 +80,7 @@ struct ConvCase {
     stride: usize,
     padding: usize,
     output_padding: usize,
+    pad_mode: PadMode,
     transposed: bool,
 }
 
@@ -93,6 +94,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -102,6 +104,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -111,6 +114,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 1,
+        pad_mode: PadMode::Zero,
         transposed: true,
     },
     ConvCase {
@@ -120,6 +124,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 1,
+        pad_mode: PadMode::Zero,
         transposed: true,
     },
     ConvCase {
@@ -129,6 +134,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -138,6 +144,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -147,6 +154,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 0,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -156,6 +164,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -165,6 +174,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 0,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: false,
     },
     ConvCase {
@@ -174,6 +184,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 1,
+        pad_mode: PadMode::Zero,
         transposed: true,
     },
     ConvCase {
@@ -183,6 +194,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 0,
+        pad_mode: PadMode::Zero,
         transposed: true,
     },
     ConvCase {
@@ -192,14 +204,57 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 2,
         padding: 1,
         output_padding: 1,
+        pad_mode: PadMode::Zero,
         transposed: true,
+    },
+    ConvCase {
+        name: "conv2d 3x3 s1 p1 reflect gemm",
+        x: &[2, 3, 6, 5],
+        w: &[6, 3, 3, 3],
+        stride: 1,
+        padding: 1,
+        output_padding: 0,
+        pad_mode: PadMode::Reflect,
+        transposed: false,
+    },
+    ConvCase {
+        name: "conv2d 7x7 s1 p3 reflect",
+        x: &[1, 2, 8, 9],
+        w: &[2, 2, 7, 7],
+        stride: 1,
+        padding: 3,
+        output_padding: 0,
+        pad_mode: PadMode::Reflect,
+        transposed: false,
+    },
+    ConvCase {
+        name: "conv3d 3x3x3 s1 p1 replicate gemm",
+        x: &[1, 2, 4, 5, 3],
+        w: &[5, 2, 3, 3, 3],
+        stride: 1,
+        padding: 1,
+        output_padding: 0,
+        pad_mode: PadMode::Replicate,
+        transposed: false,
+    },
+    ConvCase {
+        name: "conv2d 3x3 s2 p2 replicate",
+        x: &[1, 2, 7, 6],
+        w: &[3, 2, 3, 3],
+        stride: 2,
+        padding: 2,
+        output_padding: 0,
+        pad_mode: PadMode::Replicate,
+        transposed: false,
     },
 ];
 
 #[test]
 fn conv_gradients() {
     for (k, c) in CONV_CASES.iter().enumerate() {
-        let opts = ConvOptions::new(c.stride, c.padding).with_output_padding(c.output_padding);
+        let opts = ConvOptions::new(c.stride, c.padding)
+            .with_output_padding(c.output_padding)
+            .with_pad_mode(c.pad_mode);
         let (xs, ws) = (Shape::new(c.x), Shape::new(c.w));
         let g = if c.transposed {
             ConvGeometry::conv_transpose("test", &xs, &ws, opts).unwrap()

@@ -1,6 +1,6 @@
 //! The integer codes the CUDA kernels take for an activation, a binary op, a loss and a
 //! padding mode (`#define`s in `kernels/activation.cuh`, `elementwise.cu`, `loss.cu` and
-//! `pad.cu`), in one place for the CUDA backend and the host emulation of the kernels
+//! `pad.cuh`), in one place for the CUDA backend and the host emulation of the kernels
 //! (`tests/kernel_emulation.rs`). A test reads the kernel sources and checks every value.
 
 use crate::ops::elementwise::Activation;
@@ -90,7 +90,7 @@ mod tests {
             (PadMode::Replicate, "PAD_REPLICATE"),
         ];
         for (mode, name) in modes {
-            assert_eq!(pad(mode), define("pad.cu", name), "{name}");
+            assert_eq!(pad(mode), define("pad.cuh", name), "{name}");
         }
     }
 }

@@ -14,6 +14,7 @@
 
 use crate::device::tiled_conv::{ConvPass, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pad::PadMode;
 
 /// Floats of Z per launch (256 MiB).
 pub const Z_BUDGET: usize = 1 << 26;
@@ -68,6 +69,9 @@ impl ThinConv {
         multiprocessors: usize,
         budget: usize,
     ) -> Option<ThinConv> {
+        if g.pad_mode != PadMode::Zero {
+            return None; // the gather pads with zeros; the backend pads explicitly around it
+        }
         let (wide, result, channels) = match pass {
             ConvPass::Fprop if g.c_out == 1 => (g.input, g.output, g.c_in),
             ConvPass::Dgrad if g.c_in == 1 => (g.output, g.input, g.c_out),

@@ -9,6 +9,7 @@
 //! (`tests/kernel_emulation.rs`) launches them exactly as the GPU does.
 
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pad::PadMode;
 
 /// The K step of `kernels/conv.cu`'s tiles (TILE_K).
 pub const TILE_K: usize = 16;
@@ -119,9 +120,15 @@ pub struct GemmSize {
 
 impl ConvPass {
     /// The implicit GEMM of this pass over `g` (kernels/conv.cu's operand structs).
+    /// A dgrad whose padding the kernels cannot fold (`dgrad_folds_padding`) computes the
+    /// padded input's gradient.
     pub fn gemm(self, g: &ConvGeometry) -> GemmSize {
         let kernel_volume: usize = g.kernel.iter().product();
-        let input_positions = g.batch * g.input.iter().product::<usize>();
+        let input = match g.explicit_padding() {
+            Some((_, padded)) if self == ConvPass::Dgrad && !dgrad_folds_padding(g) => padded.input,
+            _ => g.input,
+        };
+        let input_positions = g.batch * input.iter().product::<usize>();
         let output_positions = g.batch * g.output_volume();
         match self {
             ConvPass::Fprop => GemmSize {
@@ -141,6 +148,32 @@ impl ConvPass {
             },
         }
     }
+}
+
+/// Whether dgrad's kernels take `g`'s reflection or replication padding folded into dY
+/// (`kernels/conv.cu`, "Padding"): at stride 1 with kernels of 2p + 1 taps and inputs longer
+/// than 2p + 1 on every padded axis, as in the ResNet generators. The backend pads other
+/// padded dgrads explicitly.
+pub fn dgrad_folds_padding(g: &ConvGeometry) -> bool {
+    g.pad_mode != PadMode::Zero
+        && g.stride == [1; 3]
+        && (0..3).all(|a| {
+            let p = g.pad[a];
+            p == 0 || (g.kernel[a] == 2 * p + 1 && g.input[a] > 2 * p + 1)
+        })
+}
+
+/// Floats of dY folded for dgrad (`conv_fold_dy_f32`): per padded axis, the output's extent
+/// plus 2 p^2 (reflection) or 2 p (replication) sums.
+pub fn folded_dy_len(g: &ConvGeometry) -> usize {
+    let extra = |p: usize| match g.pad_mode {
+        _ if p == 0 => 0,
+        PadMode::Reflect => 2 * p * p,
+        PadMode::Replicate => 2 * p,
+        PadMode::Zero => 0,
+    };
+    let extents: usize = (0..3).map(|a| g.output[a] + extra(g.pad[a])).product();
+    g.batch * g.c_out * extents
 }
 
 /// One tiled launch: grid (x: column tiles, y: row tiles, z: K splits) of 256 threads, each

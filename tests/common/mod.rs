@@ -111,31 +111,60 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f64], atol: f64, rto
 pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
     use mrgan::Shape;
     use mrgan::ops::conv::{ConvGeometry, ConvOptions};
-    // input dims, weight dims, stride, padding, output padding, transposed
-    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, bool);
-    // Cases 2, 3 and 8 have channel counts and output rows in multiples of 16: the CUDA tiled
-    // kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the general one.
-    // Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride 2). Cases 8
-    // to 11 are thin (one channel on fprop's or dgrad's result side): 2D and 3D, stride 1
-    // and 2, the last a transposed conv with output padding.
-    let cases: [Case; 12] = [
-        (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, 0, false),
-        (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, 0, false),
-        (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, 0, false),
-        (&[1, 16, 3, 4, 16], &[16, 16, 3, 3, 3], 1, 1, 0, false),
-        (&[1, 3, 11, 13], &[70, 3, 1, 1], 1, 0, 0, false),
-        (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, 0, false),
-        (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, 1, true),
-        (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, 1, true),
-        (&[2, 1, 16, 32], &[16, 1, 4, 4], 2, 1, 0, false),
-        (&[2, 5, 9, 10], &[1, 5, 3, 3], 1, 1, 0, false),
-        (&[1, 3, 6, 7, 5], &[1, 3, 3, 3, 3], 2, 1, 0, false),
-        (&[2, 4, 3, 4, 3], &[4, 1, 3, 3, 3], 2, 1, 1, true),
+    use mrgan::ops::pad::PadMode::{self, Reflect, Replicate, Zero};
+    // input dims, weight dims, stride, padding, padding mode, output padding, transposed
+    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, PadMode, usize, bool);
+    // Cases 2, 3, 8 and 12 have channel counts and output rows in multiples of 16: the CUDA
+    // tiled kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the
+    // general one. Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride
+    // 2). Cases 8 to 11 are thin (one channel on fprop's or dgrad's result side): 2D and 3D,
+    // stride 1 and 2, the last a transposed conv with output padding. Cases 12 to 18 pad with
+    // reflection or replication: 12 to 16 as the ResNet generators (stride 1, 2p + 1 taps),
+    // whose dgrad the kernels fold, 15 and 16 thin on one side (padded explicitly there);
+    // 17 (stride 2) and 18 (an input of 2p + 1) padded explicitly.
+    let cases: [Case; 19] = [
+        (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, Zero, 0, false),
+        (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, Zero, 0, false),
+        (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, Zero, 0, false),
+        (&[1, 16, 3, 4, 16], &[16, 16, 3, 3, 3], 1, 1, Zero, 0, false),
+        (&[1, 3, 11, 13], &[70, 3, 1, 1], 1, 0, Zero, 0, false),
+        (&[2, 2, 7, 6, 5], &[3, 2, 3, 3, 3], 2, 1, Zero, 0, false),
+        (&[2, 6, 5, 4], &[6, 3, 3, 3], 2, 1, Zero, 1, true),
+        (&[1, 4, 3, 4, 3], &[4, 2, 3, 3, 3], 2, 1, Zero, 1, true),
+        (&[2, 1, 16, 32], &[16, 1, 4, 4], 2, 1, Zero, 0, false),
+        (&[2, 5, 9, 10], &[1, 5, 3, 3], 1, 1, Zero, 0, false),
+        (&[1, 3, 6, 7, 5], &[1, 3, 3, 3, 3], 2, 1, Zero, 0, false),
+        (&[2, 4, 3, 4, 3], &[4, 1, 3, 3, 3], 2, 1, Zero, 1, true),
+        (&[1, 16, 6, 16], &[16, 16, 3, 3], 1, 1, Reflect, 0, false),
+        (&[2, 3, 9, 8], &[5, 3, 7, 7], 1, 3, Reflect, 0, false),
+        (
+            &[1, 4, 5, 4, 6],
+            &[6, 4, 3, 3, 3],
+            1,
+            1,
+            Replicate,
+            0,
+            false,
+        ),
+        (
+            &[1, 3, 8, 9, 8],
+            &[1, 3, 7, 7, 7],
+            1,
+            3,
+            Replicate,
+            0,
+            false,
+        ),
+        (&[1, 1, 9, 10], &[4, 1, 7, 7], 1, 3, Reflect, 0, false),
+        (&[2, 3, 9, 8], &[4, 3, 3, 3], 2, 1, Reflect, 0, false),
+        (&[1, 2, 3, 5], &[3, 2, 3, 3], 1, 1, Reflect, 0, false),
     ];
     cases
         .into_iter()
-        .map(|(x, w, stride, pad, out_pad, transposed)| {
-            let opts = ConvOptions::new(stride, pad).with_output_padding(out_pad);
+        .map(|(x, w, stride, pad, mode, out_pad, transposed)| {
+            let opts = ConvOptions::new(stride, pad)
+                .with_pad_mode(mode)
+                .with_output_padding(out_pad);
             let (xs, ws) = (Shape::new(x), Shape::new(w));
             if transposed {
                 ConvGeometry::conv_transpose("test", &xs, &ws, opts).unwrap()

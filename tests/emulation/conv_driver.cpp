@@ -1,8 +1,9 @@
-// Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (18 int32),
+// Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (19 int32),
 // a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (kernel 0
 // square / 1 large / 2 narrow / 3 large stream K, grid x, y, z and k_chunk (stream K: the
 // slots): 5 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy
-// (float32); fprop and dgrad get w as their panels (conv_weight_panel_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
+// (float32); fprop and dgrad get w as their panels (conv_weight_panel_f32), and dgrad with a
+// reflection or replication padding gets dy folded (conv_fold_dy_f32). argv[2] gets, for fprop, dgrad and wgrad in turn, the direct kernel's result
 // and then each planned tiled launch's (with split K: the partial sums added by
 // conv_split_sum_f32, as the backend does).
 // Direct kernels run as one 256-thread block (their grid-stride loops cover any grid).
@@ -58,6 +59,14 @@ int main(int argc, char** argv) {
     std::vector<float> fprop_panel(nw, NAN), dgrad_panel(nw, NAN);
     launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), fprop_panel.data(), 0); });
     launch({4, 1, 1}, 256, [&] { conv_weight_panel_f32(g, w.data(), dgrad_panel.data(), 1); });
+    // Folded extents per axis: the output's plus fold_extra (kernels/conv.cu, "Padding").
+    const size_t folded_len = (size_t)g.n * g.c_out * (g.out_d + fold_extra(g.p_d, g.pad_mode)) *
+                              (g.out_h + fold_extra(g.p_h, g.pad_mode)) * (g.out_w + fold_extra(g.p_w, g.pad_mode));
+    std::vector<float> dgrad_dy = dy;
+    if (g.pad_mode != PAD_ZERO) {
+        dgrad_dy.assign(folded_len, NAN);
+        launch({4, 1, 1}, 256, [&] { conv_fold_dy_f32(g, dy.data(), dgrad_dy.data()); });
+    }
     struct Pass {
         Direct direct;
         Tiled tiled[4];  // square, large, narrow, large stream K
@@ -70,7 +79,7 @@ int main(int argc, char** argv) {
          x, fprop_panel, ny},
         {conv_dgrad_f32,
          {conv_dgrad_tiled_f32, conv_dgrad_large_f32, conv_dgrad_narrow_f32, conv_dgrad_large_streamk_f32},
-         dy, dgrad_panel, nx},
+         dgrad_dy, dgrad_panel, nx},
         {conv_wgrad_f32,
          {conv_wgrad_tiled_f32, conv_wgrad_large_f32, conv_wgrad_narrow_f32, conv_wgrad_large_streamk_f32},
          x, dy, nw}};

@@ -1,6 +1,11 @@
 //! Conv primitives and the dense GEMM (`kernels/conv.cu`): direct and tiled implicit-GEMM
 //! launches as `crate::device::tiled_conv` plans them, split-K scratch from the backend's
 //! pool, and their timing.
+//!
+//! Convs that pad with reflection or replication run that padding in the kernels where they
+//! can (fprop's gather; dgrad after folding dY, `dgrad_folds_padding`) and otherwise pad
+//! explicitly around the same conv without padding: wgrad (its row runs of x would break at
+//! the reflected ends), the thin convs, and dgrads the folding does not cover.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,12 +13,17 @@ use std::sync::atomic::Ordering;
 use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
+use crate::device::kernel_codes;
 use crate::device::pool::Pooled;
 use crate::device::thin_conv::ThinConv;
-use crate::device::tiled_conv::{ConvPass, TileShape, TiledLaunch, dense_gemm_tile};
+use crate::device::tiled_conv::{
+    ConvPass, TileShape, TiledLaunch, dense_gemm_tile, dgrad_folds_padding, folded_dy_len,
+};
 use crate::ops::conv::ConvGeometry;
+use crate::ops::pad::PadMode;
+use crate::ops::pad::cpu::PadGeometry;
 
-/// `kernels/conv.cu`'s ConvParams: a conv geometry as 18 ints, passed by value.
+/// `kernels/conv.cu`'s ConvParams: a conv geometry as 19 ints, passed by value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 struct ConvParams {
@@ -25,8 +35,9 @@ struct ConvParams {
     stride: [i32; 3],
     pad: [i32; 3],
     output: [i32; 3],
+    pad_mode: i32,
 }
-const _: () = assert!(std::mem::size_of::<ConvParams>() == 72);
+const _: () = assert!(std::mem::size_of::<ConvParams>() == 76);
 // SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
 unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
 
@@ -54,18 +65,21 @@ impl ConvParams {
             stride: i(g.stride),
             pad: i(g.pad),
             output: i(g.output),
+            pad_mode: kernel_codes::pad(g.pad_mode),
         })
     }
 }
 
 /// A conv launch worked out once (`CudaBackend::prepare_conv`): the kernel, its parameters
-/// and function, the tiled kernels' plan, and the result's length.
+/// and function, the tiled kernels' plan, the result's length, and the length of dY folded
+/// for a dgrad that pads with reflection or replication (0: none).
 struct PreparedConv<'a> {
     kernel: ConvKernel,
     params: ConvParams,
     function: &'a CudaFunction,
     plan: Option<TiledLaunch>,
     out_len: usize,
+    folded_len: usize,
 }
 
 impl PreparedConv<'_> {
@@ -134,9 +148,11 @@ impl ConvKernel {
     }
 
     /// Whether this kernel computes its primitive on `g`: the thin ones need one channel on
-    /// the thin side (`ThinConv::plan`), the others take any conv.
+    /// the thin side (`ThinConv::plan`, on the conv inside any explicit padding), the others
+    /// take any conv.
     pub fn applies(self, g: &ConvGeometry) -> bool {
-        !self.thin() || ThinConv::plan(self.pass(), g, 1).is_some()
+        let unpadded = g.explicit_padding().map_or(*g, |(_, unpadded)| unpadded);
+        !self.thin() || ThinConv::plan(self.pass(), &unpadded, 1).is_some()
     }
 
     pub fn tiled(self) -> bool {
@@ -215,7 +231,8 @@ impl CudaBackend {
 
     /// One conv primitive on device buffers, as its CPU op (`ConvKernel::operand_lens` says
     /// which): `a`, `b` in, the result out. Tiled kernels run as planned, or autotuned
-    /// (`set_autotune`); split-K partial sums live in a pooled buffer for the launch.
+    /// (`set_autotune`); split-K partial sums and padded copies live in pooled buffers for the
+    /// launch.
     pub fn launch_conv(
         self: &Arc<Self>,
         kernel: ConvKernel,
@@ -224,21 +241,9 @@ impl CudaBackend {
         b: &DeviceBuffer,
     ) -> CudaResult<DeviceBuffer> {
         check_operands(kernel, g, a.len(), b.len())?;
-        if let Some(thin) = self.thin_plan(kernel, g) {
-            return self.run_thin(kernel, &thin, g, a, b);
-        }
-        if kernel.thin() {
-            return Err(format!(
-                "conv {}: not a thin conv (one channel on the result's side, several taps)",
-                kernel.name()
-            ));
-        }
-        let plan = if kernel.tiled() && self.autotune.load(Ordering::Relaxed) {
-            Some(self.tuned_launch(kernel, g, a.slice(), b.slice())?)
-        } else {
-            self.planned_launch(kernel, g)
-        };
-        self.run_conv(kernel, g, plan, a, b)
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        self.enqueue_primitive(kernel, g, None, a.slice(), b.slice(), out.slice_mut())?;
+        Ok(out)
     }
 
     /// How `launch_conv` runs `kernel` on `g` if it runs it thin: always for the thin
@@ -254,36 +259,70 @@ impl CudaBackend {
         }
     }
 
-    /// `kernel` run thin as `thin` on device buffers (`a`: the wide operand, `b`: the
-    /// weights), into a new buffer.
-    fn run_thin(
-        self: &Arc<Self>,
+    /// For a conv that pads with reflection or replication and whose kernel does not take
+    /// that padding itself (module doc; `may_thin`: the kernel may run thin): the padding,
+    /// and the conv without it that runs inside.
+    fn explicit_padding(
+        &self,
         kernel: ConvKernel,
-        thin: &ThinConv,
         g: &ConvGeometry,
-        a: &DeviceBuffer,
-        b: &DeviceBuffer,
-    ) -> CudaResult<DeviceBuffer> {
-        let params = ConvParams::of(g)?;
-        let mut out = self.alloc(kernel.operand_lens(g).2)?;
-        self.enqueue_thin(thin, g, &params, a.slice(), b.slice(), out.slice_mut())?;
-        Ok(out)
+        may_thin: bool,
+    ) -> Option<(PadGeometry, ConvGeometry)> {
+        let (padding, unpadded) = g.explicit_padding()?;
+        let thin = may_thin && self.thin_plan(kernel, &unpadded).is_some();
+        let in_kernel = match kernel.pass() {
+            ConvPass::Fprop => !thin,
+            ConvPass::Dgrad => !thin && dgrad_folds_padding(g),
+            ConvPass::Wgrad => false,
+        };
+        (!in_kernel).then_some((padding, unpadded))
     }
 
-    /// `kernel` on `g` launched as `plan` (None for the direct kernels).
-    fn run_conv(
-        self: &Arc<Self>,
+    /// `kernel` on `g` from `a`, `b` into `out` (at least the result's length), padding
+    /// included: a tiled kernel launched as `launch`, or (None) thin where `thin_plan` says
+    /// and otherwise as planned or autotuned.
+    fn enqueue_primitive(
+        &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
-        plan: Option<TiledLaunch>,
-        a: &DeviceBuffer,
-        b: &DeviceBuffer,
-    ) -> CudaResult<DeviceBuffer> {
+        launch: Option<TiledLaunch>,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let launch = launch.filter(|_| kernel.tiled());
+        if let Some((padding, unpadded)) = self.explicit_padding(kernel, g, launch.is_none()) {
+            let mut padded = self.pool.take(unpadded.input_shape().numel())?;
+            let mode = g.pad_mode;
+            return if kernel.pass() == ConvPass::Dgrad {
+                self.enqueue_primitive(kernel, &unpadded, launch, a, b, &mut padded)?;
+                self.enqueue_pad(&padding, mode, true, &padded, out)
+            } else {
+                self.enqueue_pad(&padding, mode, false, a, &mut padded)?;
+                self.enqueue_primitive(kernel, &unpadded, launch, &padded, b, out)
+            };
+        }
+        if launch.is_none()
+            && let Some(thin) = self.thin_plan(kernel, g)
+        {
+            return self.enqueue_thin(&thin, g, &ConvParams::of(g)?, a, b, out);
+        }
+        if kernel.thin() {
+            return Err(format!(
+                "conv {}: not a thin conv (one channel on the result's side, several taps, zero padding)",
+                kernel.name()
+            ));
+        }
+        let plan = match launch {
+            Some(launch) => Some(launch),
+            None if kernel.tiled() && self.autotune.load(Ordering::Relaxed) => {
+                Some(self.tuned_launch(kernel, g, a, b)?)
+            }
+            None => self.planned_launch(kernel, g),
+        };
         let conv = self.prepare_conv(kernel, g, plan)?;
-        let mut out = self.alloc(conv.out_len)?;
         let mut workspace = self.pool.take(conv.workspace_len())?;
-        self.enqueue_conv(&conv, a.slice(), b.slice(), out.slice_mut(), &mut workspace)?;
-        Ok(out)
+        self.enqueue_conv(&conv, a, b, out, &mut workspace)
     }
 
     /// From now on (`on`), each tiled conv primitive picks its launch by timing: the first
@@ -352,14 +391,10 @@ impl CudaBackend {
         a: &[f32],
         b: &[f32],
     ) -> CudaResult<Vec<f32>> {
+        check_operands(kernel, g, a.len(), b.len())?;
         let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
-        let out = match launch {
-            Some(launch) if kernel.tiled() => {
-                check_operands(kernel, g, a.len(), b.len())?;
-                self.run_conv(kernel, g, Some(launch), &a, &b)?
-            }
-            _ => self.launch_conv(kernel, g, &a, &b)?,
-        };
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        self.enqueue_primitive(kernel, g, launch, a.slice(), b.slice(), out.slice_mut())?;
         out.to_host()
     }
 
@@ -378,7 +413,16 @@ impl CudaBackend {
             .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
         check_operands(kernel, g, a.len(), b.len())?;
         let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
-        self.run_thin(kernel, &thin, g, &a, &b)?.to_host()
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        self.enqueue_thin(
+            &thin,
+            g,
+            &ConvParams::of(g)?,
+            a.slice(),
+            b.slice(),
+            out.slice_mut(),
+        )?;
+        out.to_host()
     }
 
     /// How a tiled kernel is launched on `g`: in tiles of `shape`, or (None) as
@@ -415,20 +459,23 @@ impl CudaBackend {
         g: &ConvGeometry,
         plan: Option<TiledLaunch>,
     ) -> CudaResult<PreparedConv<'_>> {
+        let folds = kernel.pass() == ConvPass::Dgrad && g.pad_mode != PadMode::Zero;
         Ok(PreparedConv {
             kernel,
             params: ConvParams::of(g)?,
             function: self.conv_function(kernel, plan),
             plan,
             out_len: kernel.operand_lens(g).2,
+            folded_len: if folds { folded_dy_len(g) } else { 0 },
         })
     }
 
     /// Launches a prepared conv on device buffers of the sizes its geometry implies. fprop
     /// and dgrad first rewrite the weights `b` as their A operand's K-major panel (a pooled
-    /// buffer of w's size, `conv_weight_panel_f32`); tiled kernels with split K add their
-    /// partial sums (in `workspace`, at least `workspace_len()` floats, from the backend's
-    /// pool) after.
+    /// buffer of w's size, `conv_weight_panel_f32`), and a dgrad that pads with reflection or
+    /// replication folds dY `a` (`conv_fold_dy_f32`, into a pooled buffer); tiled kernels
+    /// with split K add their partial sums (in `workspace`, at least `workspace_len()`
+    /// floats, from the backend's pool) after.
     fn enqueue_conv(
         &self,
         conv: &PreparedConv,
@@ -443,6 +490,11 @@ impl CudaBackend {
             ConvPass::Wgrad => None,
             pass => Some(self.weight_panel(&conv.params, pass, b)?),
         };
+        let folded = match conv.folded_len {
+            0 => None,
+            len => Some(self.fold_dy(&conv.params, a, len)?),
+        };
+        let a = folded.as_deref().unwrap_or(a);
         let mut launch = st.launch_builder(conv.function);
         launch
             .arg(&conv.params)
@@ -499,6 +551,22 @@ impl CudaBackend {
         Ok(panel)
     }
 
+    /// dY `dy` folded for dgrad (`conv_fold_dy_f32`): `len` floats in a pooled buffer.
+    fn fold_dy(
+        &self,
+        params: &ConvParams,
+        dy: &CudaSlice<f32>,
+        len: usize,
+    ) -> CudaResult<Pooled<StreamAllocator>> {
+        let mut folded = self.pool.take(len)?;
+        let mut launch = self.stream.launch_builder(&self.functions.conv_fold_dy);
+        launch.arg(params).arg(dy).arg(&mut *folded);
+        // SAFETY: matches conv_fold_dy_f32(ConvParams, const float* dy, float* folded); dy
+        // holds the conv's output, `folded` its `folded_dy_len`.
+        unsafe { launch.launch(launch_1d(len)) }.map_err(err("conv fold dy"))?;
+        Ok(folded)
+    }
+
     /// Median milliseconds of each conv primitive in `variants` (a kernel, and for tiled ones
     /// its launch, e.g. `tiled_launch`'s) on `g`, all on one set of device buffers (x,
     /// w, y filled with values in [-0.5, 0.5), plus one output buffer), so that a batch-16
@@ -530,20 +598,8 @@ impl CudaBackend {
                 ConvPass::Dgrad => (&y, &w),
                 ConvPass::Wgrad => (&x, &y),
             };
-            if kernel.thin() {
-                let thin = self
-                    .thin_plan(kernel, g)
-                    .ok_or_else(|| format!("conv {}: not a thin conv", kernel.name()))?;
-                let params = ConvParams::of(g)?;
-                times.push(self.time_ms(reps, || {
-                    self.enqueue_thin(&thin, g, &params, a, b, &mut out)
-                })?);
-                continue;
-            }
-            let conv = self.prepare_conv(kernel, g, launch.filter(|_| kernel.tiled()))?;
-            let mut workspace = self.pool.take(conv.workspace_len())?;
             times.push(self.time_ms(reps, || {
-                self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)
+                self.enqueue_primitive(kernel, g, launch, a, b, &mut out)
             })?);
         }
         Ok(times)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
 use crate::device::kernel_codes;
@@ -23,6 +23,26 @@ const _: () = assert!(std::mem::size_of::<PadParams>() == 44);
 // SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
 unsafe impl cudarc::driver::DeviceRepr for PadParams {}
 
+impl PadParams {
+    fn of(g: &PadGeometry, mode: PadMode) -> PadParams {
+        PadParams {
+            planes: g.planes as i32,
+            input: g.input.map(|v| v as i32),
+            before: g.pads.map(|p| p[0] as i32),
+            after: g.pads.map(|p| p[1] as i32),
+            mode: kernel_codes::pad(mode),
+        }
+    }
+}
+
+/// Elements of the padding's input and output.
+fn lens(g: &PadGeometry) -> (usize, usize) {
+    (
+        g.planes * g.input.iter().product::<usize>(),
+        g.planes * g.output().iter().product::<usize>(),
+    )
+}
+
 impl CudaBackend {
     /// Padding forward (`backward` false: `data` is the input) or backward (`data` is the
     /// output gradient), as `ops::pad::cpu::pad_forward` / `pad_backward`.
@@ -33,10 +53,7 @@ impl CudaBackend {
         mode: PadMode,
         backward: bool,
     ) -> CudaResult<DeviceBuffer> {
-        let (in_len, out_len): (usize, usize) = (
-            g.planes * g.input.iter().product::<usize>(),
-            g.planes * g.output().iter().product::<usize>(),
-        );
+        let (in_len, out_len) = lens(g);
         let (from_len, to_len) = if backward {
             (out_len, in_len)
         } else {
@@ -49,25 +66,35 @@ impl CudaBackend {
             ));
         }
         let mut out = self.alloc(to_len)?;
-        let params = PadParams {
-            planes: g.planes as i32,
-            input: g.input.map(|v| v as i32),
-            before: g.pads.map(|p| p[0] as i32),
-            after: g.pads.map(|p| p[1] as i32),
-            mode: kernel_codes::pad(mode),
-        };
-        let f = if backward {
-            &self.functions.pad_bwd
-        } else {
-            &self.functions.pad_fwd
-        };
-        let mut b = self.stream.launch_builder(f);
-        b.arg(&params).arg(data.slice()).arg(out.slice_mut());
-        // SAFETY: matches pad_fwd_f32 / pad_bwd_f32(PadParams, const float*, float*); the
-        // buffers have the input and output sizes of `g` (checked above). Both kernels
-        // write every element of their result (the backward gathers per input element).
-        unsafe { b.launch(launch_1d(to_len)) }.map_err(err("pad kernel"))?;
+        self.enqueue_pad(g, mode, backward, data.slice(), out.slice_mut())?;
         Ok(out)
+    }
+
+    /// [`Self::launch_pad`] from `from` into `to`, which hold at least the geometry's input and
+    /// output elements (forward; backward the other way round).
+    pub(super) fn enqueue_pad(
+        &self,
+        g: &PadGeometry,
+        mode: PadMode,
+        backward: bool,
+        from: &CudaSlice<f32>,
+        to: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let (in_len, out_len) = lens(g);
+        let (f, to_len) = if backward {
+            (&self.functions.pad_bwd, in_len)
+        } else {
+            (&self.functions.pad_fwd, out_len)
+        };
+        let params = PadParams::of(g, mode);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(&params).arg(from).arg(to);
+        // SAFETY: matches pad_fwd_f32 / pad_bwd_f32(PadParams, const float*, float*); the
+        // buffers hold the input and output sizes of `g` (the callers' contract). Both
+        // kernels write every element of their result (the backward gathers per input
+        // element).
+        unsafe { b.launch(launch_1d(to_len)) }.map_err(err("pad kernel"))?;
+        Ok(())
     }
 
     /// [`Self::launch_pad`] on host data.

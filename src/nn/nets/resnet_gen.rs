@@ -1,7 +1,9 @@
 //! The ResNet generator (reference `ResnetGenerator`, reflection padding): a 7x7 stem, two
 //! stride-2 downsamplings, `n_blocks` residual blocks, two transposed upsamplings and a 7x7
 //! head with tanh. Parameters are named `model.<i>` and `model.<i>.conv_block.<j>` as in the
-//! reference (dropout shifts the second conv of a block from index 5 to 6).
+//! reference (dropout shifts the second conv of a block from index 5 to 6). The reference's
+//! padding layers before the stem, head and block convs (`model.0`, `conv_block.0`, ...)
+//! hold no parameters; here those convs pad themselves (`ConvOptions::pad_mode`).
 
 use super::{GeneratorConfig, Network};
 use crate::autograd::{Tape, Var};
@@ -42,7 +44,6 @@ struct ResidualBlock {
 
 pub struct ResnetGenerator {
     arena: ParamArena,
-    pad: PadMode,
     stem: ConvNorm,
     down: [ConvNorm; 2],
     blocks: Vec<ResidualBlock>,
@@ -89,13 +90,17 @@ impl ResnetGenerator {
         let ngf = cfg.ngf;
         let s2 = ConvOptions::new(2, 1);
         let up_opts = s2.with_output_padding(1);
+        let (p3, p1) = (
+            ConvOptions::new(1, 3).with_pad_mode(pad),
+            ConvOptions::new(1, 1).with_pad_mode(pad),
+        );
         let stem = conv_norm(
             a,
             cfg,
             ("model.1", "model.2"),
             (cfg.input_nc, ngf),
             &k7,
-            ConvOptions::new(1, 0),
+            p3,
             false,
         );
         let down = [
@@ -118,7 +123,6 @@ impl ResnetGenerator {
                 false,
             ),
         ];
-        let p0 = ConvOptions::new(1, 0);
         let blocks = (0..n_blocks)
             .map(|i| {
                 let b = format!("model.{}.conv_block", 10 + i);
@@ -130,7 +134,7 @@ impl ResnetGenerator {
                         (&format!("{b}.1"), &format!("{b}.2")),
                         (4 * ngf, 4 * ngf),
                         &k3,
-                        p0,
+                        p1,
                         false,
                     ),
                     second: conv_norm(
@@ -139,7 +143,7 @@ impl ResnetGenerator {
                         (&format!("{b}.{c2}"), &format!("{b}.{n2}")),
                         (4 * ngf, 4 * ngf),
                         &k3,
-                        p0,
+                        p1,
                         false,
                     ),
                     dropout: cfg.dropout,
@@ -173,13 +177,12 @@ impl ResnetGenerator {
             ngf,
             cfg.output_nc,
             &k7,
-            ConvOptions::new(1, 0),
+            p3,
             true,
             false,
         );
         ResnetGenerator {
             arena,
-            pad,
             stem,
             down,
             blocks,
@@ -201,21 +204,18 @@ impl Network for ResnetGenerator {
         // Inference keeps only the live activations: after each layer, the values of the
         // earlier ones are released (nothing happens on a tape that records).
         let scope = tape.mark();
-        let h = tape.pad(x, self.pad, 3)?;
-        let mut h = self.stem.forward(tape, arena, h, mode, true)?;
+        let mut h = self.stem.forward(tape, arena, x, mode, true)?;
         tape.release_since(scope, &[h]);
         for d in &mut self.down {
             h = d.forward(tape, arena, h, mode, true)?;
             tape.release_since(scope, &[h]);
         }
         for (i, b) in self.blocks.iter_mut().enumerate() {
-            let y = tape.pad(h, self.pad, 1)?;
-            let mut y = b.first.forward(tape, arena, y, mode, true)?;
+            let mut y = b.first.forward(tape, arena, h, mode, true)?;
             if let (true, Some(seed)) = (b.dropout, mode.dropout_seed_for(i as u64)) {
                 y = tape.dropout(y, 0.5, seed, true)?;
             }
             tape.release_since(scope, &[h, y]);
-            let y = tape.pad(y, self.pad, 1)?;
             let y = b.second.forward(tape, arena, y, mode, false)?;
             // No activation after the residual addition.
             h = tape.add(h, y)?;
@@ -225,7 +225,6 @@ impl Network for ResnetGenerator {
             h = u.forward(tape, arena, h, mode, true)?;
             tape.release_since(scope, &[h]);
         }
-        let h = tape.pad(h, self.pad, 3)?;
         let h = self.head.forward(tape, arena, h)?;
         tape.release_since(scope, &[h]);
         tape.tanh(h)

@@ -4,11 +4,16 @@
 //! small enough to keep the buffer under `COLUMN_BUDGET` elements, so 3D volumes never need a
 //! full-size im2col matrix. Outputs of fprop and dgrad are overwritten; wgrad overwrites too
 //! (the tape adds gradients up itself).
+//!
+//! A conv that pads with reflection or replication runs here as that padding, then the conv
+//! with no padding of its own (`ConvGeometry::explicit_padding`): the plainest statement of
+//! what the CUDA kernels fuse, so the reference they are tested against.
 
 use rayon::prelude::*;
 
 use super::geometry::ConvGeometry;
 use crate::ops::Real;
+use crate::ops::pad::cpu::{PadGeometry, pad_backward, pad_forward};
 use crate::ops::scratch::with_scratch;
 
 /// Largest column buffer, in elements (4 MiB of f32: small enough to stay in cache between
@@ -474,9 +479,19 @@ fn column_block(rows: usize, p: usize, p0: usize, p1: usize) -> MatLayout {
     }
 }
 
+/// `x` padded as `padding` says, in `g`'s padding mode.
+fn padded<T: Real>(x: &[T], padding: &PadGeometry, g: &ConvGeometry) -> Vec<T> {
+    let len = padding.planes * padding.output().iter().product::<usize>();
+    let mut xp = vec![T::zero(); len];
+    pad_forward(x, padding, g.pad_mode, &mut xp);
+    xp
+}
+
 /// Forward convolution: `y [n, c_out, out...] = conv(x [n, c_in, in...], w [c_out, c_in, k...])`.
 pub fn fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T]) {
-    if is_direct(g) {
+    if let Some((padding, unpadded)) = g.explicit_padding() {
+        fprop(&padded(x, &padding, g), w, &unpadded, y)
+    } else if is_direct(g) {
         direct_fprop(x, w, g, y)
     } else {
         gemm_fprop(x, w, g, y, tile_len(g))
@@ -511,7 +526,11 @@ fn gemm_fprop<T: Real>(x: &[T], w: &[T], g: &ConvGeometry, y: &mut [T], tile: us
 
 /// Gradient wrt the input: `dx = conv^T(dy, w)`; overwrites `dx`.
 pub fn dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T]) {
-    if is_direct(g) {
+    if let Some((padding, unpadded)) = g.explicit_padding() {
+        let mut dxp = vec![T::zero(); unpadded.input_shape().numel()];
+        dgrad(dy, w, &unpadded, &mut dxp);
+        pad_backward(&dxp, &padding, g.pad_mode, dx)
+    } else if is_direct(g) {
         direct_dgrad(dy, w, g, dx)
     } else {
         gemm_dgrad(dy, w, g, dx, tile_len(g))
@@ -547,7 +566,9 @@ fn gemm_dgrad<T: Real>(dy: &[T], w: &[T], g: &ConvGeometry, dx: &mut [T], tile: 
 
 /// Gradient wrt the weight: `dw [c_out, c_in, k...] = sum_n dy_n * im2col(x_n)^T`; overwrites `dw`.
 pub fn wgrad<T: Real>(x: &[T], dy: &[T], g: &ConvGeometry, dw: &mut [T]) {
-    if is_direct(g) {
+    if let Some((padding, unpadded)) = g.explicit_padding() {
+        wgrad(&padded(x, &padding, g), dy, &unpadded, dw)
+    } else if is_direct(g) {
         direct_wgrad(x, dy, g, dw)
     } else {
         gemm_wgrad(x, dy, g, dw, tile_len(g))

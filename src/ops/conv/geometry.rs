@@ -4,6 +4,8 @@
 //! and no depth padding. That keeps one set of kernels for both dimensionalities.
 
 use crate::error::{Result, shape_error};
+use crate::ops::pad::PadMode;
+use crate::ops::pad::cpu::PadGeometry;
 use crate::tensor::Shape;
 
 /// Stride, padding and (for transposed convs) output padding, the same on every spatial axis
@@ -12,6 +14,12 @@ use crate::tensor::Shape;
 pub struct ConvOptions {
     pub stride: usize,
     pub padding: usize,
+    /// What the padding holds: zeros (nn.Conv2d's default) or the input reflected or
+    /// replicated, as the ResNet generators' `ReflectionPad` / `ReplicationPad` layers
+    /// before a conv with no padding of its own. A conv that pads itself this way needs no
+    /// padded copy of its input, and its input gradient comes out on the unpadded positions
+    /// (see `kernels/conv.cu`).
+    pub pad_mode: PadMode,
     /// Extra rows added on the far side of a transposed conv's output; must be < stride.
     pub output_padding: usize,
 }
@@ -21,8 +29,13 @@ impl ConvOptions {
         ConvOptions {
             stride,
             padding,
+            pad_mode: PadMode::Zero,
             output_padding: 0,
         }
+    }
+    pub fn with_pad_mode(mut self, pad_mode: PadMode) -> Self {
+        self.pad_mode = pad_mode;
+        self
     }
     pub fn with_output_padding(mut self, output_padding: usize) -> Self {
         self.output_padding = output_padding;
@@ -42,6 +55,9 @@ pub struct ConvGeometry {
     pub kernel: [usize; 3],
     pub stride: [usize; 3],
     pub pad: [usize; 3],
+    /// Zero unless the conv pads with reflection or replication (`ConvOptions::pad_mode`);
+    /// always zero without padding, so that equal convs compare equal.
+    pub pad_mode: PadMode,
     pub output: [usize; 3],
     /// 2 or 3: how many trailing dims the tensors have.
     pub spatial_rank: usize,
@@ -104,8 +120,22 @@ impl ConvGeometry {
         }
         let stride = lift(spatial_rank, opts.stride, 1);
         let pad = lift(spatial_rank, opts.padding, 0);
+        let pad_mode = if opts.padding == 0 {
+            PadMode::Zero
+        } else {
+            opts.pad_mode
+        };
         let mut output = [0; 3];
         for a in 0..3 {
+            if pad_mode == PadMode::Reflect && pad[a] >= input[a] {
+                return Err(shape_error(
+                    op,
+                    format!(
+                        "reflection padding {} needs every spatial size > {}, got input {x}",
+                        opts.padding, opts.padding
+                    ),
+                ));
+            }
             let padded = input[a] + 2 * pad[a];
             if kernel[a] == 0 || padded < kernel[a] {
                 return Err(shape_error(
@@ -126,6 +156,7 @@ impl ConvGeometry {
             kernel,
             stride,
             pad,
+            pad_mode,
             output,
             spatial_rank,
         })
@@ -142,6 +173,12 @@ impl ConvGeometry {
     ) -> Result<Self> {
         let (batch, c_in_t, x_spatial, spatial_rank) = split_operands(op, x, w, 0)?;
         let (_, c_out_t, kernel) = split(op, "weight", w)?;
+        if opts.pad_mode != PadMode::Zero && opts.padding > 0 {
+            return Err(shape_error(
+                op,
+                "a transposed conv pads with zeros only (PyTorch's ConvTranspose does too)",
+            ));
+        }
         if opts.stride == 0 || opts.output_padding >= opts.stride {
             return Err(shape_error(
                 op,
@@ -173,6 +210,7 @@ impl ConvGeometry {
             kernel,
             stride,
             pad,
+            pad_mode: PadMode::Zero,
             output: x_spatial,
             spatial_rank,
         })
@@ -207,6 +245,28 @@ impl ConvGeometry {
         let mut dims = vec![self.c_out, self.c_in];
         dims.extend_from_slice(&self.kernel[3 - self.spatial_rank..]);
         Shape::new(&dims)
+    }
+
+    /// For a conv that pads with reflection or replication: that padding of its input, and the
+    /// same conv on the padded input with no padding of its own. It computes what this one
+    /// does: fprop and wgrad read the padded input, dgrad's result is the padded input's
+    /// gradient, which the padding's backward folds onto the input. None for zero padding.
+    pub fn explicit_padding(&self) -> Option<(PadGeometry, ConvGeometry)> {
+        if self.pad_mode == PadMode::Zero {
+            return None;
+        }
+        let padding = PadGeometry {
+            planes: self.batch * self.c_in,
+            input: self.input,
+            pads: self.pad.map(|p| [p, p]),
+        };
+        let padded = ConvGeometry {
+            input: padding.output(),
+            pad: [0; 3],
+            pad_mode: PadMode::Zero,
+            ..*self
+        };
+        Some((padding, padded))
     }
 
     /// Multiply-adds of one fprop (also of one dgrad or wgrad) over the whole batch.

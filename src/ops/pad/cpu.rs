@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::ops::Real;
 
 /// How positions outside the input are filled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PadMode {
     /// Zeros.
     Zero,
