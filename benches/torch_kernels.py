@@ -38,19 +38,38 @@ def time_ms(fn, reps):
 
 
 def primitive(shape, batch, kind):
-    """A closure running one conv primitive of `shape` (a CSV row) at `batch` on cuDNN."""
+    """A closure running one conv primitive of `shape` (a CSV row) at `batch` on cuDNN.
+
+    A conv that pads with reflection or replication (`pad_mode`) runs as the reference
+    network runs it: the padding layer, then a conv without padding. Its fprop includes the
+    padding, its dgrad the padding's backward; its wgrad reads the padded input the forward
+    kept."""
     c_in, c_out, h, w, k, s, p = (int(shape[key]) for key in
                                   ("c_in", "c_out", "height", "width", "kernel_size", "stride", "pad"))
+    mode = shape.get("pad_mode") or "zero"
     dev = torch.device("cuda")
     x = torch.randn(batch, c_in, h, w, device=dev)
     weight = torch.randn(c_out, c_in, k, k, device=dev)
-    y = torch.nn.functional.conv2d(x, weight, stride=s, padding=p)
+    F = torch.nn.functional
+    if mode == "zero":
+        pad, pad_backward, conv_pad = (lambda t: t), (lambda g: g), p
+    else:
+        pad = lambda t: F.pad(t, [p] * 4, mode=mode)
+        backward = {"reflect": torch.ops.aten.reflection_pad2d_backward,
+                    "replicate": torch.ops.aten.replication_pad2d_backward}[mode]
+        pad_backward = lambda g: backward(g, x, [p] * 4)
+        conv_pad = 0
+    xp = pad(x)
+    y = F.conv2d(xp, weight, stride=s, padding=conv_pad)
     dy = torch.randn_like(y)
     if kind == "fprop":
-        return lambda: torch.nn.functional.conv2d(x, weight, stride=s, padding=p)
+        return lambda: F.conv2d(pad(x), weight, stride=s, padding=conv_pad)
     mask = [kind == "dgrad", kind == "wgrad", False]
-    return lambda: torch.ops.aten.convolution_backward(
-        dy, x, weight, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
+    backward = lambda: torch.ops.aten.convolution_backward(
+        dy, xp, weight, None, [s, s], [conv_pad] * 2, [1, 1], False, [0, 0], 1, mask)
+    if kind == "dgrad":
+        return lambda: pad_backward(backward()[0])
+    return backward
 
 
 def main():

@@ -163,19 +163,27 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
 }
 
 /// CSV for machines; conv rows carry their forward conv's shape (2D: height, width, square
-/// kernel, stride and padding), empty for the others.
+/// kernel, stride, padding and what it holds: zero, reflect or replicate), empty for the
+/// others.
 pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
     writeln!(
         out,
-        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,tiles"
+        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,pad_mode,tiles"
     )?;
     for r in rows {
         let shape = match &r.geometry {
             Some(g) => format!(
-                "{},{},{},{},{},{},{}",
-                g.c_in, g.c_out, g.input[1], g.input[2], g.kernel[2], g.stride[2], g.pad[2]
+                "{},{},{},{},{},{},{},{}",
+                g.c_in,
+                g.c_out,
+                g.input[1],
+                g.input[2],
+                g.kernel[2],
+                g.stride[2],
+                g.pad[2],
+                format!("{:?}", g.pad_mode).to_lowercase()
             ),
-            None => ",,,,,,".into(),
+            None => ",,,,,,,".into(),
         };
         writeln!(
             out,

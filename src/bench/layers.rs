@@ -2,6 +2,7 @@
 //! output channel (MRI), ngf = ndf = 64: the shapes every conv benchmark runs on.
 
 use crate::ops::conv::{ConvGeometry, ConvOptions};
+use crate::ops::pad::PadMode;
 use crate::tensor::Shape;
 
 /// One conv or transposed-conv layer as the network applies it.
@@ -11,7 +12,7 @@ pub struct ConvLayer {
     pub name: String,
     pub c_in: usize,
     pub c_out: usize,
-    /// Input height = width (after any explicit padding layer).
+    /// Input height = width.
     pub size: usize,
     pub kernel: usize,
     pub opts: ConvOptions,
@@ -99,21 +100,16 @@ pub fn unet_256() -> Vec<ConvLayer> {
     layers
 }
 
-/// resnet_9blocks: 7x7 stem and head after reflection padding 3, two stride-2 downsamplings,
-/// the residual blocks' 3x3 conv (one shape, 18 uses) and two transposed upsamplings.
+/// resnet_9blocks: 7x7 stem and head with reflection padding 3, two stride-2 downsamplings,
+/// the residual blocks' 3x3 conv with reflection padding 1 (one shape, 18 uses) and two
+/// transposed upsamplings. The convs pad themselves, as the network runs them
+/// (`ConvOptions::pad_mode`).
 pub fn resnet_9blocks() -> Vec<ConvLayer> {
     let net = "resnet_9blocks";
     let up = ConvOptions::new(2, 1).with_output_padding(1);
+    let reflect = |p| ConvOptions::new(1, p).with_pad_mode(PadMode::Reflect);
     vec![
-        layer(
-            net,
-            "stem".into(),
-            (1, 64),
-            262,
-            7,
-            ConvOptions::new(1, 0),
-            false,
-        ),
+        layer(net, "stem".into(), (1, 64), 256, 7, reflect(3), false),
         layer(
             net,
             "down1".into(),
@@ -136,22 +132,14 @@ pub fn resnet_9blocks() -> Vec<ConvLayer> {
             net,
             "block (x18)".into(),
             (256, 256),
-            66,
+            64,
             3,
-            ConvOptions::new(1, 0),
+            reflect(1),
             false,
         ),
         layer(net, "up1".into(), (256, 128), 64, 3, up, true),
         layer(net, "up2".into(), (128, 64), 128, 3, up, true),
-        layer(
-            net,
-            "head".into(),
-            (64, 1),
-            262,
-            7,
-            ConvOptions::new(1, 0),
-            false,
-        ),
+        layer(net, "head".into(), (64, 1), 256, 7, reflect(3), false),
     ]
 }
 
