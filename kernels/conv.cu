@@ -451,7 +451,25 @@ struct TapSlice {
     int tap;
     Position t;
     int c0;
+    // Where the thread's column reads channel 0 of this tap (`tap_gather`): worked out when
+    // the tap changes rather than every K tile (a uniform slice is each thread's own, counted
+    // on from tile to tile, and a tap spans C / TILE_K tiles), as the padding makes it
+    // several comparisons per axis.
+    mutable int memo_tap = -1, memo_offset = 0;
+    mutable bool memo_valid = false;
 };
+
+// The gather of slice s's channels from a column whose channel-0 element of tap s.tap lies
+// at `offset(column position, tap)` (negative: none), channels `stride` apart.
+template <class Offset>
+__device__ __forceinline__ Gather tap_gather(const TapSlice& s, int stride, bool column_valid, Offset offset) {
+    if (s.memo_tap != s.tap) {
+        s.memo_offset = offset();
+        s.memo_valid = column_valid && s.memo_offset >= 0;
+        s.memo_tap = s.tap;
+    }
+    return gather(s.c0 * stride + s.memo_offset, stride, s.memo_valid);
+}
 
 // Offset of channel 0 of column n = (image, position) in an N, C, spatial tensor (channels
 // are `spatial` apart).
@@ -536,8 +554,7 @@ struct FpropOps : ConvShape, PanelA {
     // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
-        int offset = input_offset(c.pos, s.t);
-        return gather(s.c0 * in_sp + offset, in_sp, c.valid && offset >= 0);
+        return tap_gather(s, in_sp, c.valid, [&] { return input_offset(c.pos, s.t); });
     }
     __device__ int out_column(int n) const { return column_offset(n, out_sp, g.c_out); }
     __device__ int out_row_stride() const { return out_sp; }
@@ -613,9 +630,10 @@ struct DgradOps : ConvShape, PanelA {
     // B[(tap, co), (img, i)] = dy[img, co, source(i, tap)].
     __device__ const float* b_origin(const Column& c) const { return dy + (long long)c.index * g.c_out * dy_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
-        Position o = source(c.pos, s.t);
-        bool valid = o.d >= 0 && o.h >= 0 && o.w >= 0;
-        return gather(s.c0 * dy_sp + (o.d * dy_size.h + o.h) * dy_size.w + o.w, dy_sp, c.valid && valid);
+        return tap_gather(s, dy_sp, c.valid, [&] {
+            const Position o = source(c.pos, s.t);
+            return o.d >= 0 && o.h >= 0 && o.w >= 0 ? (o.d * dy_size.h + o.h) * dy_size.w + o.w : -1;
+        });
     }
     __device__ int out_column(int n) const {
         Column c = column(n, true);

@@ -4,6 +4,8 @@
 # compiled with the general path cut off, so the loop body is what one K tile executes),
 # its FFMA, shared-memory reads, async copies, global loads and stores, and ptxas's registers and spills for
 # the real kernels.
+# Variants fix a branch the launch fixes (dgrad's stride; the padding mode and whether the
+# K tile starts a new tap), so that their loop is what such a launch executes per K tile.
 # Needs nvcc and cuobjdump (the cuda feature's toolkit). A static count, not a timing:
 # `mrgan bench kernels` on a GPU says what the count is worth.
 set -euo pipefail
@@ -13,14 +15,24 @@ trap 'rm -rf "$tmp"' EXIT
 sed "s/if (ops.slice(k_begin).uniform)/if (true)/" kernels/conv.cu > "$tmp/uniform.cu"
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/conv.cubin" "$tmp/uniform.cu"
 cuobjdump -sass "$tmp/conv.cubin" > "$tmp/conv.sass"
-# dgrad's gather branches on the stride: the same loop with the stride fixed at 1 and at 2
-# is what those launches execute.
-for stride in 1 2; do
-  sed "s/int out_index(int i, int k, int s, int p, int out) {/int out_index(int i, int k, int, int p, int out) { const int s = $stride;/" \
-    "$tmp/uniform.cu" > "$tmp/stride$stride.cu"
-  nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/stride$stride.cubin" "$tmp/stride$stride.cu"
-  cuobjdump -sass "$tmp/stride$stride.cubin" | sed "s/Function : conv_dgrad_\(.*\)/Function : conv_dgrad_\1 (stride $stride)/" \
-    | awk '/Function : /{keep = /conv_dgrad_/} keep' >> "$tmp/conv.sass"
+# Variants: the same loop with a branch fixed, which is what those launches execute.
+# $1: label, $2: sed program on uniform.cu, $3: which kernels to keep (a name pattern).
+variant() {
+  sed "$2" "$tmp/uniform.cu" > "$tmp/$1.cu"
+  nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/$1.cubin" "$tmp/$1.cu"
+  cuobjdump -sass "$tmp/$1.cubin" | sed "s/Function : \(conv_[a-z]*_[a-z]*_f32\)$/Function : \1 ($1)/" \
+    | awk -v keep_re="$3" '/Function : /{keep = $0 ~ keep_re} keep' >> "$tmp/conv.sass"
+}
+# dgrad's gather branches on the stride.
+stride='s/int out_index(int i, int k, int s, int p, int out) {/int out_index(int i, int k, int, int p, int out) { const int s = STRIDE;/'
+variant "stride 1" "${stride/STRIDE/1}" conv_dgrad_
+variant "stride 2" "${stride/STRIDE/2}" conv_dgrad_
+# fprop's and dgrad's gathers at stride 1 in each padding mode, on the K tiles that keep the
+# previous tile's tap (`tap_gather`'s memo holds): C / TILE_K - 1 of every C / TILE_K.
+kept='s/if (s.memo_tap != s.tap) {/if (false) {/'
+for mode in 0:zero 1:reflect; do
+  fixed="s/[gp]\.pad_mode/${mode%%:*}/g"
+  variant "${mode#*:}, tap kept" "${stride/STRIDE/1}; $kept; $fixed" 'conv_(fprop|dgrad)_'
 done
 # Registers and spills of the real kernels (both paths).
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
@@ -45,9 +57,9 @@ for line in open(sys.argv[2]):
     if m: name = m.group(1)
     m = re.search(r"Used (\d+) registers", line)
     if m and name: usage.setdefault(name, {})["regs"] = int(m.group(1))
-print(f"{'kernel':33s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
+print(f"{'kernel':42s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
 for f, ins in sorted(funcs.items()):
-    if not re.search(r'_(tiled|large|narrow)_f32( \(stride \d\))?$', f):
+    if not re.search(r'_(tiled|large|narrow)_f32( \(.*\))?$', f):
         continue
     best = None  # the backward branch whose body holds the most FFMA: the K loop
     for addr, op in ins:
@@ -66,7 +78,7 @@ for f, ins in sorted(funcs.items()):
                     count(r'\bLDG\b'), count(r'\bSTS\b'))
     _, n, ffma, lds, ldgsts, ldg, sts = best
     u = usage.get(f.split()[0], {})
-    print(f"{f:33s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
+    print(f"{f:42s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
 print("LDS: shared-memory reads; LDGSTS: global-to-shared copies (cp.async); LDG, STS: loads\n"
       "and stores through registers. regs and spill: the real kernels, both paths.")
 PY
