@@ -782,6 +782,13 @@ extern "C" __global__ void conv_weight_panel_f32(ConvParams g, const float* w, f
     }
 }
 
+// out[r * kvol + t] = w[r * kvol + kvol - 1 - t]: each row's taps reversed, `rows` rows (a
+// thin wgrad's result from its dual conv's, src/device/thin_conv.rs). Any grid-stride 1D launch.
+extern "C" __global__ void conv_reverse_taps_f32(const float* w, float* out, int rows, int kvol) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rows * kvol; i += gridDim.x * blockDim.x)
+        out[i] = w[i - i % kvol + kvol - 1 - i % kvol];
+}
+
 // out[i] = sum over z of partial[z * len + i], z in order (split-K's second step).
 extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, int len, int splits) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < len; i += gridDim.x * blockDim.x) {

@@ -189,7 +189,7 @@ fn tensor_plumbing_matches_the_cpu() {
 /// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned, in
 /// every tile shape, and in stream K on 2, 10 and 132 blocks: shares crossing tiles, and
 /// more blocks than K tiles; fprop to one channel and dgrad to one channel also thin, in one
-/// slab and in slabs of one result plane) on `common::conv_test_geometries`, zero-padded and
+/// slab and in slabs of one result plane; wgrad to one channel also thin, through its dual) on `common::conv_test_geometries`, zero-padded and
 /// padded with reflection or replication (in the kernels, or explicitly around them).
 /// Sums run over up to a few thousand f32 terms in a different order from the CPU's GEMM:
 /// tolerance 1e-4 of the output's largest magnitude.
@@ -241,7 +241,7 @@ fn conv_primitives_match_the_cpu() {
                 let what = format!("case {k} {} {plan}", kernel.name());
                 close(&what, &got, &want, 1e-4 * scale, 0.0);
             }
-            if kernel.thin() && g.pad_mode == PadMode::Zero {
+            if kernel.thin() && kernel.pass() != ConvPass::Wgrad && g.pad_mode == PadMode::Zero {
                 // In slabs of one result plane (a budget of one float).
                 thin_cases += 1;
                 let got = gpu.thin_conv(kernel, &g, 1, a, b).unwrap();
@@ -256,7 +256,7 @@ fn conv_primitives_match_the_cpu() {
             // The conv the kernel runs: inside an explicit padding (wgrad, thin convs, dgrads
             // not folded; src/device/cuda/conv.rs), the one with none, else `g`.
             let unpadded = g.explicit_padding().map(|(_, unpadded)| unpadded);
-            let runs_thin = gpu.thin_plan(kernel, &unpadded.unwrap_or(g)).is_some();
+            let runs_thin = gpu.runs_thin(kernel, &unpadded.unwrap_or(g));
             if kernel.tiled() && !runs_thin {
                 // Autotuned: the launch timing picked, remembered for the geometry it runs
                 // (thin convs that fill the GPU run thin instead, tested above as planned).

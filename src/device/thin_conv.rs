@@ -11,6 +11,11 @@
 //! images in groups, whose Z stays within `Z_BUDGET`, with nothing computed twice; the
 //! gather adds each depth tap's share onto the previous ones'.
 //! Plain arithmetic with no CUDA in it, so the host emulation runs the same slabs.
+//!
+//! wgrad to one output channel (the same layers' weight gradient) has one useful row too.
+//! At stride 1 it is another conv's wgrad with the roles turned round (`wgrad_dual`): dy as
+//! that conv's one-channel input, x as its output gradient with a row per channel, so the
+//! tiled wgrad kernels run it with `c_in` rows, and the taps come out reversed.
 
 use crate::device::tiled_conv::{ConvPass, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
@@ -192,6 +197,28 @@ fn slabs(
     slabs
 }
 
+/// For a wgrad to one output channel at stride 1 (zero padding p <= k - 1 per axis, more
+/// than one input channel): the conv whose wgrad holds `g`'s, taps reversed. Its input is
+/// g's dy (one channel), its output gradient g's x (`g.c_in` channels), its padding k - 1 - p:
+/// dW[0, ci, t] = sum over i of x[ci, i] dy[i + p - t] = dW'[ci, 0, k - 1 - t], the tap
+/// reversed on every axis, which reverses the flat tap index. None for other convs.
+pub fn wgrad_dual(g: &ConvGeometry) -> Option<ConvGeometry> {
+    let thin = g.c_out == 1
+        && g.c_in > 1
+        && g.pad_mode == PadMode::Zero
+        && g.stride == [1; 3]
+        && g.kernel.iter().product::<usize>() > 1
+        && (0..3).all(|a| g.pad[a] < g.kernel[a]);
+    thin.then(|| ConvGeometry {
+        c_in: 1,
+        c_out: g.c_in,
+        input: g.output,
+        pad: std::array::from_fn(|a| g.kernel[a] - 1 - g.pad[a]),
+        output: g.input,
+        ..*g
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +349,47 @@ mod tests {
             }
             assert_eq!(next, result_depth);
         }
+    }
+
+    #[test]
+    fn the_wgrad_dual_reverses_the_roles() {
+        use crate::ops::conv::cpu;
+        // The ResNet head after its padding, in small; and one with zero padding of its own.
+        for g in [
+            geometry((3, 1), [1, 9, 8], 3, 1, 0),
+            geometry((2, 1), [4, 5, 6], 3, 1, 1),
+        ] {
+            let dual = wgrad_dual(&g).unwrap();
+            assert_eq!((dual.c_in, dual.c_out), (1, g.c_in));
+            assert_eq!((dual.input, dual.output), (g.output, g.input));
+            // Small integers: every sum is exact, so the two orders of summation agree.
+            let x: Vec<f64> = (0..g.input_shape().numel())
+                .map(|i| (i % 7) as f64 - 3.0)
+                .collect();
+            let dy: Vec<f64> = (0..g.output_shape().numel())
+                .map(|i| (i % 5) as f64 - 2.0)
+                .collect();
+            let mut dw = vec![0.0; g.weight_shape().numel()];
+            cpu::wgrad(&x, &dy, &g, &mut dw);
+            let mut dual_dw = vec![0.0; dw.len()];
+            cpu::wgrad(&dy, &x, &dual, &mut dual_dw);
+            let kvol = dw.len() / g.c_in;
+            for (row, dual_row) in dw.chunks(kvol).zip(dual_dw.chunks(kvol)) {
+                let reversed: Vec<f64> = dual_row.iter().rev().copied().collect();
+                assert_eq!(row, &reversed[..]);
+            }
+        }
+        assert!(
+            wgrad_dual(&geometry((3, 1), [1, 9, 8], 3, 2, 1)).is_none(),
+            "stride 2"
+        );
+        assert!(
+            wgrad_dual(&geometry((3, 2), [1, 9, 8], 3, 1, 1)).is_none(),
+            "two channels"
+        );
+        assert!(
+            wgrad_dual(&geometry((1, 1), [1, 9, 8], 3, 1, 1)).is_none(),
+            "one in, one out"
+        );
     }
 }

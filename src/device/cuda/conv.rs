@@ -15,7 +15,7 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfi
 use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
 use crate::device::kernel_codes;
 use crate::device::pool::Pooled;
-use crate::device::thin_conv::ThinConv;
+use crate::device::thin_conv::{ThinConv, wgrad_dual};
 use crate::device::tiled_conv::{
     ConvPass, TileShape, TiledLaunch, dense_gemm_tile, dgrad_folds_padding, folded_dy_len,
 };
@@ -93,7 +93,8 @@ impl PreparedConv<'_> {
 /// correctness baseline) and as a tiled implicit GEMM (shape and K split per
 /// `TiledLaunch::plan`); fprop to one channel and dgrad to one channel also thin (a dense
 /// GEMM and a gather, `ThinConv`), which the tiled kernels hand over to where it fills the
-/// GPU.
+/// GPU; wgrad to one channel also thin (its dual conv's tiled wgrad, `wgrad_dual`), which
+/// the tiled kernel hands over to wherever it applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
@@ -107,10 +108,11 @@ pub enum ConvKernel {
     /// Gradient wrt the weight: operands x, dy.
     Wgrad,
     WgradTiled,
+    WgradThin,
 }
 
 impl ConvKernel {
-    pub const ALL: [ConvKernel; 8] = [
+    pub const ALL: [ConvKernel; 9] = [
         ConvKernel::Fprop,
         ConvKernel::FpropTiled,
         ConvKernel::FpropThin,
@@ -119,6 +121,7 @@ impl ConvKernel {
         ConvKernel::DgradThin,
         ConvKernel::Wgrad,
         ConvKernel::WgradTiled,
+        ConvKernel::WgradThin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +134,7 @@ impl ConvKernel {
             ConvKernel::DgradThin => "dgrad-thin",
             ConvKernel::Wgrad => "wgrad",
             ConvKernel::WgradTiled => "wgrad-tiled",
+            ConvKernel::WgradThin => "wgrad-thin",
         }
     }
 
@@ -139,20 +143,27 @@ impl ConvKernel {
         match self {
             ConvKernel::Fprop | ConvKernel::FpropTiled | ConvKernel::FpropThin => ConvPass::Fprop,
             ConvKernel::Dgrad | ConvKernel::DgradTiled | ConvKernel::DgradThin => ConvPass::Dgrad,
-            ConvKernel::Wgrad | ConvKernel::WgradTiled => ConvPass::Wgrad,
+            ConvKernel::Wgrad | ConvKernel::WgradTiled | ConvKernel::WgradThin => ConvPass::Wgrad,
         }
     }
 
     pub fn thin(self) -> bool {
-        matches!(self, ConvKernel::FpropThin | ConvKernel::DgradThin)
+        matches!(
+            self,
+            ConvKernel::FpropThin | ConvKernel::DgradThin | ConvKernel::WgradThin
+        )
     }
 
     /// Whether this kernel computes its primitive on `g`: the thin ones need one channel on
-    /// the thin side (`ThinConv::plan`, on the conv inside any explicit padding), the others
-    /// take any conv.
+    /// the thin side (`ThinConv::plan`, `wgrad_dual`; on the conv inside any explicit
+    /// padding), the others take any conv.
     pub fn applies(self, g: &ConvGeometry) -> bool {
         let unpadded = g.explicit_padding().map_or(*g, |(_, unpadded)| unpadded);
-        !self.thin() || ThinConv::plan(self.pass(), &unpadded, 1).is_some()
+        match self {
+            ConvKernel::WgradThin => wgrad_dual(&unpadded).is_some(),
+            _ if self.thin() => ThinConv::plan(self.pass(), &unpadded, 1).is_some(),
+            _ => true,
+        }
     }
 
     pub fn tiled(self) -> bool {
@@ -224,8 +235,9 @@ impl CudaBackend {
             (ConvKernel::FpropTiled, TileShape::Narrow) => &f.conv_fprop_narrow,
             (ConvKernel::DgradTiled, TileShape::Narrow) => &f.conv_dgrad_narrow,
             (ConvKernel::WgradTiled, TileShape::Narrow) => &f.conv_wgrad_narrow,
-            // Thin convs launch GEMMs and then this (`enqueue_thin`).
+            // Thin convs launch GEMMs and then this (`enqueue_thin`), or their dual's wgrad.
             (ConvKernel::FpropThin | ConvKernel::DgradThin, _) => &f.conv_thin_gather,
+            (ConvKernel::WgradThin, _) => &f.conv_wgrad_tiled,
         }
     }
 
@@ -259,6 +271,20 @@ impl CudaBackend {
         }
     }
 
+    /// The dual conv `launch_conv` runs `kernel` on `g` as, if it runs it thin: always for
+    /// `WgradThin`, for `WgradTiled` wherever there is one (`wgrad_dual`: its GEMM has
+    /// `c_in` rows where `g`'s has one), whatever autotuning would pick.
+    pub fn wgrad_thin_plan(&self, kernel: ConvKernel, g: &ConvGeometry) -> Option<ConvGeometry> {
+        matches!(kernel, ConvKernel::WgradTiled | ConvKernel::WgradThin)
+            .then(|| wgrad_dual(g))
+            .flatten()
+    }
+
+    /// Whether `launch_conv` runs `kernel` on `g` thin (`thin_plan`, `wgrad_thin_plan`).
+    pub fn runs_thin(&self, kernel: ConvKernel, g: &ConvGeometry) -> bool {
+        self.thin_plan(kernel, g).is_some() || self.wgrad_thin_plan(kernel, g).is_some()
+    }
+
     /// For a conv that pads with reflection or replication and whose kernel does not take
     /// that padding itself (module doc; `may_thin`: the kernel may run thin): the padding,
     /// and the conv without it that runs inside.
@@ -269,7 +295,7 @@ impl CudaBackend {
         may_thin: bool,
     ) -> Option<(PadGeometry, ConvGeometry)> {
         let (padding, unpadded) = g.explicit_padding()?;
-        let thin = may_thin && self.thin_plan(kernel, &unpadded).is_some();
+        let thin = may_thin && self.runs_thin(kernel, &unpadded);
         let in_kernel = match kernel.pass() {
             ConvPass::Fprop => !thin,
             ConvPass::Dgrad => !thin && dgrad_folds_padding(g),
@@ -306,6 +332,14 @@ impl CudaBackend {
             && let Some(thin) = self.thin_plan(kernel, g)
         {
             return self.enqueue_thin(&thin, g, &ConvParams::of(g)?, a, b, out);
+        }
+        if launch.is_none()
+            && let Some(dual) = self.wgrad_thin_plan(kernel, g)
+        {
+            // The dual's wgrad takes dy as its input and x as its output gradient.
+            let mut dual_dw = self.pool.take(g.weight_shape().numel())?;
+            self.enqueue_primitive(ConvKernel::WgradTiled, &dual, None, b, a, &mut dual_dw)?;
+            return self.reverse_taps(&dual_dw, g, out);
         }
         if kernel.thin() {
             return Err(format!(
@@ -549,6 +583,27 @@ impl CudaBackend {
         // int dgrad); `panel` holds as many floats as `w`, the conv's weight.
         unsafe { launch.launch(launch_1d(w.len())) }.map_err(err("conv weight panel"))?;
         Ok(panel)
+    }
+
+    /// `g`'s weight gradient `out` from its dual conv's, `dual_dw` (`wgrad_dual`): each input
+    /// channel's taps reversed (`conv_reverse_taps_f32`).
+    fn reverse_taps(
+        &self,
+        dual_dw: &CudaSlice<f32>,
+        g: &ConvGeometry,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let kvol = g.kernel.iter().product::<usize>();
+        let (rows, kvol_arg) = ((g.weight_shape().numel() / kvol) as i32, kvol as i32);
+        let mut launch = self
+            .stream
+            .launch_builder(&self.functions.conv_reverse_taps);
+        launch.arg(dual_dw).arg(out).arg(&rows).arg(&kvol_arg);
+        // SAFETY: matches conv_reverse_taps_f32(const float* w, float* out, int rows, int
+        // kvol); both hold g's weight, rows * kvol floats.
+        unsafe { launch.launch(launch_1d(g.weight_shape().numel())) }
+            .map_err(err("conv reverse taps"))?;
+        Ok(())
     }
 
     /// dY `dy` folded for dgrad (`conv_fold_dy_f32`): `len` floats in a pooled buffer.
