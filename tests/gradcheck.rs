@@ -85,7 +85,8 @@ struct ConvCase {
 }
 
 /// Cases with at most 4 output channels (on the conv side) take the direct loops, the others
-/// im2col + GEMM; both paths are covered.
+/// im2col + GEMM; both paths are covered. The reflection and replication cases pad inside the
+/// conv (the ResNet generators' stems, heads and blocks; one at stride 2).
 const CONV_CASES: &[ConvCase] = &[
     ConvCase {
         name: "conv2d 3x3 s2 p1 gemm",
