@@ -96,6 +96,22 @@ fn conv_variants(gpu: &CudaBackend, g: &ConvGeometry) -> Vec<ConvVariant> {
     variants
 }
 
+/// A memory-bound kernel's row: `bytes` moved in `ms`.
+fn memory_row(kernel: String, batch: usize, ms: f64, bytes: f64) -> KernelRow {
+    KernelRow {
+        kernel,
+        batch,
+        ms,
+        rate: bytes / (ms * 1e-3) / 1e9,
+        unit: "GB/s",
+        geometry: None,
+        launch: None,
+        pass: None,
+        planned_tiles: false,
+        sweep: false,
+    }
+}
+
 /// The dense GEMM's size (M = N = K).
 const GEMM_SIZE: usize = 4096;
 
@@ -192,6 +208,14 @@ pub fn run(
                 progress(&row);
                 rows.push(row);
             }
+            // The fold of dY before a dgrad that pads with reflection or replication, which
+            // the direct and tiled dgrad rows include: its own time, to tell it from the GEMM's.
+            if let Some((ms, bytes)) = gpu.time_fold_dy(&g, reps)? {
+                let name = format!("{} dgrad fold dY", layer_name(layer));
+                let row = memory_row(name, batch, ms, bytes as f64);
+                progress(&row);
+                rows.push(row);
+            }
         }
     }
     // Norms fused with LeakyReLU(0.2), at the networks' shapes: forward reads x three times
@@ -202,18 +226,7 @@ pub fn run(
             let elements = batch * c * side * side;
             let (forward, backward) = gpu.time_norm((batch, c, side * side), per_sample, reps)?;
             for (pass, ms, bytes) in [("forward", forward, 16.0), ("backward", backward, 28.0)] {
-                let row = KernelRow {
-                    kernel: format!("{name} {pass}"),
-                    batch,
-                    ms,
-                    rate: bytes * elements as f64 / (ms * 1e-3) / 1e9,
-                    unit: "GB/s",
-                    geometry: None,
-                    launch: None,
-                    pass: None,
-                    planned_tiles: false,
-                    sweep: false,
-                };
+                let row = memory_row(format!("{name} {pass}"), batch, ms, bytes * elements as f64);
                 progress(&row);
                 rows.push(row);
             }
@@ -225,18 +238,7 @@ pub fn run(
     // Adam over unet_256's 54.4 M parameters: reads p, g, m, v and writes p, m, v.
     let n = 54_407_809;
     let ms = gpu.time_adam(n, reps)?;
-    let row = KernelRow {
-        kernel: ADAM.into(),
-        batch: 1,
-        ms,
-        rate: 28.0 * n as f64 / (ms * 1e-3) / 1e9,
-        unit: "GB/s",
-        geometry: None,
-        launch: None,
-        pass: None,
-        planned_tiles: false,
-        sweep: false,
-    };
+    let row = memory_row(ADAM.into(), 1, ms, 28.0 * n as f64);
     progress(&row);
     rows.push(row);
     Ok((rows, peaks))

@@ -660,6 +660,21 @@ impl CudaBackend {
         Ok(times)
     }
 
+    /// Median milliseconds of dgrad's fold of dY on `g` (`conv_fold_dy_f32`) and the bytes it
+    /// moves (reads dY, writes the folded dY); None where dgrad does not fold (zero padding,
+    /// or padded explicitly).
+    pub fn time_fold_dy(&self, g: &ConvGeometry, reps: usize) -> CudaResult<Option<(f64, usize)>> {
+        if !dgrad_folds_padding(g) {
+            return Ok(None);
+        }
+        let params = ConvParams::of(g)?;
+        let dy_len = g.output_shape().numel();
+        let dy = self.upload(&vec![0.5f32; dy_len])?;
+        let len = folded_dy_len(g);
+        let ms = self.time_ms(reps, || self.fold_dy(&params, &dy, len).map(drop))?;
+        Ok(Some((ms, 4 * (dy_len + len))))
+    }
+
     /// C = A B for row-major A [m, k] and B [k, n] through the conv kernels' large tiles
     /// (`gemm_f32`, the compute peak of `bench kernels`), on host data.
     pub fn gemm(
