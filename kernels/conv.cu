@@ -86,24 +86,26 @@ __device__ __forceinline__ Run fold_sources(int a, int p, int n, int out, int mo
 }
 
 // Folded dY (see "Padding"): folded[img, co, a_d, a_h, a_w] = the sum over the product of
-// each axis's run of dy[img, co, d, h, w]; extents out + fold_extra per axis. Any grid-stride
-// 1D launch.
+// each axis's run of dy[img, co, d, h, w]; extents out + fold_extra per axis. Planes (img, co)
+// along the grid's y, a plane's positions along x (any grid: both loop), so that the index
+// arithmetic within a plane is 32-bit.
 extern "C" __global__ void conv_fold_dy_f32(ConvParams g, const float* dy, float* folded) {
     const int fd = g.out_d + fold_extra(g.p_d, g.pad_mode), fh = g.out_h + fold_extra(g.p_h, g.pad_mode),
               fw = g.out_w + fold_extra(g.p_w, g.pad_mode);
     const int out_sp = g.out_d * g.out_h * g.out_w, folded_sp = fd * fh * fw;
-    const long long total = (long long)g.n * g.c_out * folded_sp;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
-        const int f = e % folded_sp;
-        const Run rd = fold_sources(f / (fw * fh), g.p_d, g.in_d, g.out_d, g.pad_mode),
-                  rh = fold_sources(f / fw % fh, g.p_h, g.in_h, g.out_h, g.pad_mode),
-                  rw = fold_sources(f % fw, g.p_w, g.in_w, g.out_w, g.pad_mode);
-        const float* plane = dy + e / folded_sp * out_sp;
-        float sum = 0.0f;
-        for (int d = rd.lo; d <= rd.hi; d += rd.step)
-            for (int h = rh.lo; h <= rh.hi; h += rh.step)
-                for (int w = rw.lo; w <= rw.hi; w += rw.step) sum += plane[(d * g.out_h + h) * g.out_w + w];
-        folded[e] = sum;
+    for (int p = blockIdx.y; p < g.n * g.c_out; p += gridDim.y) {
+        const float* plane = dy + (long long)p * out_sp;
+        float* out = folded + (long long)p * folded_sp;
+        for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < folded_sp; f += gridDim.x * blockDim.x) {
+            const Run rd = fold_sources(f / (fw * fh), g.p_d, g.in_d, g.out_d, g.pad_mode),
+                      rh = fold_sources(f / fw % fh, g.p_h, g.in_h, g.out_h, g.pad_mode),
+                      rw = fold_sources(f % fw, g.p_w, g.in_w, g.out_w, g.pad_mode);
+            float sum = 0.0f;
+            for (int d = rd.lo; d <= rd.hi; d += rd.step)
+                for (int h = rh.lo; h <= rh.hi; h += rh.step)
+                    for (int w = rw.lo; w <= rw.hi; w += rw.step) sum += plane[(d * g.out_h + h) * g.out_w + w];
+            out[f] = sum;
+        }
     }
 }
 

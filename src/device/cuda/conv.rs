@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 
 use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d};
+use super::{
+    CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d, launch_planes,
+};
 use crate::device::kernel_codes;
 use crate::device::pool::Pooled;
 use crate::device::thin_conv::{ThinConv, wgrad_dual};
@@ -618,7 +620,9 @@ impl CudaBackend {
         launch.arg(params).arg(dy).arg(&mut *folded);
         // SAFETY: matches conv_fold_dy_f32(ConvParams, const float* dy, float* folded); dy
         // holds the conv's output, `folded` its `folded_dy_len`.
-        unsafe { launch.launch(launch_1d(len)) }.map_err(err("conv fold dy"))?;
+        let planes = (params.n * params.c_out) as usize;
+        unsafe { launch.launch(launch_planes(planes, len / planes.max(1))) }
+            .map_err(err("conv fold dy"))?;
         Ok(folded)
     }
 

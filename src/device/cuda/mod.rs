@@ -148,6 +148,22 @@ fn arg_or_null<'a>(b: &mut LaunchArgs<'a>, p: Option<&'a DeviceBuffer>) {
     };
 }
 
+/// A launch over `planes` planes of `plane_len` elements for kernels that loop over planes
+/// along y (at most 65,535 blocks, the rest by the kernels' loop) and over a plane's
+/// elements along x, about 1,024 a block: index arithmetic within a plane stays 32-bit
+/// (64-bit divisions cost several times more).
+fn launch_planes(planes: usize, plane_len: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (
+            plane_len.div_ceil(1024).clamp(1, 65535) as u32,
+            planes.clamp(1, 65535) as u32,
+            1,
+        ),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// 1D launch over `n` elements: 256-thread blocks, grid-stride kernels.
 fn launch_1d(n: usize) -> LaunchConfig {
     LaunchConfig {

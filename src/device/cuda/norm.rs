@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, NULL, arg_or_null, err, launch_1d};
+use super::{
+    CudaBackend, CudaResult, DeviceBuffer, NULL, arg_or_null, err, launch_1d, launch_planes,
+};
 use crate::device::kernel_codes;
 use crate::ops::elementwise::Activation;
 
@@ -67,18 +69,9 @@ impl NormShape {
             shared_mem_bytes: 0,
         }
     }
-    /// The element-wise kernels' grid: planes along y (at most 65,535, the rest by the
-    /// kernels' loop), about 1,024 elements a block along x.
+    /// The element-wise kernels' grid (`launch_planes`).
     fn per_plane(self) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (
-                self.s.div_ceil(1024).clamp(1, 65535) as u32,
-                (self.n * self.c).clamp(1, 65535) as u32,
-                1,
-            ),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        launch_planes(self.n * self.c, self.s)
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_planes};
 use crate::device::kernel_codes;
 use crate::ops::pad::PadMode;
 use crate::ops::pad::cpu::PadGeometry;
@@ -93,7 +93,8 @@ impl CudaBackend {
         // buffers hold the input and output sizes of `g` (the callers' contract). Both
         // kernels write every element of their result (the backward gathers per input
         // element).
-        unsafe { b.launch(launch_1d(to_len)) }.map_err(err("pad kernel"))?;
+        unsafe { b.launch(launch_planes(g.planes, to_len / g.planes.max(1))) }
+            .map_err(err("pad kernel"))?;
         Ok(())
     }
 
