@@ -490,7 +490,7 @@ fn emulated_plumbing_kernels_match_the_cpu() {
     use mrgan::ops::concat::{concat_channels, split_channels};
     let emulation = Emulation::new("plumbing");
     let driver = driver_or_skip!(emulation, "plumbing_driver");
-    let (images, spatial, channels) = (2usize, 37usize, [3usize, 5, 1]);
+    let (images, spatial, channels) = (2usize, 601usize, [3usize, 5, 1]);
     for n in [1usize, 1000, 3001] {
         let (a, b) = (
             common::kernel_test_values(n, 5),

@@ -3,7 +3,8 @@
 // float32 scale factor and fill value, a and b (n floats each), then int32 images, spatial,
 // part count P, P channel counts and the parts' data. argv[2] gets a + b, a * b, factor * a,
 // the sum of a (float64), n copies of the fill value, the concatenation of the parts and
-// each part split back out of it. Four 256-thread blocks, so grid-stride loops wrap.
+// each part split back out of it. Four 256-thread blocks, so grid-stride loops wrap (the
+// channel copies: 2 x 3 blocks over planes and their elements).
 #include <cmath>
 #include <cstdint>
 #include "cuda_host.hpp"
@@ -44,17 +45,16 @@ int main(int argc, char** argv) {
     launch(grid, 256, [&] { fill_f32(filled.data(), n, value); });
     std::vector<float> whole((size_t)images * total * spatial, NAN);
     std::vector<std::vector<float>> back(parts);
-    for (int p = 0, c0 = 0; p < parts; c0 += channels[p], ++p) {
-        long long len = part[p].size();
-        launch(grid, 256, [&] {
-            channel_slice_copy_f32(part[p].data(), whole.data(), len, channels[p], c0, total, spatial, 1);
+    // Planes along y, three at a time, so that both of the copy's loops wrap.
+    dim3 planes{2, 3, 1};
+    for (int p = 0, c0 = 0; p < parts; c0 += channels[p], ++p)
+        launch(planes, 256, [&] {
+            channel_slice_copy_f32(part[p].data(), whole.data(), images, channels[p], c0, total, spatial, 1);
         });
-    }
     for (int p = 0, c0 = 0; p < parts; c0 += channels[p], ++p) {
         back[p].assign(part[p].size(), NAN);
-        long long len = part[p].size();
-        launch(grid, 256, [&] {
-            channel_slice_copy_f32(whole.data(), back[p].data(), len, channels[p], c0, total, spatial, 0);
+        launch(planes, 256, [&] {
+            channel_slice_copy_f32(whole.data(), back[p].data(), images, channels[p], c0, total, spatial, 0);
         });
     }
 

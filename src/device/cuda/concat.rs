@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cudarc::driver::PushKernelArg;
 
-use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_1d};
+use super::{CudaBackend, CudaResult, DeviceBuffer, err, launch_planes};
 
 impl CudaBackend {
     /// `parts` (data, channels; each N, C_i, spatial) concatenated along the channels, one
@@ -19,7 +19,7 @@ impl CudaBackend {
         let mut whole = self.alloc(n * total * spatial)?;
         let mut c0 = 0;
         for &(part, c) in parts {
-            self.channel_slice_copy(part, &mut whole, part.len(), [c, c0, total, spatial], 1)?;
+            self.channel_slice_copy(part, &mut whole, [n, c, c0, total, spatial], 1)?;
             c0 += c;
         }
         Ok(whole)
@@ -37,40 +37,38 @@ impl CudaBackend {
     ) -> CudaResult<DeviceBuffer> {
         let total: usize = channels.iter().sum();
         let (c0, c) = (channels[..index].iter().sum::<usize>(), channels[index]);
-        let len = n * c * spatial;
-        let mut part = self.alloc(len)?;
-        self.channel_slice_copy(whole, &mut part, len, [c, c0, total, spatial], 0)?;
+        let mut part = self.alloc(n * c * spatial)?;
+        self.channel_slice_copy(whole, &mut part, [n, c, c0, total, spatial], 0)?;
         Ok(part)
     }
 
     /// Copies one part's channels into (`into_whole` 1) or out of (0) the whole;
-    /// `layout` is the part's channels, its first channel in the whole, the whole's channels
-    /// and the spatial size.
+    /// `layout` is the images, the part's channels, its first channel in the whole, the
+    /// whole's channels and the spatial size.
     fn channel_slice_copy(
         &self,
         src: &DeviceBuffer,
         dst: &mut DeviceBuffer,
-        part_len: usize,
-        layout: [usize; 4],
+        layout: [usize; 5],
         into_whole: i32,
     ) -> CudaResult<()> {
-        let [c, c0, total, spatial] = layout.map(|v| v as i32);
-        let len = part_len as i64;
+        let config = launch_planes(layout[0] * layout[1], layout[4]);
+        let [n, c, c0, total, spatial] = layout.map(|v| v as i32);
         let mut l = self
             .stream
             .launch_builder(&self.functions.channel_slice_copy);
         l.arg(src.slice())
             .arg(dst.slice_mut())
-            .arg(&len)
+            .arg(&n)
             .arg(&c)
             .arg(&c0)
             .arg(&total)
             .arg(&spatial)
             .arg(&into_whole);
-        // SAFETY: matches channel_slice_copy_f32(const float* src, float* dst, long long
-        // part_len, int c, int c0, int total, int spatial, int into_whole); the part holds
-        // part_len = n * c * spatial floats and the whole n * total * spatial.
-        unsafe { l.launch(launch_1d(part_len)) }.map_err(err("channel_slice_copy_f32"))?;
+        // SAFETY: matches channel_slice_copy_f32(const float* src, float* dst, int n, int c,
+        // int c0, int total, int spatial, int into_whole); the part holds n * c * spatial
+        // floats and the whole n * total * spatial.
+        unsafe { l.launch(config) }.map_err(err("channel_slice_copy_f32"))?;
         Ok(())
     }
 
