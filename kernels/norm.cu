@@ -194,13 +194,18 @@ extern "C" __global__ void norm_backward_f32(const float* dy, const float* y, co
     for (int plane = blockIdx.y; plane < n * c; plane += gridDim.y) {
         const int ch = plane % c, g = per_sample ? plane : ch;
         const float scale = invstd[g] * (gamma ? gamma[ch] : 1.0f);
+        // The group's values, read and divided once a plane rather than per element (the
+        // compiler cannot hoist them past the stores to dx), rounded as the CPU reference.
+        const float mu = batch_stats ? mean[g] : 0.0f, inv = invstd[g];
+        const float mean_dz = batch_stats ? sums[2 * g] / count : 0.0f,
+                    mean_dz_xhat = batch_stats ? sums[2 * g + 1] / count : 0.0f;
         const long long at = (long long)plane * s;
         for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < s; r += gridDim.x * blockDim.x) {
             const long long i = at + r;
             const float dz = norm_output_grad(dy, y, i, act, slope);
             if (batch_stats) {
-                const float xhat = (x[i] - mean[g]) * invstd[g];
-                dx[i] = scale * (dz - sums[2 * g] / count - xhat * sums[2 * g + 1] / count);
+                const float xhat = (x[i] - mu) * inv;
+                dx[i] = scale * (dz - mean_dz - xhat * mean_dz_xhat);
             } else {
                 dx[i] = scale * dz;
             }
