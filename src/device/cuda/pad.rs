@@ -35,14 +35,6 @@ impl PadParams {
     }
 }
 
-/// Elements of the padding's input and output.
-fn lens(g: &PadGeometry) -> (usize, usize) {
-    (
-        g.planes * g.input.iter().product::<usize>(),
-        g.planes * g.output().iter().product::<usize>(),
-    )
-}
-
 impl CudaBackend {
     /// Padding forward (`backward` false: `data` is the input) or backward (`data` is the
     /// output gradient), as `ops::pad::cpu::pad_forward` / `pad_backward`.
@@ -53,7 +45,8 @@ impl CudaBackend {
         mode: PadMode,
         backward: bool,
     ) -> CudaResult<DeviceBuffer> {
-        let (in_len, out_len) = lens(g);
+        let (in_plane, out_plane) = g.plane_lens();
+        let (in_len, out_len) = (g.planes * in_plane, g.planes * out_plane);
         let (from_len, to_len) = if backward {
             (out_len, in_len)
         } else {
@@ -80,11 +73,11 @@ impl CudaBackend {
         from: &CudaSlice<f32>,
         to: &mut CudaSlice<f32>,
     ) -> CudaResult<()> {
-        let (in_len, out_len) = lens(g);
-        let (f, to_len) = if backward {
-            (&self.functions.pad_bwd, in_len)
+        let (in_plane, out_plane) = g.plane_lens();
+        let (f, to_plane) = if backward {
+            (&self.functions.pad_bwd, in_plane)
         } else {
-            (&self.functions.pad_fwd, out_len)
+            (&self.functions.pad_fwd, out_plane)
         };
         let params = PadParams::of(g, mode);
         let mut b = self.stream.launch_builder(f);
@@ -93,8 +86,7 @@ impl CudaBackend {
         // buffers hold the input and output sizes of `g` (the callers' contract). Both
         // kernels write every element of their result (the backward gathers per input
         // element).
-        unsafe { b.launch(launch_planes(g.planes, to_len / g.planes.max(1))) }
-            .map_err(err("pad kernel"))?;
+        unsafe { b.launch(launch_planes(g.planes, to_plane)) }.map_err(err("pad kernel"))?;
         Ok(())
     }
 

@@ -481,8 +481,7 @@ fn column_block(rows: usize, p: usize, p0: usize, p1: usize) -> MatLayout {
 
 /// `x` padded as `padding` says, in `g`'s padding mode.
 fn padded<T: Real>(x: &[T], padding: &PadGeometry, g: &ConvGeometry) -> Vec<T> {
-    let len = padding.planes * padding.output().iter().product::<usize>();
-    let mut xp = vec![T::zero(); len];
+    let mut xp = vec![T::zero(); padding.planes * padding.plane_lens().1];
     pad_forward(x, padding, g.pad_mode, &mut xp);
     xp
 }

@@ -29,6 +29,10 @@ impl PadGeometry {
     pub fn output(&self) -> [usize; 3] {
         std::array::from_fn(|a| self.input[a] + self.pads[a][0] + self.pads[a][1])
     }
+    /// Elements of one input plane and of one output plane.
+    pub fn plane_lens(&self) -> (usize, usize) {
+        (self.input.iter().product(), self.output().iter().product())
+    }
 }
 
 /// For each output index on one axis, the input index it reads (None: zero padding).
@@ -74,7 +78,7 @@ fn for_each_source(g: &PadGeometry, m: &[Vec<Option<usize>>; 3], mut f: impl FnM
 /// Pads `x` into `y` (overwritten).
 pub fn pad_forward<T: Real>(x: &[T], g: &PadGeometry, mode: PadMode, y: &mut [T]) {
     let m = maps(g, mode);
-    let (in_len, out_len): (usize, usize) = (g.input.iter().product(), g.output().iter().product());
+    let (in_len, out_len) = g.plane_lens();
     y.par_chunks_mut(out_len).enumerate().for_each(|(p, out)| {
         let src = &x[p * in_len..(p + 1) * in_len];
         out.fill(T::zero());
@@ -85,7 +89,7 @@ pub fn pad_forward<T: Real>(x: &[T], g: &PadGeometry, mode: PadMode, y: &mut [T]
 /// Gradient of [`pad_forward`]: sums `dy` onto the elements each output read; overwrites `dx`.
 pub fn pad_backward<T: Real>(dy: &[T], g: &PadGeometry, mode: PadMode, dx: &mut [T]) {
     let m = maps(g, mode);
-    let (in_len, out_len): (usize, usize) = (g.input.iter().product(), g.output().iter().product());
+    let (in_len, out_len) = g.plane_lens();
     dx.par_chunks_mut(in_len).enumerate().for_each(|(p, out)| {
         let src = &dy[p * out_len..(p + 1) * out_len];
         out.fill(T::zero());
