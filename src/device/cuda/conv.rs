@@ -290,7 +290,7 @@ impl CudaBackend {
     /// For a conv that pads with reflection or replication and whose kernel does not take
     /// that padding itself (module doc; `may_thin`: the kernel may run thin): the padding,
     /// and the conv without it that runs inside.
-    fn explicit_padding(
+    fn padding_outside_kernel(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
@@ -319,7 +319,8 @@ impl CudaBackend {
         out: &mut CudaSlice<f32>,
     ) -> CudaResult<()> {
         let launch = launch.filter(|_| kernel.tiled());
-        if let Some((padding, unpadded)) = self.explicit_padding(kernel, g, launch.is_none()) {
+        if let Some((padding, unpadded)) = self.padding_outside_kernel(kernel, g, launch.is_none())
+        {
             let mut padded = self.pool.take(unpadded.input_shape().numel())?;
             let mode = g.pad_mode;
             return if kernel.pass() == ConvPass::Dgrad {
