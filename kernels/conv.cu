@@ -136,17 +136,21 @@ __device__ __forceinline__ int out_index(int i, int k, int s, int p, int out) {
 // K order: fprop and dgrad run K tap-major, k = tap * C + channel (C = c_in, resp. c_out);
 // wgrad runs it image-major, k = image * out_sp + output position. A `Slice` is what a run of
 // TILE_K consecutive k from k0 share: one tap and consecutive channels when C is a multiple
-// of TILE_K, one output row when out_w is (`uniform`). Then each thread decomposes its first
-// k once and counts on from tile to tile (`next`, no division); otherwise (and in the direct
-// kernels) every k gets its own slice.
+// of TILE_K; the rest of one output row and perhaps the start of the next when out_w is at
+// least TILE_K (`uniform`). Then each thread decomposes its first k once and counts on from
+// tile to tile (`next`, no division); otherwise (and in the direct kernels) every k gets its
+// own slice.
 //
 // Operand addressing, the same for every primitive: A is affine in its row and its place in
-// a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice, k0)]
-// (the panels' offset is k0 * M, needing no slice; wgrad's comes from the slice);
-// B's column fixes a base pointer (`b_origin`), and a slice the run of that column's elements
-// (`b_gather`, a `Gather`). So a thread works out its pointers once, and a K tile costs it
-// one offset for A, one gather for B and an add per element. A is contiguous along its rows
-// (the panels) or along K (wgrad's dY, the dense GEMM): `a_rows_contiguous`.
+// a slice, A(m, k0 + kk) = a_origin()[m * a_row_stride() + kk * a_k_stride() + a_offset(slice, k0, kk)]
+// (the panels' offset is k0 * M, needing no slice; wgrad's comes from the slice and jumps
+// where the slice's second row starts another image). A thread's A loads in a K tile share
+// their kk, except where A is contiguous along its rows (the panels), whose offset does not
+// depend on kk. B's column fixes a base pointer (`b_origin`), and a slice the run of that
+// column's elements (`b_gather`: a `Gather`, or wgrad's `RowPairGather`). So a thread works
+// out its pointers once, and a K tile costs it one offset for A, one gather for B and an add
+// per element. A is contiguous along its rows (the panels) or along K (wgrad's dY, the dense
+// GEMM): `a_rows_contiguous`.
 #define TILE_K 16
 #define THREADS 256
 
@@ -178,6 +182,18 @@ __device__ __forceinline__ void copies_wait() {
 __device__ __forceinline__ Gather gather(int offset, int stride, bool valid) {
     return {offset, stride, 0, 0, valid ? 1 : 0};
 }
+
+// wgrad's run over a K tile that may cross a row's end: elements kk < split from the first
+// row's gather, the rest from the next row's, whose offset and range start are moved back by
+// split elements so that both take the tile's kk.
+struct RowPairGather {
+    Gather row, next_row;
+    int split;
+    __device__ bool has(int kk) const { return kk < split ? row.has(kk) : next_row.has(kk); }
+    __device__ const float* at(const float* origin, int kk) const {
+        return kk < split ? row.at(origin, kk) : next_row.at(origin, kk);
+    }
+};
 
 // Tiled: a 256-thread block computes a TM x TN tile of C, each thread an RM x RN register
 // sub-tile, stepping K by TILE_K through shared memory. Three shapes are instantiated (entry
@@ -241,6 +257,19 @@ __device__ __forceinline__ void store_tile(const Ops& ops, int m0, int n0, Value
     }
 }
 
+// A tile's double-buffered A and B K tiles in shared memory: one object per tile shape, so
+// that a kernel whose launches pick between Ops (wgrad's row variants) holds them once.
+template <int TM, int TN>
+struct TileMemory {
+    float a[2][TILE_K][ARow<TM>::floats];
+    float b[2][TILE_K][TN];
+};
+template <int TM, int TN>
+__device__ __forceinline__ TileMemory<TM, TN>& tile_memory() {
+    __shared__ TileMemory<TM, TN> memory;
+    return memory;
+}
+
 // One TM x TN tile of C at (m0, n0), summed over k in [k_begin, k_end), into ops.out.
 template <int TM, int TN, int RM, int RN, class Ops>
 __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begin, int k_end) {
@@ -259,8 +288,8 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
     constexpr int B_ROUND = THREADS / TN;
     constexpr int A_LOADS = (TILE_K * TM + THREADS - 1) / THREADS, B_LOADS = TILE_K * TN / THREADS;
     const int M = ops.rows(), N = ops.columns();
-    __shared__ float a_tile[2][TILE_K][ARow<TM>::floats];
-    __shared__ float b_tile[2][TILE_K][TN];
+    auto& a_tile = tile_memory<TM, TN>().a;
+    auto& b_tile = tile_memory<TM, TN>().b;
     __shared__ unsigned long long column_taps[TN];
     const int tid = threadIdx.x;
     const int tx = tid % TX, ty = tid / TX;
@@ -281,7 +310,7 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
     // in the GEMM; rows past it are zero-filled), their offsets, and its B column's base.
     const float* a_origin = ops.a_origin();
     const int a_stride = ops.a_row_stride(), a_k_stride = ops.a_k_stride();
-    // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice, k0)].
+    // A(m0 + a_row, k0 + a_kk) of a uniform slice is a_origin[a_first + a_offset(slice, k0, a_kk)].
     const int a_first = (m0 + a_row) * a_stride + a_kk * a_k_stride;
     const int a_step = A_ROW_STEP * a_stride + A_KK_STEP * a_k_stride;
     unsigned a_in_tile = 0, a_in_gemm = 0;
@@ -305,13 +334,13 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
         auto fill = [&](int buffer, int k0, const typename Ops::Slice& slice) {
             const int limit = k_end - k0;
             if constexpr (UNIFORM) {
-                const Gather b = ops.b_gather(column, slice);
+                const auto b = ops.b_gather(column, slice);
 #pragma unroll
                 for (int j = 0; j < B_LOADS; ++j) {
                     int kk = b_kk + j * B_ROUND;
                     copy_async(&b_tile[buffer][kk][col], b.at(b_origin, kk), kk < limit && b.has(kk));
                 }
-                const int a_at = a_first + ops.a_offset(slice, k0);
+                const int a_at = a_first + ops.a_offset(slice, k0, a_kk);
 #pragma unroll
                 for (int i = 0; i < A_LOADS; ++i)
                     if (A_FITS || (a_in_tile >> i & 1))
@@ -324,7 +353,7 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
                     const int kk = a_kk + i * A_KK_STEP;
                     const bool in = (a_in_gemm >> i & 1) && kk < limit;
                     const int at = in ? a_first + i * A_ROW_STEP * a_stride - a_kk * a_k_stride +
-                                            ops.a_offset(ops.slice(k0 + kk), k0 + kk)
+                                            ops.a_offset(ops.slice(k0 + kk), k0 + kk, 0)
                                       : 0;
                     if (A_FITS || (a_in_tile >> i & 1))
                         copy_async(&a_tile[buffer][kk][a_row + i * A_ROW_STEP], a_origin + at, in);
@@ -332,7 +361,7 @@ __device__ __forceinline__ void tile_product(Ops ops, int m0, int n0, int k_begi
 #pragma unroll
                 for (int j = 0; j < B_LOADS; ++j) {
                     int kk = b_kk + j * B_ROUND;
-                    const Gather b = ops.b_gather(column, ops.slice(k0 + kk));
+                    const auto b = ops.b_gather(column, ops.slice(k0 + kk));
                     copy_async(&b_tile[buffer][kk][col], b.at(b_origin, 0), kk < limit && b.has(0));
                 }
             }
@@ -532,7 +561,7 @@ struct PanelA {
     __device__ const float* a_origin() const { return panel; }
     __device__ int a_row_stride() const { return 1; }
     __device__ int a_k_stride() const { return m; }
-    __device__ int a_offset(const TapSlice&, int k0) const { return k0 * m; }
+    __device__ int a_offset(const TapSlice&, int k0, int) const { return k0 * m; }
 };
 
 // fprop: A = W [c_out, (tap, c_in)], panel[(tap * c_in + ci) * c_out + co] = w[co, ci, tap];
@@ -644,14 +673,24 @@ struct DgradOps : ConvShape, PanelA {
     __device__ int out_row_stride() const { return in_sp; }
 };
 
-// wgrad's K slice: one image, output positions from o along a row.
+// wgrad's K slice: output positions of one image from o along a row. With row pairs
+// (`WgradOps`), a uniform slice's K tile takes its elements from `split` on from the next
+// row, which may be the next image's first (TILE_K or more: the tile ends in o's row).
 struct RowSlice {
     bool uniform;
     int image;
     Position o;
+    int split;
 };
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
+// Two variants, chosen per launch (`with_ops`): where rows hold whole K tiles (out_w a
+// multiple of TILE_K: the reference networks at 256 x 256), a K tile is a run along one row;
+// with ROW_PAIRS, where rows hold a tile or more but not whole tiles (31, 60 or 120
+// positions: the PatchGAN's fourth layer, BraTS's 240 x 240 slices), a K tile may end one
+// row and start the next. The pairs cost each B load a choice of row, so the first variant
+// keeps the common case's loop as it was.
+template <bool ROW_PAIRS>
 struct WgradOps : ConvShape {
     static constexpr bool skips_taps = false, a_rows_contiguous = false;
     const float* x;
@@ -667,45 +706,76 @@ struct WgradOps : ConvShape {
         if (!valid) return {false, 0, {0, 0, 0}};
         return {true, n / kvol, tap(n % kvol, g)};
     }
-    // A padded input's rows are no runs of x (their ends reflect or repeat): with a
+    // A TILE_K run of k crosses at most one row's end where rows hold TILE_K or more
+    // positions. A padded input's rows are no runs of x (their ends reflect or repeat): with a
     // reflection or replication padding every k is a slice of its own (the backend pads such
     // inputs explicitly instead, src/device/cuda/conv.rs).
     __device__ Slice slice(int k0) const {
-        return {g.out_w % TILE_K == 0 && g.pad_mode == PAD_ZERO, k0 / out_sp,
-                position(k0 % out_sp, g.out_h, g.out_w)};
+        const bool rows_fit = ROW_PAIRS ? g.out_w >= TILE_K : g.out_w % TILE_K == 0;
+        const Position o = position(k0 % out_sp, g.out_h, g.out_w);
+        return {rows_fit && g.pad_mode == PAD_ZERO, k0 / out_sp, o, g.out_w - o.w};
     }
-    // A uniform slice moved TILE_K on by counting (a row holds whole tiles): along the row,
-    // then the rows, the planes and the images, as slice(k0 + TILE_K) gives.
+    // The row after o's (the rows, then the planes and the images), keeping o.w.
+    __device__ void next_row(int& image, Position& o) const {
+        if (++o.h < g.out_h) return;
+        o.h = 0;
+        if (++o.d < g.out_d) return;
+        o.d = 0;
+        ++image;
+    }
+    // A uniform slice moved TILE_K on by counting (a row holds at least a tile), as
+    // slice(k0 + TILE_K) gives.
     __device__ void next(Slice& s) const {
         s.o.w += TILE_K;
-        if (s.o.w < g.out_w) return;
-        s.o.w = 0;
-        if (++s.o.h < g.out_h) return;
-        s.o.h = 0;
-        if (++s.o.d < g.out_d) return;
-        s.o.d = 0;
-        ++s.image;
+        if (s.o.w >= g.out_w) {
+            s.o.w -= g.out_w;
+            next_row(s.image, s.o);
+        }
+        s.split = g.out_w - s.o.w;
     }
-    // A[co, (img, o)] = dy[img, co, o].
+    // A[co, (img, o)] = dy[img, co, o]: contiguous along an image's positions, then c_out
+    // planes on to the next image's first.
     __device__ const float* a_origin() const { return dy; }
     __device__ int a_row_stride() const { return out_sp; }
     __device__ int a_k_stride() const { return 1; }
-    __device__ int a_offset(const Slice& s, int) const {
-        return s.image * g.c_out * out_sp + (s.o.d * g.out_h + s.o.h) * g.out_w + s.o.w;
+    __device__ int a_offset(const Slice& s, int, int kk) const {
+        const int o = (s.o.d * g.out_h + s.o.h) * g.out_w + s.o.w;
+        const int at = s.image * g.c_out * out_sp + o;
+        if constexpr (ROW_PAIRS) {
+            if (kk >= s.split && o + s.split == out_sp) return at + (g.c_out - 1) * out_sp;
+        }
+        return at;
     }
-    // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along the row, the output
+    // B[(img, o), (ci, tap)] = x[img, ci, o * stride + tap - pad]: along a row, the output
     // columns whose input column lands inside.
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * in_sp; }
-    __device__ Gather b_gather(const Column& c, const Slice& s) const {
+    __device__ Gather row_gather(const Column& c, int image, Position o) const {
+        int id = o.d * g.s_d + c.pos.d - g.p_d, ih = o.h * g.s_h + c.pos.h - g.p_h;
+        int iw0 = o.w * g.s_w + c.pos.w - g.p_w;
+        bool row_inside = c.valid && id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
+        int offset = image * g.c_in * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
+        return {offset, g.s_w, iw0, g.s_w, row_inside ? g.in_w : 0};
+    }
+    __device__ auto b_gather(const Column& c, const Slice& s) const {
+        Gather row;
         if (g.pad_mode != PAD_ZERO) {  // one k (above)
             const int offset = input_offset(s.o, c.pos);
-            return gather(s.image * g.c_in * in_sp + offset, 0, c.valid && offset >= 0);
+            row = gather(s.image * g.c_in * in_sp + offset, 0, c.valid && offset >= 0);
+        } else {
+            row = row_gather(c, s.image, s.o);
         }
-        int id = s.o.d * g.s_d + c.pos.d - g.p_d, ih = s.o.h * g.s_h + c.pos.h - g.p_h;
-        int iw0 = s.o.w * g.s_w + c.pos.w - g.p_w;
-        bool row_inside = c.valid && id >= 0 && id < g.in_d && ih >= 0 && ih < g.in_h;
-        int offset = s.image * g.c_in * in_sp + (id * g.in_h + ih) * g.in_w + iw0;
-        return {offset, g.s_w, iw0, g.s_w, row_inside ? g.in_w : 0};
+        if constexpr (!ROW_PAIRS) {
+            return row;
+        } else {
+            if (s.split >= TILE_K) return RowPairGather{row, row, TILE_K};
+            int image = s.image;
+            Position o = {s.o.d, s.o.h, 0};
+            next_row(image, o);
+            Gather next = row_gather(c, image, o);
+            next.offset -= s.split * next.stride;
+            next.first -= s.split * next.step;
+            return RowPairGather{row, next, s.split};
+        }
     }
     __device__ int out_column(int n) const { return n; }
     __device__ int out_row_stride() const { return g.c_in * kvol; }
@@ -724,8 +794,8 @@ __device__ __forceinline__ void direct_gemm(const Ops& ops) {
         float acc = 0.0f;
         for (int k = 0; k < K; ++k) {
             const typename Ops::Slice s = ops.slice(k);
-            const Gather b = ops.b_gather(column, s);
-            acc += a_row[ops.a_offset(s, k)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
+            const auto b = ops.b_gather(column, s);
+            acc += a_row[ops.a_offset(s, k, 0)] * (b.has(0) ? *b.at(b_origin, 0) : 0.0f);
         }
         ops.out[ops.out_column(n) + m * ops.out_row_stride()] = acc;
     }
@@ -740,8 +810,28 @@ extern "C" __global__ void conv_dgrad_f32(ConvParams g, const float* dy, const f
 }
 
 extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const float* dy, float* dw) {
-    direct_gemm(WgradOps(g, x, dy, dw));
+    direct_gemm(WgradOps<false>(g, x, dy, dw));
 }
+
+// `run` with a tiled launch's operands: Ops's, or wgrad's variant for its rows (`WgradOps`).
+template <class Ops>
+struct Operands {
+    template <class Run>
+    __device__ static void with(const ConvParams& g, const float* a, const float* b, float* out, Run run) {
+        run(Ops(g, a, b, out));
+    }
+};
+struct AnyWgradOps;  // a tag: wgrad's entries pick WgradOps<ROW_PAIRS> per launch
+template <>
+struct Operands<AnyWgradOps> {
+    template <class Run>
+    __device__ static void with(const ConvParams& g, const float* a, const float* b, float* out, Run run) {
+        if (g.out_w % TILE_K == 0)
+            run(WgradOps<false>(g, a, b, out));
+        else
+            run(WgradOps<true>(g, a, b, out));
+    }
+};
 
 // The tiled entry points per primitive: square (64 x 64), large (128 x 128, 8 x 8 per thread:
 // twice the multiply-adds per shared-memory read, for GEMMs with tiles enough to fill the
@@ -750,13 +840,13 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 #define TILED_KERNEL(name, TM, TN, RM, RN, min_blocks, Ops)                                             \
     extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                  \
         name(ConvParams g, const float* a, const float* b, float* out, float* partial, int k_chunk) { \
-        tiled_gemm<TM, TN, RM, RN>(Ops(g, a, b, out), partial, k_chunk);                               \
+        Operands<Ops>::with(g, a, b, out, [&](auto ops) { tiled_gemm<TM, TN, RM, RN>(ops, partial, k_chunk); }); \
     }
 // Stream K in large tiles (`stream_k_gemm`; the last argument is the slots of `partial`).
 #define STREAM_K_KERNEL(name, Ops)                                                            \
     extern "C" __global__ void __launch_bounds__(THREADS, 2)                                  \
         name(ConvParams g, const float* a, const float* b, float* out, float* partial, int slots) { \
-        stream_k_gemm<128, 128, 8, 8>(Ops(g, a, b, out), partial, slots);                        \
+        Operands<Ops>::with(g, a, b, out, [&](auto ops) { stream_k_gemm<128, 128, 8, 8>(ops, partial, slots); }); \
     }
 #define TILED_KERNELS(pass, Ops)                                           \
     TILED_KERNEL(conv_##pass##_tiled_f32, 64, 64, 4, 4, 4, Ops)            \
@@ -766,7 +856,7 @@ extern "C" __global__ void conv_wgrad_f32(ConvParams g, const float* x, const fl
 // Operands as the direct kernels: fprop (x, fprop panel), dgrad (dy, dgrad panel), wgrad (x, dy).
 TILED_KERNELS(fprop, FpropOps)
 TILED_KERNELS(dgrad, DgradOps)
-TILED_KERNELS(wgrad, WgradOps)
+TILED_KERNELS(wgrad, AnyWgradOps)
 
 // The weights w[c_out, c_in, tap] as fprop's (dgrad = 0) or dgrad's (dgrad = 1) A operand,
 // stored K-major: panel[k * M + m] = A(m, k), k = tap * C + channel, so that a K tile's rows
@@ -832,7 +922,7 @@ struct GemmOps {
     __device__ const float* a_origin() const { return A; }
     __device__ int a_row_stride() const { return K; }
     __device__ int a_k_stride() const { return 1; }
-    __device__ int a_offset(const Slice&, int k0) const { return k0; }
+    __device__ int a_offset(const Slice&, int k0, int) const { return k0; }
     __device__ const float* b_origin(const Column& c) const { return B + c.n; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const { return gather(s.k0 * ldb, ldb, c.valid); }
     __device__ int out_column(int n) const { return n; }

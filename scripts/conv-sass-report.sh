@@ -5,7 +5,9 @@
 # its FFMA, shared-memory reads, async copies, global loads and stores, and ptxas's registers and spills for
 # the real kernels.
 # Variants fix a branch the launch fixes (dgrad's stride; the padding mode and whether the
-# K tile starts a new tap), so that their loop is what such a launch executes per K tile.
+# K tile starts a new tap; wgrad's rows in whole K tiles or not), so that their loop is what
+# such a launch executes per K tile. LDL and STL count local-memory loads and stores (spilled
+# registers) in the loop.
 # Needs nvcc and cuobjdump (the cuda feature's toolkit). A static count, not a timing:
 # `mrgan bench kernels` on a GPU says what the count is worth.
 set -euo pipefail
@@ -20,7 +22,7 @@ cuobjdump -sass "$tmp/conv.cubin" > "$tmp/conv.sass"
 variant() {
   sed "$2" "$tmp/uniform.cu" > "$tmp/$1.cu"
   nvcc -O3 -std=c++17 -I kernels -arch=sm_90 -cubin -o "$tmp/$1.cubin" "$tmp/$1.cu"
-  cuobjdump -sass "$tmp/$1.cubin" | sed "s/Function : \(conv_[a-z]*_[a-z]*_f32\)$/Function : \1 ($1)/" \
+  cuobjdump -sass "$tmp/$1.cubin" | sed "s/Function : \(conv_[a-z]*_[a-z_]*_f32\)$/Function : \1 ($1)/" \
     | awk -v keep_re="$3" '/Function : /{keep = $0 ~ keep_re} keep' >> "$tmp/conv.sass"
 }
 # dgrad's gather branches on the stride.
@@ -33,6 +35,11 @@ kept='s/if (s.memo_tap != s.tap) {/if (false) {/'
 for mode in 0:zero 1:reflect; do
   fixed="s/[gp]\.pad_mode/${mode%%:*}/g"
   variant "${mode#*:}, tap kept" "${stride/STRIDE/1}; $kept; $fixed" 'conv_(fprop|dgrad)_'
+done
+# wgrad's variants for its rows (`Operands<AnyWgradOps>`), zero padding (the uniform path's).
+rows='s/if (g.out_w % TILE_K == 0)/if (ROWS)/'
+for choice in true:whole false:pairs; do
+  variant "rows: ${choice#*:}" "${rows/ROWS/${choice%%:*}}; s/g\.pad_mode/0/g" conv_wgrad_
 done
 # Registers and spills of the real kernels (both paths).
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
@@ -57,9 +64,9 @@ for line in open(sys.argv[2]):
     if m: name = m.group(1)
     m = re.search(r"Used (\d+) registers", line)
     if m and name: usage.setdefault(name, {})["regs"] = int(m.group(1))
-print(f"{'kernel':42s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'regs':>4s} {'spill B':>7s}")
+print(f"{'kernel':42s} {'instr/K tile':>12s} {'FFMA':>5s} {'FFMA %':>6s} {'LDS':>4s} {'LDGSTS':>6s} {'LDG':>4s} {'STS':>4s} {'LDL+STL':>7s} {'regs':>4s} {'spill B':>7s}")
 for f, ins in sorted(funcs.items()):
-    if not re.search(r'_(tiled|large|narrow)_f32( \(.*\))?$', f):
+    if not re.search(r'_(tiled|large|narrow|large_streamk)_f32( \(.*\))?$', f):
         continue
     best = None  # the backward branch whose body holds the most FFMA: the K loop
     for addr, op in ins:
@@ -75,10 +82,11 @@ for f, ins in sorted(funcs.items()):
         key = (count(r'\bFFMA\b'), -len(body))
         if best is None or key > best[0]:
             best = (key, len(body), count(r'\bFFMA\b'), count(r'\bLDS\b'), count(r'\bLDGSTS\b'),
-                    count(r'\bLDG\b'), count(r'\bSTS\b'))
-    _, n, ffma, lds, ldgsts, ldg, sts = best
+                    count(r'\bLDG\b'), count(r'\bSTS\b'), count(r'\b(LDL|STL)\b'))
+    _, n, ffma, lds, ldgsts, ldg, sts, local = best
     u = usage.get(f.split()[0], {})
-    print(f"{f:42s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
+    print(f"{f:42s} {n:12d} {ffma:5d} {100 * ffma / n:5.0f}% {lds:4d} {ldgsts:6d} {ldg:4d} {sts:4d} {local:7d} {u.get('regs', 0):4d} {u.get('spill', 0):7d}")
 print("LDS: shared-memory reads; LDGSTS: global-to-shared copies (cp.async); LDG, STS: loads\n"
-      "and stores through registers. regs and spill: the real kernels, both paths.")
+      "and stores through registers; LDL+STL: spilled registers read and written in the loop.\n"
+      "regs and spill: the real kernels, every path.")
 PY

@@ -1,5 +1,5 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
-//! the PatchGAN at 256 x 256, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
+//! the PatchGAN at 256 x 256 and of CycleGAN's two networks at BraTS's 240 x 240, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
 //! size, the batch and instance norms (fused with their activation) and fused Adam, on the
 //! GPU. Tiled kernels run as the backend plans them and, in rows marked `@shape`, in each
 //! other tile shape; on the floor's shape (`kernel_table::floor_geometry`) also each suited
@@ -141,6 +141,8 @@ pub fn run(
         layers::unet_256(),
         layers::resnet_9blocks(),
         layers::patchgan(),
+        layers::resnet_9blocks_240(),
+        layers::patchgan_240(),
     ]
     .concat();
     let keep = |name: &str| only.is_none_or(|o| name.contains(o));

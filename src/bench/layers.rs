@@ -1,5 +1,6 @@
 //! The convolution layers of the reference networks at 256x256, batch 1, one input and one
-//! output channel (MRI), ngf = ndf = 64: the shapes every conv benchmark runs on.
+//! output channel (MRI), ngf = ndf = 64: the shapes every conv benchmark runs on; and
+//! CycleGAN's networks at 240x240, the size it trains at on BraTS slices.
 
 use crate::ops::conv::{ConvGeometry, ConvOptions};
 use crate::ops::pad::PadMode;
@@ -105,16 +106,26 @@ pub fn unet_256() -> Vec<ConvLayer> {
 /// transposed upsamplings. The convs pad themselves, as the network runs them
 /// (`ConvOptions::pad_mode`).
 pub fn resnet_9blocks() -> Vec<ConvLayer> {
-    let net = "resnet_9blocks";
+    resnet_9blocks_at("resnet_9blocks", 256)
+}
+
+/// resnet_9blocks on BraTS's 240x240 slices, which `mrgan train` pads to the smallest size
+/// the generator takes (a multiple of 4: 240 itself). Its rows of 120 and 60 positions are
+/// no multiples of the GPU kernels' 16-deep K tiles, unlike those at 256x256.
+pub fn resnet_9blocks_240() -> Vec<ConvLayer> {
+    resnet_9blocks_at("resnet_9blocks_240", 240)
+}
+
+fn resnet_9blocks_at(net: &'static str, size: usize) -> Vec<ConvLayer> {
     let up = ConvOptions::new(2, 1).with_output_padding(1);
     let reflect = |p| ConvOptions::new(1, p).with_pad_mode(PadMode::Reflect);
     vec![
-        layer(net, "stem".into(), (1, 64), 256, 7, reflect(3), false),
+        layer(net, "stem".into(), (1, 64), size, 7, reflect(3), false),
         layer(
             net,
             "down1".into(),
             (64, 128),
-            256,
+            size,
             3,
             ConvOptions::new(2, 1),
             false,
@@ -123,7 +134,7 @@ pub fn resnet_9blocks() -> Vec<ConvLayer> {
             net,
             "down2".into(),
             (128, 256),
-            128,
+            size / 2,
             3,
             ConvOptions::new(2, 1),
             false,
@@ -132,26 +143,36 @@ pub fn resnet_9blocks() -> Vec<ConvLayer> {
             net,
             "block (x18)".into(),
             (256, 256),
-            64,
+            size / 4,
             3,
             reflect(1),
             false,
         ),
-        layer(net, "up1".into(), (256, 128), 64, 3, up, true),
-        layer(net, "up2".into(), (128, 64), 128, 3, up, true),
-        layer(net, "head".into(), (64, 1), 256, 7, reflect(3), false),
+        layer(net, "up1".into(), (256, 128), size / 4, 3, up, true),
+        layer(net, "up2".into(), (128, 64), size / 2, 3, up, true),
+        layer(net, "head".into(), (64, 1), size, 7, reflect(3), false),
     ]
 }
 
 /// The basic PatchGAN (n_layers 3) on pix2pix's two-channel input.
 pub fn patchgan() -> Vec<ConvLayer> {
-    let net = "patchgan";
+    patchgan_at("patchgan", 2, 256)
+}
+
+/// The basic PatchGAN as CycleGAN's discriminator on BraTS's 240x240 slices (one channel):
+/// rows of 120, 60, 30, 29 and 28 positions.
+pub fn patchgan_240() -> Vec<ConvLayer> {
+    patchgan_at("patchgan_240", 1, 240)
+}
+
+fn patchgan_at(net: &'static str, c_in: usize, size: usize) -> Vec<ConvLayer> {
     let (s2, s1) = (ConvOptions::new(2, 1), ConvOptions::new(1, 1));
+    let c4 = size / 8;
     vec![
-        layer(net, "c1".into(), (2, 64), 256, 4, s2, false),
-        layer(net, "c2".into(), (64, 128), 128, 4, s2, false),
-        layer(net, "c3".into(), (128, 256), 64, 4, s2, false),
-        layer(net, "c4".into(), (256, 512), 32, 4, s1, false),
-        layer(net, "c5".into(), (512, 1), 31, 4, s1, false),
+        layer(net, "c1".into(), (c_in, 64), size, 4, s2, false),
+        layer(net, "c2".into(), (64, 128), size / 2, 4, s2, false),
+        layer(net, "c3".into(), (128, 256), size / 4, 4, s2, false),
+        layer(net, "c4".into(), (256, 512), c4, 4, s1, false),
+        layer(net, "c5".into(), (512, 1), c4 - 1, 4, s1, false),
     ]
 }

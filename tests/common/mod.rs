@@ -114,15 +114,19 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
     use mrgan::ops::pad::PadMode::{self, Reflect, Replicate, Zero};
     // input dims, weight dims, stride, padding, padding mode, output padding, transposed
     type Case<'a> = (&'a [usize], &'a [usize], usize, usize, PadMode, usize, bool);
-    // Cases 2, 3, 8 and 12 have channel counts and output rows in multiples of 16: the CUDA
-    // tiled kernels' fast path (kernels/conv.cu, `Slice::uniform`); the others take the
+    // The CUDA tiled kernels' fast path (kernels/conv.cu, `Slice::uniform`) needs channel
+    // counts in multiples of 16 for fprop and dgrad (cases 2, 3, 12 and 19; dgrad also 8) and
+    // output rows of 16 or more for wgrad (2, 3, 8, 12 and 19 to 21); the others take the
     // general one. Case 8 is the U-Net's first layer in small (one channel, 4 x 4 at stride
     // 2). Cases 8 to 11 are thin (one channel on fprop's or dgrad's result side): 2D and 3D,
     // stride 1 and 2, the last a transposed conv with output padding. Cases 12 to 18 pad with
     // reflection or replication: 12 to 16 as the ResNet generators (stride 1, 2p + 1 taps),
     // whose dgrad the kernels fold, 15 and 16 thin on one side (padded explicitly there);
-    // 17 (stride 2) and 18 (an input of 2p + 1) padded explicitly.
-    let cases: [Case; 19] = [
+    // 17 (stride 2) and 18 (an input of 2p + 1) padded explicitly. Cases 19 to 21 have
+    // output rows of 16 or more positions but not a multiple of 16, and batch 2: wgrad's K
+    // tiles cross rows, planes (21) and images mid-tile, at stride 1 with an even kernel (19,
+    // the PatchGAN's 4 x 4), stride 2 (20) and in 3D (21).
+    let cases: [Case; 22] = [
         (&[2, 3, 9, 7], &[5, 3, 3, 3], 1, 1, Zero, 0, false),
         (&[2, 4, 17, 16], &[6, 4, 4, 4], 2, 1, Zero, 0, false),
         (&[1, 64, 64, 64], &[128, 64, 3, 3], 2, 1, Zero, 0, false),
@@ -158,6 +162,9 @@ pub fn conv_test_geometries() -> Vec<mrgan::ops::conv::ConvGeometry> {
         (&[1, 1, 9, 10], &[4, 1, 7, 7], 1, 3, Reflect, 0, false),
         (&[2, 3, 9, 8], &[4, 3, 3, 3], 2, 1, Reflect, 0, false),
         (&[1, 2, 3, 5], &[3, 2, 3, 3], 1, 1, Reflect, 0, false),
+        (&[2, 16, 4, 18], &[16, 16, 4, 4], 1, 1, Zero, 0, false),
+        (&[2, 3, 5, 37], &[5, 3, 4, 4], 2, 1, Zero, 0, false),
+        (&[2, 3, 3, 2, 17], &[4, 3, 3, 3, 3], 1, 1, Zero, 0, false),
     ];
     cases
         .into_iter()
