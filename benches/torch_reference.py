@@ -4,11 +4,12 @@
 keys as the reference implementation). Used by scripts/gen_model_fixtures.py for golden
 values and, run directly, as the PyTorch side of `mrgan bench train`:
 
-    python3 benches/torch_reference.py [--size 256] [--batch 1] [--iters 5] [--threads N]
-        [--device cpu|cuda]
+    python3 benches/torch_reference.py [--model pix2pix|cyclegan] [--size 256] [--batch 1]
+        [--iters 5] [--threads N] [--device cpu|cuda]
 
-prints the median time of one pix2pix training iteration (unet_256 + basic D, ngf/ndf 64,
-one channel) and of one generator inference. The step's losses are read with .item(), and
+prints the median time of one training iteration (pix2pix: unet_256 + basic D, batch norm;
+cyclegan: two resnet_9blocks + two basic Ds, instance norm, no image pools; ngf/ndf 64, one
+channel) and of one generator inference (G, resp. G_A). The step's losses are read with .item(), and
 inference ends with a synchronize, so GPU work is finished inside the timing.
 """
 import argparse
@@ -240,6 +241,7 @@ def cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, real_a, real_b, la=10.0, lb=10.0
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
@@ -250,34 +252,40 @@ def main():
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     torch.manual_seed(0)
-    G = UnetGenerator(1, 1, 8, 64, "batch", True)
-    D = NLayerDiscriminator(2, 64, 3, "batch")
-    init_normal(G)
-    init_normal(D)
-    G.to(dev)
-    D.to(dev)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if args.model == "pix2pix":
+        gens = [UnetGenerator(1, 1, 8, 64, "batch", True)]
+        discs = [NLayerDiscriminator(2, 64, 3, "batch")]
+        step = lambda: pix2pix_step(gens[0], discs[0], opt_g, opt_d, a, b)  # noqa: E731
+    else:
+        gens = [ResnetGenerator(1, 1, 64, "instance", False, 9) for _ in range(2)]
+        discs = [NLayerDiscriminator(1, 64, 3, "instance") for _ in range(2)]
+        step = lambda: cyclegan_step(*gens, *discs, opt_g, opt_d, a, b)  # noqa: E731
+    for net in gens + discs:
+        init_normal(net)
+        net.to(dev)
+    params = lambda nets: [p for net in nets for p in net.parameters()]  # noqa: E731
+    opt_g = torch.optim.Adam(params(gens), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(params(discs), lr=2e-4, betas=(0.5, 0.999))
     a = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
     b = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(args.iters + 1):
         t = time.perf_counter()
-        pix2pix_step(G, D, opt_g, opt_d, a, b)
+        step()
         if i:
             times.append(time.perf_counter() - t)
     infer = []
     with torch.no_grad():
         for i in range(args.iters + 1):
             t = time.perf_counter()
-            G(a)
+            gens[0](a)
             sync()
             if i:
                 infer.append(time.perf_counter() - t)
     times.sort()
     infer.sort()
-    print(f"torch {torch.__version__} {args.device} threads {torch.get_num_threads()}: pix2pix iteration {times[len(times) // 2]:.3f} s, "
+    print(f"torch {torch.__version__} {args.device} threads {torch.get_num_threads()}: {args.model} iteration {times[len(times) // 2]:.3f} s, "
           f"generator inference {infer[len(infer) // 2]:.3f} s (median of {args.iters})")
 
 

@@ -5,6 +5,7 @@
 fn main() {
     let python = std::env::var("MRGAN_PYTHON").unwrap_or_else(|_| "python3".into());
     let bench = mrgan::bench::train_step::TrainBench {
+        model: mrgan::bench::train_step::BenchModel::Pix2pix,
         size: 256,
         batch: 1,
         iters: 5,

@@ -301,3 +301,45 @@ fn every_bad_volume_through_the_binary() {
         );
     }
 }
+
+/// `bench train --model cyclegan` trains both generators and discriminators on the CPU and
+/// reports its times; a Python that cannot run leaves the PyTorch side out with its reason,
+/// and the run still succeeds.
+#[test]
+fn bench_train_times_a_cyclegan_iteration() {
+    let out = ok(&[
+        "bench",
+        "train",
+        "--model",
+        "cyclegan",
+        "--size",
+        "32",
+        "--iters",
+        "1",
+        "--device",
+        "cpu",
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    assert!(
+        out.contains("CycleGAN 2 x resnet_9blocks + 2 x basic D, ngf/ndf 64, 32x32, batch 1"),
+        "{out}"
+    );
+    let mrgan_row = out
+        .lines()
+        .find(|l| l.starts_with("mrgan "))
+        .unwrap_or_else(|| panic!("no mrgan row in:\n{out}"));
+    let seconds: Vec<f64> = mrgan_row
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().expect("a time in seconds"))
+        .collect();
+    assert!(
+        seconds.len() == 2 && seconds.iter().all(|&t| t > 0.0),
+        "{mrgan_row}"
+    );
+    assert!(
+        out.contains("PyTorch side skipped: cannot run /nonexistent/python3"),
+        "{out}"
+    );
+}

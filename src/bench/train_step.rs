@@ -1,8 +1,9 @@
-//! One pix2pix training iteration (unet_256 + basic PatchGAN, ngf = ndf = 64, 256 x 256,
-//! one channel) and one generator inference, on the CPU or a GPU; with the PyTorch
-//! reference (`benches/torch_reference.py`) timed in the same run on the same device when a
-//! Python with torch is found. Every timed iteration ends with its losses read on the host
-//! and every inference with its output there, so GPU work is finished inside the timing.
+//! One training iteration and one generator inference, on the CPU or a GPU: pix2pix
+//! (unet_256 + basic PatchGAN) or CycleGAN (two resnet_9blocks generators and two basic
+//! PatchGANs), ngf = ndf = 64, one channel; with the PyTorch reference
+//! (`benches/torch_reference.py`) timed in the same run on the same device when a Python
+//! with torch is found. Every timed iteration ends with its losses read on the host and
+//! every inference with its output there, so GPU work is finished inside the timing.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +16,9 @@ use crate::autograd::Tape;
 use crate::device::Device;
 use crate::error::Result;
 use crate::models::Trained;
-use crate::models::pix2pix::{Pix2PixLoss, train_step};
+use crate::models::cyclegan::{self, CycleLoss, CycleNets};
+use crate::models::image_pool::ImagePool;
+use crate::models::pix2pix::{self, Pix2PixLoss};
 use crate::nn::init::InitKind;
 use crate::nn::layers::{Mode, NormKind};
 use crate::nn::nets::{
@@ -37,55 +40,141 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The model a bench trains, as the reference configures it: pix2pix with batch norm,
+/// dropout and the vanilla GAN loss; CycleGAN with instance norm, LSGAN and the identity
+/// loss, its image pools off (as the PyTorch side runs it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchModel {
+    Pix2pix,
+    Cyclegan,
+}
+
+impl BenchModel {
+    /// The name `torch_reference.py --model` takes and prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchModel::Pix2pix => "pix2pix",
+            BenchModel::Cyclegan => "cyclegan",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            BenchModel::Pix2pix => "pix2pix unet_256 + basic D",
+            BenchModel::Cyclegan => "CycleGAN 2 x resnet_9blocks + 2 x basic D",
+        }
+    }
+}
+
 /// What a side-by-side run measures.
 #[derive(Clone, Debug)]
 pub struct TrainBench {
+    pub model: BenchModel,
     pub size: usize,
     pub batch: usize,
     pub iters: usize,
     pub device: Device,
 }
 
-/// Times mrgan's pix2pix (median of `iters`, after one warm-up).
-pub fn mrgan_pix2pix(b: &TrainBench) -> Result<StepTimes> {
+/// The networks of one bench, trained on the device (one per bench, so the variants' size
+/// difference does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Models {
+    Pix2pix { g: Trained, d: Trained },
+    Cyclegan(Box<CycleNets>),
+}
+
+impl Models {
+    fn build(model: BenchModel, device: &Device) -> Result<Models> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        let mut new = |name, net| -> Result<Trained> {
+            let init = (InitKind::Normal, 0.02);
+            let mut t = Trained::new(name, net, init, AdamConfig::gan(), &mut rng);
+            t.to_device(device)?;
+            Ok(t)
+        };
+        let generator = |arch, norm, dropout| GeneratorConfig {
+            arch,
+            input_nc: 1,
+            output_nc: 1,
+            ngf: 64,
+            norm,
+            dropout,
+        };
+        let discriminator = |input_nc, norm| DiscriminatorConfig {
+            arch: DiscriminatorArch::NLayer { n_layers: 3 },
+            input_nc,
+            ndf: 64,
+            norm,
+        };
+        Ok(match model {
+            BenchModel::Pix2pix => {
+                let unet = GeneratorArch::Unet { num_downs: 8 };
+                Models::Pix2pix {
+                    g: new(
+                        "G",
+                        build_generator(&generator(unet, NormKind::Batch, true)),
+                    )?,
+                    d: new("D", build_discriminator(&discriminator(2, NormKind::Batch)))?,
+                }
+            }
+            BenchModel::Cyclegan => {
+                let g = generator(
+                    GeneratorArch::Resnet { n_blocks: 9 },
+                    NormKind::Instance,
+                    false,
+                );
+                let d = discriminator(1, NormKind::Instance);
+                Models::Cyclegan(Box::new(CycleNets {
+                    g_a: new("G_A", build_generator(&g))?,
+                    g_b: new("G_B", build_generator(&g))?,
+                    d_a: new("D_A", build_discriminator(&d))?,
+                    d_b: new("D_B", build_discriminator(&d))?,
+                    pool_a: ImagePool::new(0),
+                    pool_b: ImagePool::new(0),
+                }))
+            }
+        })
+    }
+
+    /// One training iteration on the pair (a, b), step `i`.
+    fn train(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+        i: u64,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<()> {
+        match self {
+            Models::Pix2pix { g, d } => {
+                pix2pix::train_step(g, d, &Pix2PixLoss::default(), a, b, 2e-4, i)?;
+            }
+            Models::Cyclegan(n) => {
+                cyclegan::train_step(n, &CycleLoss::default(), a, b, 2e-4, i, rng)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The generator from A to B.
+    fn generator(&mut self) -> &mut Trained {
+        match self {
+            Models::Pix2pix { g, .. } => g,
+            Models::Cyclegan(n) => &mut n.g_a,
+        }
+    }
+}
+
+/// Times mrgan's iteration of `b.model` (median of `iters`, after one warm-up).
+pub fn mrgan_iteration(b: &TrainBench) -> Result<StepTimes> {
     let TrainBench {
+        model,
         size,
         batch,
         iters,
         ref device,
     } = *b;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
-    let g_cfg = GeneratorConfig {
-        arch: GeneratorArch::Unet { num_downs: 8 },
-        input_nc: 1,
-        output_nc: 1,
-        ngf: 64,
-        norm: NormKind::Batch,
-        dropout: true,
-    };
-    let d_cfg = DiscriminatorConfig {
-        arch: DiscriminatorArch::NLayer { n_layers: 3 },
-        input_nc: 2,
-        ndf: 64,
-        norm: NormKind::Batch,
-    };
-    let init = (InitKind::Normal, 0.02);
-    let mut g = Trained::new(
-        "G",
-        build_generator(&g_cfg),
-        init,
-        AdamConfig::gan(),
-        &mut rng,
-    );
-    let mut d = Trained::new(
-        "D",
-        build_discriminator(&d_cfg),
-        init,
-        AdamConfig::gan(),
-        &mut rng,
-    );
-    g.to_device(device)?;
-    d.to_device(device)?;
+    let mut models = Models::build(model, device)?;
     let n = batch * size * size;
     let image = |seed: usize| {
         Tensor::from_vec(
@@ -97,15 +186,16 @@ pub fn mrgan_pix2pix(b: &TrainBench) -> Result<StepTimes> {
         .to_device(device)
     };
     let (a, b) = (image(1)?, image(2)?);
-    let loss = Pix2PixLoss::default();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let mut times = Vec::new();
     for i in 0..=iters.max(1) {
         let t = Instant::now();
-        train_step(&mut g, &mut d, &loss, &a, &b, 2e-4, i as u64)?;
+        models.train(&a, &b, i as u64, &mut rng)?;
         if i > 0 {
             times.push(t.elapsed().as_secs_f64());
         }
     }
+    let g = models.generator();
     let mut infer = Vec::new();
     for i in 0..=iters.max(1) {
         let t = Instant::now();
@@ -124,7 +214,7 @@ pub fn mrgan_pix2pix(b: &TrainBench) -> Result<StepTimes> {
 }
 
 /// Runs the PyTorch reference with `python`; None (with the reason) when it cannot run.
-pub fn torch_pix2pix(
+pub fn torch_iteration(
     python: &str,
     script: &Path,
     b: &TrainBench,
@@ -134,6 +224,8 @@ pub fn torch_pix2pix(
     let out = Command::new(python)
         .arg(script)
         .args([
+            "--model",
+            b.model.name(),
             "--size",
             &b.size.to_string(),
             "--batch",
@@ -156,7 +248,7 @@ pub fn torch_pix2pix(
             err.lines().last().unwrap_or("")
         ));
     }
-    // "... pix2pix iteration 0.934 s, generator inference 0.108 s ..."
+    // "... pix2pix iteration 0.934 s, generator inference 0.108 s ..." (or cyclegan)
     let number_after = |key: &str| -> Option<f64> {
         text.split(key)
             .nth(1)?
@@ -166,7 +258,7 @@ pub fn torch_pix2pix(
             .ok()
     };
     match (
-        number_after("pix2pix iteration"),
+        number_after(&format!("{} iteration", b.model.name())),
         number_after("generator inference"),
     ) {
         (Some(iteration), Some(inference)) => Ok((
@@ -192,10 +284,13 @@ pub fn report(b: &TrainBench, python: &str) -> Result<String> {
         other => other.describe(),
     };
     let mut out = format!(
-        "pix2pix unet_256 + basic D, ngf/ndf 64, {0}x{0}, batch {1}, {where_}, median of {2}\n",
-        b.size, b.batch, b.iters
+        "{0}, ngf/ndf 64, {1}x{1}, batch {2}, {where_}, median of {3}\n",
+        b.model.describe(),
+        b.size,
+        b.batch,
+        b.iters
     );
-    let ours = mrgan_pix2pix(b)?;
+    let ours = mrgan_iteration(b)?;
     // $MRGAN_TORCH_REFERENCE: where a copied binary finds the script (the GPU bundle).
     let script = std::env::var_os("MRGAN_TORCH_REFERENCE").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"),
@@ -211,7 +306,7 @@ pub fn report(b: &TrainBench, python: &str) -> Result<String> {
         "{:<22} {:>14.3} {:>16.3}",
         "mrgan", ours.iteration, ours.inference
     );
-    match torch_pix2pix(python, &script, b, threads) {
+    match torch_iteration(python, &script, b, threads) {
         Ok((t, line)) => {
             let _ = writeln!(
                 out,

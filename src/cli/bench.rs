@@ -30,10 +30,13 @@ enum Which {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
-    /// One pix2pix training iteration and one generator inference (unet_256 + basic D,
-    /// 64 filters) on the CPU or a GPU, next to PyTorch's on the same device in the same run
-    /// when available.
+    /// One training iteration and one generator inference (pix2pix: unet_256 + basic D;
+    /// CycleGAN: two resnet_9blocks + two basic Ds; 64 filters) on the CPU or a GPU, next to
+    /// PyTorch's on the same device in the same run when available.
     Train {
+        #[arg(long, value_enum, default_value_t = Model::Pix2pix)]
+        model: Model,
+        /// Image side (CycleGAN on BraTS's slices trains at 240).
         #[arg(long, default_value_t = 256)]
         size: usize,
         #[arg(long, default_value_t = 1)]
@@ -101,6 +104,12 @@ enum Which {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Model {
+    Pix2pix,
+    Cyclegan,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Net {
     Unet256,
     Resnet9blocks,
@@ -142,13 +151,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             )
         }
         Which::Train {
+            model,
             size,
             batch,
             iters,
             device,
             python,
         } => {
+            use mrgan::bench::train_step::BenchModel;
             let bench = mrgan::bench::train_step::TrainBench {
+                model: match model {
+                    Model::Pix2pix => BenchModel::Pix2pix,
+                    Model::Cyclegan => BenchModel::Cyclegan,
+                },
                 size,
                 batch,
                 iters,
