@@ -11,6 +11,17 @@
 
 #include "pad.cuh"
 
+// Division of n in 0 .. 2^31 by d, fixed for the launch, as a multiply-high, an add and a
+// shift (the host works out magic and shift: src/device/conv_params.rs). A division by a
+// run-time value costs some twenty instructions; this costs three, read from the kernel's
+// parameters without a register.
+struct Divisor {
+    int d;
+    unsigned magic, shift;
+    __device__ int div(int n) const { return (int)((__umulhi((unsigned)n, magic) + (unsigned)n) >> shift); }
+    __device__ int mod(int n) const { return n - div(n) * d; }
+};
+
 struct ConvParams {
     int n, c_in, c_out;
     int in_d, in_h, in_w;
@@ -19,8 +30,13 @@ struct ConvParams {
     int p_d, p_h, p_w;
     int out_d, out_h, out_w;
     int pad_mode;  // PAD_*
+    // Divisors of the index arithmetic: channels, the kernel's taps (all, per plane, per
+    // row) and rows, the output's positions (all, per plane, per row) and rows.
+    Divisor by_c_in, by_c_out;
+    Divisor by_kvol, by_k_hw, by_k_w, by_k_h;
+    Divisor by_out_sp, by_out_hw, by_out_w, by_out_h;
 };
-static_assert(sizeof(ConvParams) == 76, "ConvParams must match the Rust struct");
+static_assert(sizeof(ConvParams) == 196, "ConvParams must match the Rust struct");
 
 // Padding. A conv that pads with reflection or replication (the ResNet generators) reads its
 // unpadded input: fprop and wgrad gather each padded position from the input element it
@@ -466,7 +482,14 @@ __device__ __forceinline__ Position position(int flat, int sh, int sw) {
 
 // Kernel tap (kd, kh, kw) of a flat index into k_d * k_h * k_w.
 __device__ __forceinline__ Position tap(int r, const ConvParams& g) {
-    return {r / (g.k_w * g.k_h), (r / g.k_w) % g.k_h, r % g.k_w};
+    const int row = g.by_k_w.div(r);
+    return {g.by_k_hw.div(r), g.by_k_h.mod(row), r - row * g.k_w};
+}
+
+// Output position (d, h, w) of a flat index into the output's positions.
+__device__ __forceinline__ Position out_position(int flat, const ConvParams& g) {
+    const int row = g.by_out_w.div(flat);
+    return {g.by_out_hw.div(flat), g.by_out_h.mod(row), flat - row * g.out_w};
 }
 
 // The B column a thread gathers: an image or channel index and a position or kernel tap.
@@ -502,12 +525,6 @@ __device__ __forceinline__ Gather tap_gather(const TapSlice& s, int stride, bool
     return gather(s.c0 * stride + s.memo_offset, stride, s.memo_valid);
 }
 
-// Offset of channel 0 of column n = (image, position) in an N, C, spatial tensor (channels
-// are `spatial` apart).
-__device__ __forceinline__ int column_offset(int n, int spatial, int channels) {
-    return n / spatial * channels * spatial + n % spatial;
-}
-
 // What every primitive needs of the geometry, and where the result goes: result (m, n) is
 // out[out_column(n) + m * out_row_stride()] (32-bit: the backend refuses tensors of 2^31
 // elements or more).
@@ -521,9 +538,9 @@ struct ConvShape {
           out_sp(p.out_d * p.out_h * p.out_w),
           kvol(p.k_d * p.k_h * p.k_w),
           out(out_) {}
-    __device__ TapSlice tap_slice(int k0, int channels) const {
-        int t = k0 / channels;
-        return {channels % TILE_K == 0, t, tap(t, g), k0 % channels};
+    __device__ TapSlice tap_slice(int k0, const Divisor& channels) const {
+        int t = channels.div(k0);
+        return {channels.d % TILE_K == 0, t, tap(t, g), k0 - t * channels.d};
     }
     // A uniform slice moved TILE_K on by counting instead of dividing: the channels, then
     // the tap (w, then h, then d), as tap_slice(k0 + TILE_K, channels) gives.
@@ -578,16 +595,21 @@ struct FpropOps : ConvShape, PanelA {
     using Slice = TapSlice;
     __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
-        return {true, n / out_sp, position(n % out_sp, g.out_h, g.out_w)};
+        const int image = g.by_out_sp.div(n);
+        return {true, image, out_position(n - image * out_sp, g)};
     }
-    __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_in); }
+    __device__ Slice slice(int k0) const { return tap_slice(k0, g.by_c_in); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_in); }
     // B[(tap, ci), (img, o)] = x[img, ci, o * stride + tap - pad].
     __device__ const float* b_origin(const Column& c) const { return x + (long long)c.index * g.c_in * in_sp; }
     __device__ Gather b_gather(const Column& c, const Slice& s) const {
         return tap_gather(s, in_sp, c.valid, [&] { return input_offset(c.pos, s.t); });
     }
-    __device__ int out_column(int n) const { return column_offset(n, out_sp, g.c_out); }
+    // Channel 0 of column n = (image, position) in y (N, c_out, positions).
+    __device__ int out_column(int n) const {
+        const int image = g.by_out_sp.div(n);
+        return image * g.c_out * out_sp + (n - image * out_sp);
+    }
     __device__ int out_row_stride() const { return out_sp; }
 };
 
@@ -628,7 +650,7 @@ struct DgradOps : ConvShape, PanelA {
         return {true, n % per_phase / sub_sp,
                 {phase.d + step.d * q.d, phase.h + step.h * q.h, phase.w + step.w * q.w}};
     }
-    __device__ Slice slice(int k0) const { return tap_slice(k0, g.c_out); }
+    __device__ Slice slice(int k0) const { return tap_slice(k0, g.by_c_out); }
     __device__ void next(Slice& s) const { next_tap_slice(s, g.c_out); }
     // The (folded) dY position input position i receives from with tap t, or a negative axis.
     __device__ Position source(Position i, Position t) const {
@@ -704,7 +726,8 @@ struct WgradOps : ConvShape {
     using Slice = RowSlice;
     __device__ Column column(int n, bool valid) const {
         if (!valid) return {false, 0, {0, 0, 0}};
-        return {true, n / kvol, tap(n % kvol, g)};
+        const int ci = g.by_kvol.div(n);
+        return {true, ci, tap(n - ci * kvol, g)};
     }
     // A TILE_K run of k crosses at most one row's end where rows hold TILE_K or more
     // positions. A padded input's rows are no runs of x (their ends reflect or repeat): with a
@@ -712,8 +735,9 @@ struct WgradOps : ConvShape {
     // inputs explicitly instead, src/device/cuda/conv.rs).
     __device__ Slice slice(int k0) const {
         const bool rows_fit = ROW_PAIRS ? g.out_w >= TILE_K : g.out_w % TILE_K == 0;
-        const Position o = position(k0 % out_sp, g.out_h, g.out_w);
-        return {rows_fit && g.pad_mode == PAD_ZERO, k0 / out_sp, o, g.out_w - o.w};
+        const int image = g.by_out_sp.div(k0);
+        const Position o = out_position(k0 - image * out_sp, g);
+        return {rows_fit && g.pad_mode == PAD_ZERO, image, o, g.out_w - o.w};
     }
     // The row after o's (the rows, then the planes and the images), keeping o.w.
     __device__ void next_row(int& image, Position& o) const {

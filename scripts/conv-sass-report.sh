@@ -5,8 +5,8 @@
 # its FFMA, shared-memory reads, async copies, global loads and stores, and ptxas's registers and spills for
 # the real kernels.
 # Variants fix a branch the launch fixes (dgrad's stride; the padding mode and whether the
-# K tile starts a new tap; wgrad's rows in whole K tiles or not), so that their loop is what
-# such a launch executes per K tile. LDL and STL count local-memory loads and stores (spilled
+# K tile starts a new tap; wgrad's rows in whole K tiles or not; the general path instead of
+# the uniform one), so that their loop is what such a launch executes per K tile. LDL and STL count local-memory loads and stores (spilled
 # registers) in the loop.
 # Needs nvcc and cuobjdump (the cuda feature's toolkit). A static count, not a timing:
 # `mrgan bench kernels` on a GPU says what the count is worth.
@@ -41,6 +41,10 @@ rows='s/if (g.out_w % TILE_K == 0)/if (ROWS)/'
 for choice in true:whole false:pairs; do
   variant "rows: ${choice#*:}" "${rows/ROWS/${choice%%:*}}; s/g\.pad_mode/0/g" conv_wgrad_
 done
+# The general path (a slice per k: channel counts that are no multiple of TILE_K, wgrad's
+# rows under TILE_K), stride 1, zero padding, wgrad's first variant.
+variant "general path" "s/if (true)/if (false)/; ${rows/ROWS/true}; ${stride/STRIDE/1}; s/[gp]\.pad_mode/0/g" \
+  'conv_(fprop|dgrad|wgrad)_(tiled|large)_f32'
 # Registers and spills of the real kernels (both paths).
 nvcc -O3 -std=c++17 -I kernels -arch=sm_90 --resource-usage -cubin -o "$tmp/real.cubin" \
   kernels/conv.cu 2> "$tmp/ptxas.txt"

@@ -19,6 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mrgan::device::conv_params::ConvParams;
 use mrgan::device::kernel_codes;
 use mrgan::ops::conv::ConvGeometry;
 use mrgan::ops::conv::cpu as conv;
@@ -98,15 +99,10 @@ macro_rules! driver_or_skip {
     };
 }
 
-/// ConvParams of `kernels/conv.cu` (19 int32, in declaration order).
+/// The kernels' ConvParams as the backend passes them, in 4-byte words.
 fn params(g: &ConvGeometry) -> Vec<i32> {
-    let mut p = vec![g.batch, g.c_in, g.c_out];
-    for v in [g.input, g.kernel, g.stride, g.pad, g.output] {
-        p.extend(v);
-    }
-    let mut p: Vec<i32> = p.into_iter().map(|v| v as i32).collect();
-    p.push(kernel_codes::pad(g.pad_mode));
-    p
+    let p = ConvParams::of(g).expect("test geometries fit 32-bit indexing");
+    bytemuck::cast_slice(std::slice::from_ref(&p)).to_vec()
 }
 
 /// `got` all written and within 1e-4 of `want`'s largest magnitude.

@@ -2,6 +2,7 @@
 //! feature, a GPU through `cuda::CudaBackend`. `DeviceChoice` is the user's
 //! `--device auto|cpu|cuda|cuda:N`; `DeviceChoice::open` turns it into a `Device`.
 
+pub mod conv_params;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod flat;

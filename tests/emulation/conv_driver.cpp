@@ -1,4 +1,4 @@
-// Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (19 int32),
+// Emulated kernels/conv.cu for tests/kernel_emulation.rs. argv[1] holds ConvParams (196 bytes),
 // a plan count P (int32), P tiled launches for each of fprop, dgrad and wgrad (kernel 0
 // square / 1 large / 2 narrow / 3 large stream K, grid x, y, z and k_chunk (stream K: the
 // slots): 5 int32 each, as src/device/tiled_conv.rs plans them), then x, w, dy

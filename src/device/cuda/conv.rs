@@ -15,7 +15,7 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaView, CudaViewMut, LaunchConfi
 use super::{
     CudaBackend, CudaResult, DeviceBuffer, StreamAllocator, err, launch_1d, launch_planes,
 };
-use crate::device::kernel_codes;
+use crate::device::conv_params::ConvParams;
 use crate::device::pool::Pooled;
 use crate::device::thin_conv::{ThinConv, wgrad_dual};
 use crate::device::tiled_conv::{
@@ -25,52 +25,8 @@ use crate::ops::conv::ConvGeometry;
 use crate::ops::pad::PadMode;
 use crate::ops::pad::cpu::PadGeometry;
 
-/// `kernels/conv.cu`'s ConvParams: a conv geometry as 19 ints, passed by value.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct ConvParams {
-    n: i32,
-    c_in: i32,
-    c_out: i32,
-    input: [i32; 3],
-    kernel: [i32; 3],
-    stride: [i32; 3],
-    pad: [i32; 3],
-    output: [i32; 3],
-    pad_mode: i32,
-}
-const _: () = assert!(std::mem::size_of::<ConvParams>() == 76);
 // SAFETY: plain-old-data with the C layout the kernel declares (size checked on both sides).
 unsafe impl cudarc::driver::DeviceRepr for ConvParams {}
-
-impl ConvParams {
-    /// The kernels index with 32-bit ints (64-bit division is several times slower), so
-    /// every tensor of the conv must have fewer than 2^31 elements.
-    fn of(g: &ConvGeometry) -> CudaResult<ConvParams> {
-        let largest = [g.input_shape(), g.output_shape(), g.weight_shape()]
-            .iter()
-            .map(|s| s.numel())
-            .max()
-            .unwrap_or(0);
-        if largest > i32::MAX as usize {
-            return Err(format!(
-                "conv tensors of {largest} elements are beyond the CUDA kernels' 32-bit indexing (2^31 - 1); use a smaller batch or patch"
-            ));
-        }
-        let i = |v: [usize; 3]| v.map(|x| x as i32);
-        Ok(ConvParams {
-            n: g.batch as i32,
-            c_in: g.c_in as i32,
-            c_out: g.c_out as i32,
-            input: i(g.input),
-            kernel: i(g.kernel),
-            stride: i(g.stride),
-            pad: i(g.pad),
-            output: i(g.output),
-            pad_mode: kernel_codes::pad(g.pad_mode),
-        })
-    }
-}
 
 /// A conv launch worked out once (`CudaBackend::prepare_conv`): the kernel, its parameters
 /// and function, the tiled kernels' plan, the result's length, and the length of dY folded
