@@ -13,8 +13,8 @@
 
 // Division of n in 0 .. 2^31 by d, fixed for the launch, as a multiply-high, an add and a
 // shift (the host works out magic and shift: src/device/conv_params.rs). A division by a
-// run-time value costs some twenty instructions; this costs three, read from the kernel's
-// parameters without a register.
+// run-time value costs some twenty instructions; this costs three, with magic and shift
+// read from the kernel's parameter bank.
 struct Divisor {
     int d;
     unsigned magic, shift;

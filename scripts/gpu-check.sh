@@ -128,9 +128,10 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
   fi
   echo "== kernels (full table: $out/kernels.txt)"
   head -3 "$out/kernels.txt"
-  # The floor's layer, the one-channel ends (tiled against thin), norms, Adam.
+  # The floor's layer (and at 240 x 240), the one-channel ends (tiled against thin), the
+  # PatchGAN's fourth wgrad (rows of 31 and 29: K tiles that cross rows), norms, Adam.
   sed '/^\(split sweep\|floor:\)/,$d' "$out/kernels.txt" |
-    grep -E "gemm|block \(x18\)|resnet_9blocks (stem|head) (fprop|dgrad|wgrad)(-tiled|-thin)? |norm|adam"
+    grep -E "gemm|block \(x18\)|resnet_9blocks (stem|head) (fprop|dgrad|wgrad)(-tiled|-thin)? |c4 wgrad|norm|adam"
   echo "== the CUDA issue's floor, and the K-split sweep on its shape"
   sed -n '/^\(split sweep\|floor:\)/,$p' "$out/kernels.txt"
   # The same primitives on cuDNN, same GPU, same run (MRGAN_TORCH_TIMEOUT seconds).
