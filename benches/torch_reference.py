@@ -4,12 +4,14 @@
 keys as the reference implementation). Used by scripts/gen_model_fixtures.py for golden
 values and, run directly, as the PyTorch side of `mrgan bench train`:
 
-    python3 benches/torch_reference.py [--model pix2pix|cyclegan] [--size 256] [--batch 1]
-        [--iters 5] [--threads N] [--device cpu|cuda]
+    python3 benches/torch_reference.py [--model pix2pix|cyclegan|cyclegan3d] [--size 256]
+        [--patch 128,128,64] [--ngf 64] [--batch 1] [--iters 5] [--threads N] [--device cpu|cuda]
 
 prints the median time of one training iteration (pix2pix: unet_256 + basic D, batch norm;
-cyclegan: two resnet_9blocks + two basic Ds, instance norm, no image pools; ngf/ndf 64, one
-channel) and of one generator inference (G, resp. G_A). The step's losses are read with .item(), and
+cyclegan: two resnet_9blocks + two basic Ds, instance norm; cyclegan3d: two 3D ResNet
+generators + two 3D PatchGANs on x,y,z patches; no image pools; one channel) and of one
+generator inference (G, resp. G_A), and on a GPU the memory peak (max_memory_allocated /
+max_memory_reserved). The step's losses are read with .item(), and
 inference ends with a synchronize, so GPU work is finished inside the timing.
 """
 import argparse
@@ -241,8 +243,10 @@ def cyclegan_step(GA, GB, DA, DB, opt_g, opt_d, real_a, real_b, la=10.0, lb=10.0
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan"])
+    ap.add_argument("--model", default="pix2pix", choices=["pix2pix", "cyclegan", "cyclegan3d"])
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--patch", default="128,128,64", help="cyclegan3d: patch x,y,z")
+    ap.add_argument("--ngf", type=int, default=64, help="cyclegan3d: ngf = ndf")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1)
@@ -256,9 +260,13 @@ def main():
         gens = [UnetGenerator(1, 1, 8, 64, "batch", True)]
         discs = [NLayerDiscriminator(2, 64, 3, "batch")]
         step = lambda: pix2pix_step(gens[0], discs[0], opt_g, opt_d, a, b)  # noqa: E731
-    else:
+    elif args.model == "cyclegan":
         gens = [ResnetGenerator(1, 1, 64, "instance", False, 9) for _ in range(2)]
         discs = [NLayerDiscriminator(1, 64, 3, "instance") for _ in range(2)]
+        step = lambda: cyclegan_step(*gens, *discs, opt_g, opt_d, a, b)  # noqa: E731
+    else:
+        gens = [ResnetGenerator3d(1, 1, args.ngf, 9) for _ in range(2)]
+        discs = [NLayerDiscriminator3d(1, args.ngf, 3) for _ in range(2)]
         step = lambda: cyclegan_step(*gens, *discs, opt_g, opt_d, a, b)  # noqa: E731
     for net in gens + discs:
         init_normal(net)
@@ -266,8 +274,10 @@ def main():
     params = lambda nets: [p for net in nets for p in net.parameters()]  # noqa: E731
     opt_g = torch.optim.Adam(params(gens), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(params(discs), lr=2e-4, betas=(0.5, 0.999))
-    a = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
-    b = (torch.rand(args.batch, 1, args.size, args.size) * 2 - 1).to(dev)
+    x, y, z = (int(v) for v in args.patch.split(","))
+    shape = (args.batch, 1, z, y, x) if args.model == "cyclegan3d" else (args.batch, 1, args.size, args.size)
+    a = (torch.rand(shape) * 2 - 1).to(dev)
+    b = (torch.rand(shape) * 2 - 1).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(args.iters + 1):
@@ -285,8 +295,13 @@ def main():
                 infer.append(time.perf_counter() - t)
     times.sort()
     infer.sort()
+    memory = ""
+    if dev.type == "cuda":
+        gib = 2.0 ** 30
+        memory = (f", memory peak {torch.cuda.max_memory_allocated() / gib:.2f} GiB allocated / "
+                  f"{torch.cuda.max_memory_reserved() / gib:.2f} GiB reserved")
     print(f"torch {torch.__version__} {args.device} threads {torch.get_num_threads()}: {args.model} iteration {times[len(times) // 2]:.3f} s, "
-          f"generator inference {infer[len(infer) // 2]:.3f} s (median of {args.iters})")
+          f"generator inference {infer[len(infer) // 2]:.3f} s (median of {args.iters}){memory}")
 
 
 if __name__ == "__main__":

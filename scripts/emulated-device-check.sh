@@ -22,6 +22,9 @@ mkdir -p "$dir"
 ln -sf libcuda.so "$dir/libcuda.so.1"
 export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRGAN_REQUIRE_GPU=1
+# No PyTorch side in `bench volumetric --train` here (`false` as its Python: skipped, with
+# the reason printed): torch would load the emulated libcuda too.
+export MRGAN_PYTHON=false
 cargo test --release --locked --features cuda --test cuda_parity --test model_golden \
   --test runs --test volumetric --test torch_checkpoints -- --test-threads 1 --skip real_data "$@"
 

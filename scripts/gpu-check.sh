@@ -100,14 +100,15 @@ echo "== bench train CycleGAN 240 x 240 batch 1 (exit $?)"
 cat "$out/bench-train-cyclegan-240.txt"
 # The 3D CycleGAN at its defaults (ngf 64, 128x128x64 patches): prediction cost of a
 # 240x240x155 volume (one window times 100; with batch 1 also the whole volume end to end)
-# and one training step at batch 1 and 2 (the size; scaled from the emulated
-# device's 642 MiB at ngf 8 and 64x64x32, batch 2 needs about 40 GB), each with the device
-# memory it peaks at.
+# and one training step at batch 1 and 2 (the size; the dry run on the emulated
+# device books 30.8 GiB at batch 2), each with the device memory it peaks at, and
+# PyTorch's step on the same GPU with its memory peak.
 for batch in 1 2; do
   whole=""
   [ $batch = 1 ] && whole="--whole-volume"
-  timeout "$(within ${MRGAN_VOLUMETRIC_TIMEOUT:-150})" "$here/mrgan" bench volumetric --device cuda --train \
-    --batch $batch $whole > "$out/bench-volumetric-b$batch.txt" 2>&1
+  MRGAN_TORCH_REFERENCE="$here/torch_reference.py" \
+    timeout "$(within ${MRGAN_VOLUMETRIC_TIMEOUT:-180})" "$here/mrgan" bench volumetric --device cuda --train \
+    --batch $batch $whole --python python3 > "$out/bench-volumetric-b$batch.txt" 2>&1
   echo "== bench volumetric batch $batch (exit $?)"
   cat "$out/bench-volumetric-b$batch.txt"
 done

@@ -343,3 +343,39 @@ fn bench_train_times_a_cyclegan_iteration() {
         "{out}"
     );
 }
+
+/// `bench volumetric --train` times a 3D CycleGAN step and, with a Python that cannot run,
+/// says why the PyTorch side is left out.
+#[test]
+fn bench_volumetric_times_a_step_and_names_a_missing_pytorch() {
+    let out = ok(&[
+        "bench",
+        "volumetric",
+        "--ngf",
+        "2",
+        "--patch",
+        "32,32,32",
+        "--train",
+        "--batch",
+        "1",
+        "--device",
+        "cpu",
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    let step = out
+        .lines()
+        .find(|l| l.starts_with("train: one CycleGAN step"))
+        .unwrap_or_else(|| panic!("no train line in:\n{out}"));
+    let seconds: f64 = step
+        .rsplit(": ")
+        .next()
+        .and_then(|t| t.strip_suffix(" s"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {step:?}"));
+    assert!(seconds > 0.0, "{step}");
+    assert!(
+        out.contains("train: PyTorch side skipped: cannot run /nonexistent/python3"),
+        "{out}"
+    );
+}

@@ -221,22 +221,33 @@ pub fn torch_iteration(
     threads: usize,
 ) -> std::result::Result<(StepTimes, String), String> {
     let device = if b.device.is_cpu() { "cpu" } else { "cuda" };
+    let args = [
+        "--size".to_string(),
+        b.size.to_string(),
+        "--batch".into(),
+        b.batch.to_string(),
+        "--iters".into(),
+        b.iters.to_string(),
+        "--threads".into(),
+        threads.to_string(),
+        "--device".into(),
+        device.into(),
+    ];
+    run_torch_reference(python, script, b.model.name(), &args)
+}
+
+/// The script's `model` (`pix2pix`, `cyclegan`, `cyclegan3d`) with `args`: its median
+/// iteration and inference times and its whole output line, or why it could not run.
+pub fn run_torch_reference(
+    python: &str,
+    script: &Path,
+    model: &str,
+    args: &[String],
+) -> std::result::Result<(StepTimes, String), String> {
     let out = Command::new(python)
         .arg(script)
-        .args([
-            "--model",
-            b.model.name(),
-            "--size",
-            &b.size.to_string(),
-            "--batch",
-            &b.batch.to_string(),
-            "--iters",
-            &b.iters.to_string(),
-            "--threads",
-            &threads.to_string(),
-            "--device",
-            device,
-        ])
+        .args(["--model", model])
+        .args(args)
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -248,7 +259,7 @@ pub fn torch_iteration(
             err.lines().last().unwrap_or("")
         ));
     }
-    // "... pix2pix iteration 0.934 s, generator inference 0.108 s ..." (or cyclegan)
+    // "... pix2pix iteration 0.934 s, generator inference 0.108 s ..."
     let number_after = |key: &str| -> Option<f64> {
         text.split(key)
             .nth(1)?
@@ -258,7 +269,7 @@ pub fn torch_iteration(
             .ok()
     };
     match (
-        number_after(&format!("{} iteration", b.model.name())),
+        number_after(&format!("{model} iteration")),
         number_after("generator inference"),
     ) {
         (Some(iteration), Some(inference)) => Ok((
@@ -272,6 +283,15 @@ pub fn torch_iteration(
             "unexpected output from the PyTorch reference: {text}"
         )),
     }
+}
+
+/// Where the PyTorch reference script is: $MRGAN_TORCH_REFERENCE (a copied binary's, the
+/// GPU bundle), else the source tree's.
+pub fn torch_reference_script() -> std::path::PathBuf {
+    std::env::var_os("MRGAN_TORCH_REFERENCE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"),
+        std::path::PathBuf::from,
+    )
 }
 
 /// The side-by-side table: mrgan, PyTorch (when `python` has torch) and their ratio.
@@ -291,11 +311,7 @@ pub fn report(b: &TrainBench, python: &str) -> Result<String> {
         b.iters
     );
     let ours = mrgan_iteration(b)?;
-    // $MRGAN_TORCH_REFERENCE: where a copied binary finds the script (the GPU bundle).
-    let script = std::env::var_os("MRGAN_TORCH_REFERENCE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"),
-        std::path::PathBuf::from,
-    );
+    let script = torch_reference_script();
     let _ = writeln!(
         out,
         "{:<22} {:>14} {:>16}",
@@ -306,6 +322,8 @@ pub fn report(b: &TrainBench, python: &str) -> Result<String> {
         "{:<22} {:>14.3} {:>16.3}",
         "mrgan", ours.iteration, ours.inference
     );
+    // mrgan's networks are gone: their memory goes back to the driver, for PyTorch's.
+    b.device.release_cached_memory();
     match torch_iteration(python, &script, b, threads) {
         Ok((t, line)) => {
             let _ = writeln!(

@@ -91,6 +91,10 @@ enum Which {
         window_batch: usize,
         #[command(flatten)]
         device: super::DeviceArg,
+        /// With --train, Python with torch for PyTorch's step on the same device (default:
+        /// $MRGAN_PYTHON or python3).
+        #[arg(long)]
+        python: Option<String>,
     },
     /// Read + normalise + slice one volume on one core (default: a 240x240x155 int16
     /// phantom written to a temporary file).
@@ -135,6 +139,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             whole_volume,
             window_batch,
             device,
+            python,
         } => {
             let window = SlidingWindow {
                 patch,
@@ -148,6 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 whole_volume,
                 train.then_some(batch),
                 &device.open()?,
+                &python_or_default(python),
             )
         }
         Which::Train {
@@ -207,6 +213,7 @@ fn bench_volumetric(
     whole_volume: bool,
     train_batch: Option<usize>,
     device: &mrgan::device::Device,
+    python: &str,
 ) -> anyhow::Result<()> {
     use mrgan::bench::volumetric::{train_step_cost, volume_cost, window_cost};
     let (volume, patch) = ([240, 240, 155], window.patch);
@@ -248,6 +255,33 @@ fn bench_volumetric(
         let s = train_step_cost(ngf, patch, batch, device)?;
         println!("train: one CycleGAN step (G_A, G_B, 3D PatchGANs), batch {batch}: {s:.3} s");
         peak("train step");
+        // PyTorch's step on the same device after a warm-up step, as mrgan's (`--iters 2`:
+        // the slower of two timed steps).
+        use mrgan::bench::train_step::{run_torch_reference, torch_reference_script};
+        device.release_cached_memory();
+        let [x, y, z] = patch;
+        let args = [
+            "--patch".to_string(),
+            format!("{x},{y},{z}"),
+            "--ngf".into(),
+            ngf.to_string(),
+            "--batch".into(),
+            batch.to_string(),
+            "--iters".into(),
+            "2".into(),
+            "--threads".into(),
+            rayon::current_num_threads().to_string(),
+            "--device".into(),
+            if device.is_cpu() { "cpu" } else { "cuda" }.into(),
+        ];
+        match run_torch_reference(python, &torch_reference_script(), "cyclegan3d", &args) {
+            Ok((t, line)) => println!(
+                "train: PyTorch's step {:.3} s, mrgan / PyTorch {:.2} ({line})",
+                t.iteration,
+                s / t.iteration
+            ),
+            Err(why) => println!("train: PyTorch side skipped: {why}"),
+        }
     }
     Ok(())
 }
@@ -281,11 +315,16 @@ fn bench_train(
     bench: &mrgan::bench::train_step::TrainBench,
     python: Option<String>,
 ) -> anyhow::Result<()> {
-    let python = python
-        .or_else(|| std::env::var("MRGAN_PYTHON").ok())
-        .unwrap_or_else(|| "python3".into());
+    let python = python_or_default(python);
     print!("{}", mrgan::bench::train_step::report(bench, &python)?);
     Ok(())
+}
+
+/// `--python`, else $MRGAN_PYTHON, else python3.
+fn python_or_default(python: Option<String>) -> String {
+    python
+        .or_else(|| std::env::var("MRGAN_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into())
 }
 
 #[cfg(feature = "cuda")]

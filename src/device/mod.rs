@@ -78,6 +78,15 @@ impl Device {
         }
     }
 
+    /// Gives the device memory of buffers no longer in use back to the driver, so that
+    /// another process (a PyTorch comparison) can have it; the CPU keeps no cache.
+    pub fn release_cached_memory(&self) {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(b) = self {
+            b.release_cached();
+        }
+    }
+
     /// For people: "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)".
     pub fn describe(&self) -> String {
         match self {

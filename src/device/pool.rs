@@ -101,8 +101,7 @@ impl<A: RawAllocator> Pool<A> {
             Ok(buffer) => buffer,
             Err(_) if state.stats.cached > 0 => {
                 // Out of memory with buffers cached: give them back to the device, try again.
-                state.free.clear();
-                state.stats.cached = 0;
+                Self::release(&mut state);
                 let in_use = state.stats.in_use;
                 self.raw.allocate(class).map_err(|why| held(why, in_use))?
             }
@@ -117,6 +116,17 @@ impl<A: RawAllocator> Pool<A> {
 
     pub fn stats(&self) -> PoolStats {
         self.lock().stats
+    }
+
+    /// Gives every cached buffer back to the device (PyTorch's `empty_cache`): before another
+    /// process needs the memory. Buffers in use stay.
+    pub fn release_cached(&self) {
+        Self::release(&mut self.lock());
+    }
+
+    fn release(state: &mut State<A::Buffer>) {
+        state.free.clear();
+        state.stats.cached = 0;
     }
 
     /// Starts new peaks from what the pool holds now (to measure one phase of a run).
@@ -295,5 +305,19 @@ mod tests {
         assert!(err.contains("out of memory"), "{err}");
         drop(big);
         assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[test]
+    fn released_cache_goes_back_to_the_device() {
+        let pool = Pool::new(Host::new(1 << 20));
+        let kept = pool.take(1000).unwrap();
+        drop(pool.take(5000).unwrap());
+        assert_eq!(pool.raw.live.get(), 1024 + 5120);
+        pool.release_cached();
+        assert_eq!(pool.raw.live.get(), 1024, "the buffer in use stays");
+        let stats = pool.stats();
+        assert_eq!((stats.cached, stats.in_use), (0, 1024));
+        drop(kept);
+        assert_eq!(pool.stats().cached, 1024);
     }
 }

@@ -349,6 +349,11 @@ impl CudaBackend {
         self.pool.reset_peak()
     }
 
+    /// Frees the pool's cached buffers (the device memory of buffers no longer in use).
+    pub fn release_cached(&self) {
+        self.pool.release_cached()
+    }
+
     /// Median milliseconds of `launch` over `reps` runs after one warm-up, by CUDA events.
     fn time_ms(&self, reps: usize, mut launch: impl FnMut() -> CudaResult<()>) -> CudaResult<f64> {
         use cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
