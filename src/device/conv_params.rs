@@ -59,7 +59,8 @@ const _: () = assert!(std::mem::size_of::<ConvParams>() == 196);
 
 impl ConvParams {
     /// The kernels index with 32-bit ints (64-bit division is several times slower), so
-    /// every tensor of the conv must have fewer than 2^31 elements.
+    /// every tensor of the conv must have fewer than 2^31 elements; and they divide by the
+    /// channel counts, so neither may be 0.
     pub fn of(g: &ConvGeometry) -> Result<ConvParams, String> {
         let largest = [g.input_shape(), g.output_shape(), g.weight_shape()]
             .iter()
@@ -69,6 +70,14 @@ impl ConvParams {
         if largest > i32::MAX as usize {
             return Err(format!(
                 "conv tensors of {largest} elements are beyond the CUDA kernels' 32-bit indexing (2^31 - 1); use a smaller batch or patch"
+            ));
+        }
+        // The geometry has kernels and outputs of at least 1 per axis; channels are the only
+        // divisors that can be 0.
+        if g.c_in == 0 || g.c_out == 0 {
+            return Err(format!(
+                "a conv from {} to {} channels: the CUDA kernels need at least one on each side",
+                g.c_in, g.c_out
             ));
         }
         let [_, k_h, k_w] = g.kernel;
@@ -106,7 +115,25 @@ impl ConvParams {
 
 #[cfg(test)]
 mod tests {
-    use super::Divisor;
+    use super::{ConvParams, Divisor};
+    use crate::ops::conv::{ConvGeometry, ConvOptions};
+    use crate::tensor::Shape;
+
+    /// A conv without channels is an error, not a division by zero.
+    #[test]
+    fn a_conv_without_channels_is_an_error() {
+        let (x, w) = (Shape::new(&[1, 0, 8, 8]), Shape::new(&[4, 0, 3, 3]));
+        let g = ConvGeometry::conv("test", &x, &w, ConvOptions::new(1, 1)).unwrap();
+        let err = ConvParams::of(&g).unwrap_err();
+        assert!(err.contains("from 0 to 4 channels"), "{err}");
+        let (x, w) = (Shape::new(&[1, 3, 8, 8]), Shape::new(&[5, 3, 3, 3]));
+        let g = ConvGeometry::conv("test", &x, &w, ConvOptions::new(1, 1)).unwrap();
+        let p = ConvParams::of(&g).unwrap();
+        assert_eq!(
+            (p.divisors[0].d, p.divisors[1].d, p.divisors[6].d),
+            (3, 5, 64)
+        );
+    }
 
     /// Exact for every divisor up to 2^12 on dividends near each multiple, and for large
     /// divisors and dividends up to 2^31 - 1 (the kernels' range).
