@@ -9,7 +9,8 @@ primitive (fprop, dgrad, wgrad; direct or `-tiled`) and its forward conv's shape
 time is its faster kernel as the backend plans it; rows of tile shapes the plan did not
 pick (`-tiled@128x128`) only feed the `any shape` column and totals, which show what a
 better plan would gain. cuDNN runs
-each primitive through `aten.convolution_backward` / `conv2d` with `cudnn.benchmark` on (it
+each primitive through `aten.convolution_backward` / `conv2d` (`conv3d` for volumetric rows,
+`depth` above 1) with `cudnn.benchmark` on (it
 picks its fastest algorithm), twice: strict fp32 (TF32 off: the same arithmetic as mrgan's
 fp32 FMA kernels) and PyTorch's default for convs (TF32 on). Times are the median of
 `--reps` CUDA-event-timed launches after warm-up.
@@ -47,26 +48,31 @@ def primitive(shape, batch, kind):
     c_in, c_out, h, w, k, s, p = (int(shape[key]) for key in
                                   ("c_in", "c_out", "height", "width", "kernel_size", "stride", "pad"))
     mode = shape.get("pad_mode") or "zero"
+    depth = int(shape.get("depth") or 1)
+    dims = 3 if depth > 1 else 2  # a volumetric layer: conv3d, cubic kernel
+    spatial = [depth, h, w] if dims == 3 else [h, w]
     dev = torch.device("cuda")
-    x = torch.randn(batch, c_in, h, w, device=dev)
-    weight = torch.randn(c_out, c_in, k, k, device=dev)
+    x = torch.randn(batch, c_in, *spatial, device=dev)
+    weight = torch.randn(c_out, c_in, *[k] * dims, device=dev)
     F = torch.nn.functional
+    conv = F.conv3d if dims == 3 else F.conv2d
     if mode == "zero":
         pad, pad_backward, conv_pad = (lambda t: t), (lambda g: g), p
     else:
-        pad = lambda t: F.pad(t, [p] * 4, mode=mode)
-        backward = {"reflect": torch.ops.aten.reflection_pad2d_backward,
-                    "replicate": torch.ops.aten.replication_pad2d_backward}[mode]
-        pad_backward = lambda g: backward(g, x, [p] * 4)
+        pad = lambda t: F.pad(t, [p] * (2 * dims), mode=mode)
+        aten = torch.ops.aten
+        pad_grad = {("reflect", 2): aten.reflection_pad2d_backward, ("replicate", 2): aten.replication_pad2d_backward,
+                    ("reflect", 3): aten.reflection_pad3d_backward, ("replicate", 3): aten.replication_pad3d_backward}[mode, dims]
+        pad_backward = lambda g: pad_grad(g, x, [p] * (2 * dims))
         conv_pad = 0
     xp = pad(x)
-    y = F.conv2d(xp, weight, stride=s, padding=conv_pad)
+    y = conv(xp, weight, stride=s, padding=conv_pad)
     dy = torch.randn_like(y)
     if kind == "fprop":
-        return lambda: F.conv2d(pad(x), weight, stride=s, padding=conv_pad)
+        return lambda: conv(pad(x), weight, stride=s, padding=conv_pad)
     mask = [kind == "dgrad", kind == "wgrad", False]
     backward = lambda: torch.ops.aten.convolution_backward(
-        dy, xp, weight, None, [s, s], [conv_pad] * 2, [1, 1], False, [0, 0], 1, mask)
+        dy, xp, weight, None, [s] * dims, [conv_pad] * dims, [1] * dims, False, [0] * dims, 1, mask)
     if kind == "dgrad":
         return lambda: pad_backward(backward()[0])
     return backward

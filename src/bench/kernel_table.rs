@@ -162,18 +162,18 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
     Ok(())
 }
 
-/// CSV for machines; conv rows carry their forward conv's shape (2D: height, width, square
-/// kernel, stride, padding and what it holds: zero, reflect or replicate), empty for the
-/// others.
+/// CSV for machines; conv rows carry their forward conv's shape (height, width, square or
+/// cubic kernel, stride, padding and what it holds: zero, reflect or replicate; depth, 1 in
+/// 2D), empty for the others.
 pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::Result<()> {
     writeln!(
         out,
-        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,pad_mode,tiles"
+        "kernel,batch,ms,rate,unit,c_in,c_out,height,width,kernel_size,stride,pad,pad_mode,depth,tiles"
     )?;
     for r in rows {
         let shape = match &r.geometry {
             Some(g) => format!(
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{}",
                 g.c_in,
                 g.c_out,
                 g.input[1],
@@ -181,9 +181,10 @@ pub fn write_csv(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io
                 g.kernel[2],
                 g.stride[2],
                 g.pad[2],
-                format!("{:?}", g.pad_mode).to_lowercase()
+                format!("{:?}", g.pad_mode).to_lowercase(),
+                g.input[0]
             ),
-            None => ",,,,,,,".into(),
+            None => ",,,,,,,,".into(),
         };
         writeln!(
             out,

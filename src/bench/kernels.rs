@@ -1,5 +1,6 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
-//! the PatchGAN at 256 x 256 and of CycleGAN's two networks at BraTS's 240 x 240, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
+//! the PatchGAN at 256 x 256, of CycleGAN's two networks at BraTS's 240 x 240 and (batch 1
+//! only) of the volumetric CycleGAN's two on its 128x128x64 patch, per conv kernel (fprop, dgrad, wgrad; direct and tiled) and batch
 //! size, the batch and instance norms (fused with their activation) and fused Adam, on the
 //! GPU. Tiled kernels run as the backend plans them and, in rows marked `@shape`, in each
 //! other tile shape; on the floor's shape (`kernel_table::floor_geometry`) also each suited
@@ -143,6 +144,8 @@ pub fn run(
         layers::patchgan(),
         layers::resnet_9blocks_240(),
         layers::patchgan_240(),
+        layers::resnet3d_9blocks(),
+        layers::patchgan3d(),
     ]
     .concat();
     let keep = |name: &str| only.is_none_or(|o| name.contains(o));
@@ -188,7 +191,10 @@ pub fn run(
     progress(&gemm);
     rows.push(gemm);
     for &batch in batches {
-        for layer in all.iter().filter(|l| keep(&layer_name(l))) {
+        // The volumetric layers at batch 1 only: one 128x128x64 patch holds as many
+        // positions as 64 slices of 128 x 128 (and the 3D CycleGAN trains at batch 1 or 2).
+        let timed = |l: &&ConvLayer| keep(&layer_name(l)) && (batch == 1 || l.depth.is_none());
+        for layer in all.iter().filter(timed) {
             let g = layer.geometry(batch);
             let variants = conv_variants(gpu, &g);
             let launches: Vec<_> = variants.iter().map(|v| (v.kernel, v.launch)).collect();
