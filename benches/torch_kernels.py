@@ -13,11 +13,13 @@ each primitive through `aten.convolution_backward` / `conv2d` (`conv3d` for volu
 `depth` above 1) with `cudnn.benchmark` on (it
 picks its fastest algorithm), twice: strict fp32 (TF32 off: the same arithmetic as mrgan's
 fp32 FMA kernels) and PyTorch's default for convs (TF32 on). Times are the median of
-`--reps` CUDA-event-timed launches after warm-up.
+`--reps` CUDA-event-timed launches after warm-up. Stopped by SIGTERM (`timeout`), it prints
+the totals of the networks whose rows it finished and writes the rows it timed.
 """
 import argparse
 import csv
 import re
+import signal
 import statistics
 
 import torch
@@ -78,6 +80,15 @@ def primitive(shape, batch, kind):
     return backward
 
 
+class CutOff(Exception):
+    """The time limit's SIGTERM (`timeout`), turned into an exception so that the rows timed
+    so far still make a table."""
+
+
+def cut_off(signum, frame):
+    raise CutOff()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kernels_csv")
@@ -107,25 +118,36 @@ def main():
     print(header)
     results = []
     totals = {}
-    for (layer, kind, batch), (ms, kernel, shape) in best.items():
-        fn = primitive(shape, batch, kind)
-        torch.backends.cudnn.allow_tf32 = False
-        fp32 = time_ms(fn, args.reps)
-        torch.backends.cudnn.allow_tf32 = True
-        tf32 = time_ms(fn, args.reps)
-        shaped = any_shape[(layer, kind, batch)]
-        print(f"{layer:<28} {kind:<6} {batch:>5} {ms:>9.3f} {shaped:>9.3f} {fp32:>10.3f} {tf32:>10.3f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x  {kernel}")
-        results.append((layer, kind, batch, ms, shaped, fp32, tf32, kernel))
-        net = layer.split(" ")[0]
-        repeats = re.search(r"\(x(\d+)\)", layer)  # "block (x18)": one row for 18 convs
-        times = int(repeats.group(1)) if repeats else 1
-        t = totals.setdefault((net, batch), [0.0, 0.0, 0.0, 0.0])
-        for i, v in enumerate((ms, shaped, fp32, tf32)):
-            t[i] += times * v
+    rows_left = {}  # per (net, batch): rows not yet timed
+    for layer, _, batch in best:
+        rows_left[(layer.split(" ")[0], batch)] = rows_left.get((layer.split(" ")[0], batch), 0) + 1
+    signal.signal(signal.SIGTERM, cut_off)
+    try:
+        for (layer, kind, batch), (ms, kernel, shape) in best.items():
+            fn = primitive(shape, batch, kind)
+            torch.backends.cudnn.allow_tf32 = False
+            fp32 = time_ms(fn, args.reps)
+            torch.backends.cudnn.allow_tf32 = True
+            tf32 = time_ms(fn, args.reps)
+            shaped = any_shape[(layer, kind, batch)]
+            print(f"{layer:<28} {kind:<6} {batch:>5} {ms:>9.3f} {shaped:>9.3f} {fp32:>10.3f} {tf32:>10.3f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x  {kernel}",
+                  flush=True)
+            results.append((layer, kind, batch, ms, shaped, fp32, tf32, kernel))
+            net = layer.split(" ")[0]
+            repeats = re.search(r"\(x(\d+)\)", layer)  # "block (x18)": one row for 18 convs
+            times = int(repeats.group(1)) if repeats else 1
+            t = totals.setdefault((net, batch), [0.0, 0.0, 0.0, 0.0])
+            for i, v in enumerate((ms, shaped, fp32, tf32)):
+                t[i] += times * v
+            rows_left[(net, batch)] -= 1
+    except CutOff:
+        print("\ncut off by the time limit: the table stops above, and the totals leave out every "
+              "network with rows not timed")
     print("\nWhole network, all three passes of every conv layer (rows above, repeated layers counted each time):")
     print(f"{'net':<16} {'batch':>5} {'mrgan ms':>9} {'any shape':>9} {'cuDNN fp32':>10} {'cuDNN tf32':>10} {'vs fp32':>8} {'vs tf32':>8}")
     for (net, batch), (ms, shaped, fp32, tf32) in totals.items():
-        print(f"{net:<16} {batch:>5} {ms:>9.2f} {shaped:>9.2f} {fp32:>10.2f} {tf32:>10.2f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x")
+        if rows_left[(net, batch)] == 0:
+            print(f"{net:<16} {batch:>5} {ms:>9.2f} {shaped:>9.2f} {fp32:>10.2f} {tf32:>10.2f} {ms / fp32:>7.2f}x {ms / tf32:>7.2f}x")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             out = csv.writer(f)
