@@ -696,22 +696,22 @@ struct DgradOps : ConvShape, PanelA {
 };
 
 // wgrad's K slice: output positions of one image from o along a row. With row pairs
-// (`WgradOps`), a uniform slice's K tile takes its elements from `split` on from the next
-// row, which may be the next image's first (TILE_K or more: the tile ends in o's row).
+// (`WgradOps`), a uniform slice's K tile takes the row's last out_w - o.w positions, then
+// the next row's first (which may be the next image's).
 struct RowSlice {
     bool uniform;
     int image;
     Position o;
-    int split;
 };
 
 // wgrad: A = dY [c_out, (image, out position)], B = im2col(X)^T, one column per (c_in, tap).
-// Two variants, chosen per launch (`with_ops`): where rows hold whole K tiles (out_w a
-// multiple of TILE_K: the reference networks at 256 x 256), a K tile is a run along one row;
-// with ROW_PAIRS, where rows hold a tile or more but not whole tiles (31, 60 or 120
-// positions: the PatchGAN's fourth layer, BraTS's 240 x 240 slices), a K tile may end one
-// row and start the next. The pairs cost each B load a choice of row, so the first variant
-// keeps the common case's loop as it was.
+// Two variants, chosen per launch (`Operands<AnyWgradOps>`): where rows hold whole K tiles
+// (out_w a multiple of TILE_K: the reference networks at 256 x 256), a K tile is a run along
+// one row, and rows shorter than a tile take the general path; with ROW_PAIRS, where rows
+// hold more than a tile but not whole tiles (31, 60 or 120 positions: the PatchGAN's fourth
+// layer, BraTS's 240 x 240 slices), a K tile may end one row and start the next. The pairs
+// cost each B load a choice of row, so the first variant keeps the common case's loop as it
+// was.
 template <bool ROW_PAIRS>
 struct WgradOps : ConvShape {
     static constexpr bool skips_taps = false, a_rows_contiguous = false;
@@ -734,10 +734,9 @@ struct WgradOps : ConvShape {
     // reflection or replication padding every k is a slice of its own (the backend pads such
     // inputs explicitly instead, src/device/cuda/conv.rs).
     __device__ Slice slice(int k0) const {
-        const bool rows_fit = ROW_PAIRS ? g.out_w >= TILE_K : g.out_w % TILE_K == 0;
+        const bool rows_fit = ROW_PAIRS || g.out_w % TILE_K == 0;
         const int image = g.by_out_sp.div(k0);
-        const Position o = out_position(k0 - image * out_sp, g);
-        return {rows_fit && g.pad_mode == PAD_ZERO, image, o, g.out_w - o.w};
+        return {rows_fit && g.pad_mode == PAD_ZERO, image, out_position(k0 - image * out_sp, g)};
     }
     // The row after o's (the rows, then the planes and the images), keeping o.w.
     __device__ void next_row(int& image, Position& o) const {
@@ -755,7 +754,6 @@ struct WgradOps : ConvShape {
             s.o.w -= g.out_w;
             next_row(s.image, s.o);
         }
-        s.split = g.out_w - s.o.w;
     }
     // A[co, (img, o)] = dy[img, co, o]: contiguous along an image's positions, then c_out
     // planes on to the next image's first.
@@ -766,7 +764,8 @@ struct WgradOps : ConvShape {
         const int o = (s.o.d * g.out_h + s.o.h) * g.out_w + s.o.w;
         const int at = s.image * g.c_out * out_sp + o;
         if constexpr (ROW_PAIRS) {
-            if (kk >= s.split && o + s.split == out_sp) return at + (g.c_out - 1) * out_sp;
+            const int split = g.out_w - s.o.w;  // the tile's first k in the next row
+            if (kk >= split && o + split == out_sp) return at + (g.c_out - 1) * out_sp;
         }
         return at;
     }
@@ -791,14 +790,15 @@ struct WgradOps : ConvShape {
         if constexpr (!ROW_PAIRS) {
             return row;
         } else {
-            if (s.split >= TILE_K) return RowPairGather{row, row, TILE_K};
+            const int split = g.out_w - s.o.w;  // the tile's first k in the next row
+            if (split >= TILE_K) return RowPairGather{row, row, TILE_K};
             int image = s.image;
             Position o = {s.o.d, s.o.h, 0};
             next_row(image, o);
             Gather next = row_gather(c, image, o);
-            next.offset -= s.split * next.stride;
-            next.first -= s.split * next.step;
-            return RowPairGather{row, next, s.split};
+            next.offset -= split * next.stride;
+            next.first -= split * next.step;
+            return RowPairGather{row, next, split};
         }
     }
     __device__ int out_column(int n) const { return n; }
@@ -850,7 +850,7 @@ template <>
 struct Operands<AnyWgradOps> {
     template <class Run>
     __device__ static void with(const ConvParams& g, const float* a, const float* b, float* out, Run run) {
-        if (g.out_w % TILE_K == 0)
+        if (g.out_w < TILE_K || g.out_w % TILE_K == 0)
             run(WgradOps<false>(g, a, b, out));
         else
             run(WgradOps<true>(g, a, b, out));

@@ -37,7 +37,7 @@ for mode in 0:zero 1:reflect; do
   variant "${mode#*:}, tap kept" "${stride/STRIDE/1}; $kept; $fixed" 'conv_(fprop|dgrad)_'
 done
 # wgrad's variants for its rows (`Operands<AnyWgradOps>`), zero padding (the uniform path's).
-rows='s/if (g.out_w % TILE_K == 0)/if (ROWS)/'
+rows='s/if (g.out_w < TILE_K || g.out_w % TILE_K == 0)/if (ROWS)/'
 for choice in true:whole false:pairs; do
   variant "rows: ${choice#*:}" "${rows/ROWS/${choice%%:*}}; s/g\.pad_mode/0/g" conv_wgrad_
 done
