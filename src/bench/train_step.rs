@@ -12,20 +12,18 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
+use super::{cycle_nets_on, trained_on};
 use crate::autograd::Tape;
 use crate::device::Device;
 use crate::error::Result;
 use crate::models::Trained;
 use crate::models::cyclegan::{self, CycleLoss, CycleNets};
-use crate::models::image_pool::ImagePool;
 use crate::models::pix2pix::{self, Pix2PixLoss};
-use crate::nn::init::InitKind;
 use crate::nn::layers::{Mode, NormKind};
 use crate::nn::nets::{
     DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, build_discriminator,
     build_generator,
 };
-use crate::optim::adam::AdamConfig;
 use crate::tensor::Tensor;
 
 /// Median seconds of one training iteration and one inference.
@@ -87,12 +85,6 @@ enum Models {
 impl Models {
     fn build(model: BenchModel, device: &Device) -> Result<Models> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
-        let mut new = |name, net| -> Result<Trained> {
-            let init = (InitKind::Normal, 0.02);
-            let mut t = Trained::new(name, net, init, AdamConfig::gan(), &mut rng);
-            t.to_device(device)?;
-            Ok(t)
-        };
         let generator = |arch, norm, dropout| GeneratorConfig {
             arch,
             input_nc: 1,
@@ -110,12 +102,11 @@ impl Models {
         Ok(match model {
             BenchModel::Pix2pix => {
                 let unet = GeneratorArch::Unet { num_downs: 8 };
+                let g = build_generator(&generator(unet, NormKind::Batch, true));
+                let d = build_discriminator(&discriminator(2, NormKind::Batch));
                 Models::Pix2pix {
-                    g: new(
-                        "G",
-                        build_generator(&generator(unet, NormKind::Batch, true)),
-                    )?,
-                    d: new("D", build_discriminator(&discriminator(2, NormKind::Batch)))?,
+                    g: trained_on("G", g, &mut rng, device)?,
+                    d: trained_on("D", d, &mut rng, device)?,
                 }
             }
             BenchModel::Cyclegan => {
@@ -125,14 +116,7 @@ impl Models {
                     false,
                 );
                 let d = discriminator(1, NormKind::Instance);
-                Models::Cyclegan(Box::new(CycleNets {
-                    g_a: new("G_A", build_generator(&g))?,
-                    g_b: new("G_B", build_generator(&g))?,
-                    d_a: new("D_A", build_discriminator(&d))?,
-                    d_b: new("D_B", build_discriminator(&d))?,
-                    pool_a: ImagePool::new(0),
-                    pool_b: ImagePool::new(0),
-                }))
+                Models::Cyclegan(Box::new(cycle_nets_on(&g, &d, 0, &mut rng, device)?))
             }
         })
     }
@@ -238,7 +222,7 @@ pub fn torch_iteration(
 
 /// The script's `model` (`pix2pix`, `cyclegan`, `cyclegan3d`) with `args`: its median
 /// iteration and inference times and its whole output line, or why it could not run.
-pub fn run_torch_reference(
+pub(crate) fn run_torch_reference(
     python: &str,
     script: &Path,
     model: &str,
@@ -287,7 +271,7 @@ pub fn run_torch_reference(
 
 /// Where the PyTorch reference script is: $MRGAN_TORCH_REFERENCE (a copied binary's, the
 /// GPU bundle), else the source tree's.
-pub fn torch_reference_script() -> std::path::PathBuf {
+pub(crate) fn torch_reference_script() -> std::path::PathBuf {
     std::env::var_os("MRGAN_TORCH_REFERENCE").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_reference.py"),
         std::path::PathBuf::from,

@@ -9,20 +9,18 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
+use super::cycle_nets_on;
+use super::train_step::{run_torch_reference, torch_reference_script};
 use crate::device::Device;
 use crate::error::Result;
 use crate::infer::forward_no_grad;
 use crate::infer::sliding::{self, SlidingWindow, window_count};
-use crate::models::Trained;
-use crate::models::cyclegan::{CycleLoss, CycleNets, train_step};
-use crate::models::image_pool::ImagePool;
-use crate::nn::init::InitKind;
+use crate::models::cyclegan::{CycleLoss, train_step};
 use crate::nn::layers::{Mode, NormKind};
 use crate::nn::nets::{
     DiscriminatorArch, DiscriminatorConfig, GeneratorArch, GeneratorConfig, Network,
-    build_discriminator, build_generator,
+    build_generator,
 };
-use crate::optim::adam::AdamConfig;
 use crate::tensor::Tensor;
 
 fn generator_config(ngf: usize) -> GeneratorConfig {
@@ -116,26 +114,13 @@ pub fn train_step_cost(
     device: &Device,
 ) -> Result<f64> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
-    let init = (InitKind::Normal, 0.02);
     let d_cfg = DiscriminatorConfig {
         arch: DiscriminatorArch::NLayer3d { n_layers: 3 },
         input_nc: 1,
         ndf: ngf,
         norm: NormKind::Instance,
     };
-    let mut net = |name, model| -> Result<Trained> {
-        let mut t = Trained::new(name, model, init, AdamConfig::gan(), &mut rng);
-        t.to_device(device)?;
-        Ok(t)
-    };
-    let mut nets = CycleNets {
-        g_a: net("G_A", build_generator(&generator_config(ngf)))?,
-        g_b: net("G_B", build_generator(&generator_config(ngf)))?,
-        d_a: net("D_A", build_discriminator(&d_cfg))?,
-        d_b: net("D_B", build_discriminator(&d_cfg))?,
-        pool_a: ImagePool::new(50),
-        pool_b: ImagePool::new(50),
-    };
+    let mut nets = cycle_nets_on(&generator_config(ngf), &d_cfg, 50, &mut rng, device)?;
     let (a, b) = (
         patches(batch, patch, device)?,
         patches(batch, patch, device)?,
@@ -156,4 +141,34 @@ pub fn train_step_cost(
         seconds = t.elapsed().as_secs_f64();
     }
     Ok(seconds)
+}
+
+/// PyTorch's seconds for the same step (`benches/torch_reference.py --model cyclegan3d`, pools
+/// off) on the same kind of device, after a warm-up step as mrgan's (`--iters 2`: the slower
+/// of two timed steps), with its whole output line; or why it could not run. Call it after
+/// `Device::release_cached_memory`, so that PyTorch has the device's memory.
+pub fn torch_train_step(
+    python: &str,
+    ngf: usize,
+    patch: [usize; 3],
+    batch: usize,
+    device: &Device,
+) -> std::result::Result<(f64, String), String> {
+    let [x, y, z] = patch;
+    let args = [
+        "--patch".to_string(),
+        format!("{x},{y},{z}"),
+        "--ngf".into(),
+        ngf.to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--iters".into(),
+        "2".into(),
+        "--threads".into(),
+        rayon::current_num_threads().to_string(),
+        "--device".into(),
+        if device.is_cpu() { "cpu" } else { "cuda" }.into(),
+    ];
+    run_torch_reference(python, &torch_reference_script(), "cyclegan3d", &args)
+        .map(|(times, line)| (times.iteration, line))
 }

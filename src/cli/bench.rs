@@ -255,30 +255,11 @@ fn bench_volumetric(
         let s = train_step_cost(ngf, patch, batch, device)?;
         println!("train: one CycleGAN step (G_A, G_B, 3D PatchGANs), batch {batch}: {s:.3} s");
         peak("train step");
-        // PyTorch's step on the same device after a warm-up step, as mrgan's (`--iters 2`:
-        // the slower of two timed steps).
-        use mrgan::bench::train_step::{run_torch_reference, torch_reference_script};
         device.release_cached_memory();
-        let [x, y, z] = patch;
-        let args = [
-            "--patch".to_string(),
-            format!("{x},{y},{z}"),
-            "--ngf".into(),
-            ngf.to_string(),
-            "--batch".into(),
-            batch.to_string(),
-            "--iters".into(),
-            "2".into(),
-            "--threads".into(),
-            rayon::current_num_threads().to_string(),
-            "--device".into(),
-            if device.is_cpu() { "cpu" } else { "cuda" }.into(),
-        ];
-        match run_torch_reference(python, &torch_reference_script(), "cyclegan3d", &args) {
+        match mrgan::bench::volumetric::torch_train_step(python, ngf, patch, batch, device) {
             Ok((t, line)) => println!(
-                "train: PyTorch's step {:.3} s, mrgan / PyTorch {:.2} ({line})",
-                t.iteration,
-                s / t.iteration
+                "train: PyTorch's step {t:.3} s, mrgan / PyTorch {:.2} ({line})",
+                s / t
             ),
             Err(why) => println!("train: PyTorch side skipped: {why}"),
         }
