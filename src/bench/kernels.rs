@@ -1,10 +1,11 @@
 //! `mrgan bench kernels` (feature `cuda`): every conv layer of unet_256, resnet_9blocks and
 //! the PatchGAN at 256 x 256, of CycleGAN's two networks at BraTS's 240 x 240 and (batch 1
 //! only) of the volumetric CycleGAN's two on its 128x128x64 patch, per conv kernel (fprop,
-//! dgrad, wgrad; direct and tiled) and batch size, the batch and instance norms (fused with their activation) and fused Adam, on the
-//! GPU. Tiled kernels run as the backend plans them and, in rows marked `@shape`, in each
-//! other tile shape; on the floor's shape (`kernel_table::floor_geometry`) also each suited
-//! shape in 1 to `FLOOR_SWEEP_SPLITS` K splits and every launch autotuning would try
+//! dgrad, wgrad; direct and tiled) and batch size, the batch and instance norms (fused with
+//! their activation) and fused Adam, on the GPU. Tiled kernels run as the backend plans
+//! them and, in rows marked `@shape`, in each other tile shape; on the floor's shape
+//! (`kernel_table::floor_geometry`) also each suited shape in 1 to `FLOOR_SWEEP_SPLITS` K
+//! splits and every launch autotuning would try
 //! (`@tiles/splits`): the data for checking `TiledLaunch::plan`'s cost model.
 //! Reference peaks are measured in the same run: a large device-to-device copy (bandwidth)
 //! and a dense 4096^3 GEMM through the convs' own large tiles (compute: what the tiles reach
