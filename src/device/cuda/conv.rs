@@ -168,34 +168,31 @@ fn check_operands(kernel: ConvKernel, g: &ConvGeometry, a: usize, b: usize) -> C
 }
 
 impl CudaBackend {
-    /// The kernel behind a conv primitive; tiled ones as their launch says (tile shape,
-    /// stream K).
-    fn conv_function(&self, kernel: ConvKernel, launch: Option<TiledLaunch>) -> &CudaFunction {
+    /// The kernel behind a conv primitive: the direct one without a tiled `launch`, else the
+    /// tiled one its launch names (tile shape, stream K). Thin convs launch theirs themselves
+    /// (`enqueue_thin`, `wgrad_thin_plan`).
+    fn conv_function(&self, pass: ConvPass, launch: Option<TiledLaunch>) -> &CudaFunction {
         let f = &self.functions;
-        if launch.is_some_and(|l| l.stream_k) {
-            match kernel.pass() {
-                ConvPass::Fprop => return &f.conv_fprop_large_streamk,
-                ConvPass::Dgrad => return &f.conv_dgrad_large_streamk,
-                ConvPass::Wgrad => return &f.conv_wgrad_large_streamk,
-            }
-        }
-        let shape = launch.map_or(TileShape::Square, |l| l.shape);
-        match (kernel, shape) {
-            (ConvKernel::Fprop, _) => &f.conv_fprop,
-            (ConvKernel::Dgrad, _) => &f.conv_dgrad,
-            (ConvKernel::Wgrad, _) => &f.conv_wgrad,
-            (ConvKernel::FpropTiled, TileShape::Square) => &f.conv_fprop_tiled,
-            (ConvKernel::DgradTiled, TileShape::Square) => &f.conv_dgrad_tiled,
-            (ConvKernel::WgradTiled, TileShape::Square) => &f.conv_wgrad_tiled,
-            (ConvKernel::FpropTiled, TileShape::Large) => &f.conv_fprop_large,
-            (ConvKernel::DgradTiled, TileShape::Large) => &f.conv_dgrad_large,
-            (ConvKernel::WgradTiled, TileShape::Large) => &f.conv_wgrad_large,
-            (ConvKernel::FpropTiled, TileShape::Narrow) => &f.conv_fprop_narrow,
-            (ConvKernel::DgradTiled, TileShape::Narrow) => &f.conv_dgrad_narrow,
-            (ConvKernel::WgradTiled, TileShape::Narrow) => &f.conv_wgrad_narrow,
-            // Thin convs launch GEMMs and then this (`enqueue_thin`), or their dual's wgrad.
-            (ConvKernel::FpropThin | ConvKernel::DgradThin, _) => &f.conv_thin_gather,
-            (ConvKernel::WgradThin, _) => &f.conv_wgrad_tiled,
+        let Some(launch) = launch else {
+            return match pass {
+                ConvPass::Fprop => &f.conv_fprop,
+                ConvPass::Dgrad => &f.conv_dgrad,
+                ConvPass::Wgrad => &f.conv_wgrad,
+            };
+        };
+        match (pass, launch.stream_k, launch.shape) {
+            (ConvPass::Fprop, true, _) => &f.conv_fprop_large_streamk,
+            (ConvPass::Dgrad, true, _) => &f.conv_dgrad_large_streamk,
+            (ConvPass::Wgrad, true, _) => &f.conv_wgrad_large_streamk,
+            (ConvPass::Fprop, false, TileShape::Square) => &f.conv_fprop_tiled,
+            (ConvPass::Dgrad, false, TileShape::Square) => &f.conv_dgrad_tiled,
+            (ConvPass::Wgrad, false, TileShape::Square) => &f.conv_wgrad_tiled,
+            (ConvPass::Fprop, false, TileShape::Large) => &f.conv_fprop_large,
+            (ConvPass::Dgrad, false, TileShape::Large) => &f.conv_dgrad_large,
+            (ConvPass::Wgrad, false, TileShape::Large) => &f.conv_wgrad_large,
+            (ConvPass::Fprop, false, TileShape::Narrow) => &f.conv_fprop_narrow,
+            (ConvPass::Dgrad, false, TileShape::Narrow) => &f.conv_dgrad_narrow,
+            (ConvPass::Wgrad, false, TileShape::Narrow) => &f.conv_wgrad_narrow,
         }
     }
 
@@ -456,7 +453,7 @@ impl CudaBackend {
         Ok(PreparedConv {
             kernel,
             params: ConvParams::of(g)?,
-            function: self.conv_function(kernel, plan),
+            function: self.conv_function(kernel.pass(), plan),
             plan,
             out_len: kernel.operand_lens(g).2,
             folded_len: if folds { folded_dy_len(g) } else { 0 },
