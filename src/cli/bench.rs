@@ -59,8 +59,10 @@ enum Which {
         /// Batch sizes, comma-separated.
         #[arg(long, default_value = "1,16", value_delimiter = ',')]
         batch: Vec<usize>,
+        /// Timed runs per measurement (the median is reported, after one warm-up run).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Also write the rows as CSV to this file.
         #[arg(long)]
         csv: Option<PathBuf>,
         /// Only the conv layers, norms and Adam whose name contains this text, e.g.
@@ -102,6 +104,7 @@ enum Which {
         /// A NIfTI volume to time instead of the phantom.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Timed runs per measurement (the median is reported, after one warm-up run).
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
