@@ -5,10 +5,10 @@ same shapes, on the same GPU, and prints mrgan's best kernel against cuDNN's.
     python3 benches/torch_kernels.py KERNELS_CSV [--reps 20] [--csv OUT_CSV]
 
 KERNELS_CSV is the file `mrgan bench kernels --csv` wrote. Each conv row names a layer, a
-primitive (fprop, dgrad, wgrad; direct or `-tiled`) and its forward conv's shape. mrgan's
-time is its faster kernel as the backend plans it; rows of tile shapes the plan did not
-pick (`-tiled@128x128`) only feed the `any shape` column and totals, which show what a
-better plan would gain. cuDNN runs
+primitive (fprop, dgrad, wgrad; direct, `-tiled` or `-thin`) and its forward conv's shape.
+mrgan's time is its faster kernel as the backend plans it; rows of tile shapes the plan did
+not pick (`-tiled@128x128`) and Winograd's wgrad (`-winograd`, not planned yet) only feed
+the `any shape` column and totals, which show what a better plan would gain. cuDNN runs
 each primitive through `aten.convolution_backward` / `conv2d` (`conv3d` for volumetric rows,
 `depth` above 1) with `cudnn.benchmark` on (it
 picks its fastest algorithm), twice: strict fp32 (TF32 off: the same arithmetic as mrgan's
@@ -103,11 +103,11 @@ def main():
         if not row["c_in"]:  # not a conv (the dense GEMM, Adam)
             continue
         *layer, kernel = row["kernel"].split(" ")
-        kind = kernel.split("@")[0].removesuffix("-tiled").removesuffix("-thin")
+        kind, _, variant = kernel.split("@")[0].partition("-")  # e.g. wgrad, tiled
         key = (" ".join(layer), kind, int(row["batch"]))
         ms = float(row["ms"])
         any_shape[key] = min(ms, any_shape.get(key, ms))
-        if "@" in kernel:
+        if "@" in kernel or variant == "winograd":
             continue
         label = f"{kernel} {row['tiles']}" if row.get("tiles") else kernel
         if key not in best or ms < best[key][0]:

@@ -914,13 +914,14 @@ extern "C" __global__ void conv_split_sum_f32(const float* partial, float* out, 
     }
 }
 
-// A dense GEMM through the same large tiles, strided and batched: matrix z of a batch is
-// C_z[M, N] = A[M, K] * B_z[K, N] with A row-major, B_z = B + z * batch_b, C_z = C + z * batch_c,
-// their rows ldb and ldc floats apart (the thin convs below multiply every image's channels
-// at once, and a range of an image's positions). `mrgan bench kernels` times it unstrided as
-// the compute peak the convs are measured against: what the tiles reach without the im2col
-// gather and the tap decomposition. Every K slice is uniform (no decomposition), and nothing
-// is skipped.
+// A dense GEMM through the same large tiles, strided and batched, K split or not: matrix b of
+// a batch is C_b[M, N] = A_b[M, K] * B_b[K, N] with A_b row-major, A_b = A + b * batch_a,
+// B_b = B + b * batch_b, C_b = C + b * batch_c, B_b's and C_b's rows ldb and ldc floats apart
+// (the thin convs below multiply every image's channels by one A at once, and a range of an
+// image's positions; Winograd wgrad's 16 products have an A each). `mrgan bench kernels`
+// times it unstrided as the compute peak the convs are measured against: what the tiles
+// reach without the im2col gather and the tap decomposition. Every K slice is uniform (no
+// decomposition), and nothing is skipped.
 struct GemmOps {
     static constexpr bool skips_taps = false, a_rows_contiguous = false;
     int M, N, K, ldb, ldc;
@@ -953,15 +954,20 @@ struct GemmOps {
     __device__ int out_row_stride() const { return ldc; }
 };
 
-// Grid (ceil(N / T), ceil(M / T), batch) for T x T tiles: 128 (`gemm_f32`), or 64
-// (`gemm_square_f32`, for at most 64 rows: the thin convs' 49 taps of a 7 x 7 kernel would
-// leave 62% of a large tile's rows idle); no K split.
-#define GEMM_KERNEL(name, T, R, min_blocks)                                                                  \
-    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                       \
-        name(int M, int N, int K, const float* A, const float* B, float* C, int ldb, int ldc, long long batch_b, \
-             long long batch_c) {                                                                           \
-        const GemmOps ops{M, N, K, ldb, ldc, A, B + blockIdx.z * batch_b, C + blockIdx.z * batch_c};         \
-        tile_product<T, T, R, R>(ops, blockIdx.y * T, blockIdx.x * T, 0, K);                                \
+// Grid (ceil(N / T), ceil(M / T), batches * splits) for T x T tiles: 128 (`gemm_f32`), or
+// 64 (`gemm_square_f32`, for at most 64 rows: the thin convs' 49 taps of a 7 x 7 kernel
+// would leave 62% of a large tile's rows idle). Block z computes matrix z % batches over k
+// in [s * k_chunk, (s + 1) * k_chunk), s = z / batches, into C + (s * batches + z % batches)
+// * batch_c: with one split (k_chunk >= K) the results, else each split's partial sums.
+#define GEMM_KERNEL(name, T, R, min_blocks)                                                                   \
+    extern "C" __global__ void __launch_bounds__(THREADS, min_blocks)                                        \
+        name(int M, int N, int K, const float* A, const float* B, float* C, int ldb, int ldc, long long batch_a, \
+             long long batch_b, long long batch_c, int batches, int k_chunk) {                                \
+        const int b = blockIdx.z % batches, split = blockIdx.z / batches;                                    \
+        const GemmOps ops{M, N, K, ldb, ldc, A + b * batch_a, B + b * batch_b,                               \
+                          C + (split * (long long)batches + b) * batch_c};                                  \
+        const int k_begin = split * k_chunk;                                                                 \
+        tile_product<T, T, R, R>(ops, blockIdx.y * T, blockIdx.x * T, k_begin, min(K, k_begin + k_chunk));   \
     }
 GEMM_KERNEL(gemm_f32, 128, 8, 2)
 GEMM_KERNEL(gemm_square_f32, 64, 4, 4)
@@ -1011,5 +1017,127 @@ extern "C" __global__ void conv_thin_gather_f32(ConvParams g, const float* z, fl
             }
         float* const result = out + (long long)img * res_sp + r;
         *result = accumulate ? *result + sum : sum;
+    }
+}
+
+// Winograd wgrad: the weight gradient of a 2D 3 x 3 conv at stride 1 (the ResNets' residual
+// blocks) by the transpose of Winograd's F(2 x 2, 3 x 3): 16 multiplications per 2 x 2 tile
+// of outputs where the implicit GEMM spends 36. Output tile t (rows 2ty, 2ty + 1 and columns
+// 2tx, 2tx + 1 of one image, zero past the output's end) and the 4 x 4 input patch d from
+// (2ty - p_h, 2tx - p_w) (zero outside the input) add G^T [(A g A^T) .* (B^T d B)] G to each
+// channel pair's 3 x 3 gradient, g the tile's 2 x 2 dY, with
+//   A = [1 0; 1 1; 1 -1; 0 -1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+//   G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+// The transforms are linear, so the sum over tiles runs between them: for each of the 16
+// transformed positions x, C_x[co, ci] = sum over t of U_x[co, t] V_x[t, ci], U = A g A^T
+// (`winograd_wgrad_dy_f32`), V = B^T d B (`winograd_wgrad_x_f32`), through the batched GEMM
+// above with K split; `winograd_wgrad_out_f32` adds the splits and applies G^T . G. Tiles are
+// numbered t = (img * tiles_h + ty) * tiles_w + tx. The host side: src/device/winograd.rs.
+
+// A v (two values to four) and B^T v, G^T v (four to four, to three) on one axis.
+__device__ __forceinline__ void winograd_a(float v0, float v1, float* o) {
+    o[0] = v0, o[1] = v0 + v1, o[2] = v0 - v1, o[3] = -v1;
+}
+__device__ __forceinline__ void winograd_bt(const float* v, float* o) {
+    o[0] = v[0] - v[2], o[1] = v[1] + v[2], o[2] = v[2] - v[1], o[3] = v[1] - v[3];
+}
+__device__ __forceinline__ void winograd_gt(const float* v, float* o) {
+    const float half_sum = 0.5f * (v[1] + v[2]);
+    o[0] = v[0] + half_sum, o[1] = 0.5f * (v[1] - v[2]), o[2] = half_sum + v[3];
+}
+
+// Tile t's image and first output row and column.
+struct WinogradTile {
+    int image, h, w;
+};
+__device__ __forceinline__ WinogradTile winograd_tile(long long t, int tiles_h, int tiles_w) {
+    const int plane_tiles = tiles_h * tiles_w;
+    const int image = (int)(t / plane_tiles), r = (int)(t - (long long)image * plane_tiles);
+    const int ty = r / tiles_w;
+    return {image, 2 * ty, 2 * (r - ty * tiles_w)};
+}
+
+// U[x][co][t] (tiles = g.n * tiles_h * tiles_w per row): one thread per (co, t), grid-stride,
+// consecutive threads on consecutive tiles, so that both dY's reads and U's writes coalesce.
+extern "C" __global__ void winograd_wgrad_dy_f32(ConvParams g, const float* dy, float* u, int tiles_h, int tiles_w) {
+    const long long tiles = (long long)g.n * tiles_h * tiles_w, total = tiles * g.c_out;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
+         e += (long long)gridDim.x * blockDim.x) {
+        const int co = (int)(e / tiles);
+        const WinogradTile tile = winograd_tile(e - co * tiles, tiles_h, tiles_w);
+        const float* plane = dy + ((long long)tile.image * g.c_out + co) * g.out_h * g.out_w;
+        float q[2][2];
+        for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) {
+                const int h = tile.h + a, w = tile.w + b;
+                q[a][b] = h < g.out_h && w < g.out_w ? plane[h * g.out_w + w] : 0.0f;
+            }
+        float rows[2][4], out[4];
+        winograd_a(q[0][0], q[1][0], rows[0]);  // A g, column by column
+        winograd_a(q[0][1], q[1][1], rows[1]);
+        for (int i = 0; i < 4; ++i) {
+            winograd_a(rows[0][i], rows[1][i], out);  // then each row times A^T
+            for (int j = 0; j < 4; ++j) u[(4 * i + j) * total + e] = out[j];
+        }
+    }
+}
+
+// V[x][t][ci]: a block of 256 threads transforms 32 consecutive tiles of 8 channels, a warp
+// per channel and a lane per tile (coalesced reads of x), and writes them through shared
+// memory as 32 runs of 8 channels (V's rows run along channels). Rows of 36 floats keep both
+// the lanes' stores and the runs' reads free of bank conflicts. Grid (ceil(tiles / 32),
+// ceil(c_in / 8)).
+// The block shape is src/device/winograd.rs's X_BLOCK_TILES x X_BLOCK_CHANNELS.
+#define WINOGRAD_TILES 32
+#define WINOGRAD_CHANNELS 8
+extern "C" __global__ void __launch_bounds__(THREADS)
+    winograd_wgrad_x_f32(ConvParams g, const float* x, float* v, int tiles_h, int tiles_w) {
+    static_assert(WINOGRAD_TILES * WINOGRAD_CHANNELS == THREADS, "a thread per tile and channel");
+    __shared__ float staged[16][WINOGRAD_CHANNELS][WINOGRAD_TILES + 4];
+    const long long tiles = (long long)g.n * tiles_h * tiles_w, t0 = (long long)blockIdx.x * WINOGRAD_TILES;
+    const int c0 = blockIdx.y * WINOGRAD_CHANNELS;
+    const int lane = threadIdx.x % WINOGRAD_TILES, channel = threadIdx.x / WINOGRAD_TILES;
+    if (t0 + lane < tiles && c0 + channel < g.c_in) {
+        const WinogradTile tile = winograd_tile(t0 + lane, tiles_h, tiles_w);
+        const float* plane = x + ((long long)tile.image * g.c_in + c0 + channel) * g.in_h * g.in_w;
+        float d[4][4];
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+                const int h = tile.h + i - g.p_h, w = tile.w + j - g.p_w;
+                d[j][i] = h >= 0 && h < g.in_h && w >= 0 && w < g.in_w ? plane[h * g.in_w + w] : 0.0f;
+            }
+        float columns[4][4], out[4];
+        for (int j = 0; j < 4; ++j) winograd_bt(d[j], columns[j]);  // B^T d, column by column
+        for (int i = 0; i < 4; ++i) {
+            const float row[4] = {columns[0][i], columns[1][i], columns[2][i], columns[3][i]};
+            winograd_bt(row, out);  // then each row times B
+            for (int j = 0; j < 4; ++j) staged[4 * i + j][channel][lane] = out[j];
+        }
+    }
+    __syncthreads();
+    const int tile = threadIdx.x / WINOGRAD_CHANNELS, c = threadIdx.x % WINOGRAD_CHANNELS;
+    if (t0 + tile < tiles && c0 + c < g.c_in)
+        for (int k = 0; k < 16; ++k) v[(k * tiles + t0 + tile) * g.c_in + c0 + c] = staged[k][c][tile];
+}
+
+// dw[co, ci, 3, 3] = G^T (the sum over K splits of C[split][x][co, ci], in split order) G:
+// one thread per channel pair, grid-stride.
+extern "C" __global__ void winograd_wgrad_out_f32(const float* partial, float* dw, int c_out, int c_in, int splits) {
+    const long long pairs = (long long)c_out * c_in;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < pairs;
+         e += (long long)gridDim.x * blockDim.x) {
+        float m[4][4];
+        for (int x = 0; x < 16; ++x) {
+            float sum = 0.0f;
+            for (int s = 0; s < splits; ++s) sum += partial[((long long)s * 16 + x) * pairs + e];
+            m[x % 4][x / 4] = sum;  // m[column][row]
+        }
+        float columns[4][3], out[3];
+        for (int j = 0; j < 4; ++j) winograd_gt(m[j], columns[j]);  // G^T M, column by column
+        for (int i = 0; i < 3; ++i) {
+            const float row[4] = {columns[0][i], columns[1][i], columns[2][i], columns[3][i]};
+            winograd_gt(row, out);  // then each row times G
+            for (int j = 0; j < 3; ++j) dw[e * 9 + i * 3 + j] = out[j];
+        }
     }
 }

@@ -11,6 +11,7 @@ mod common;
 
 use std::sync::Arc;
 
+use mrgan::Shape;
 use mrgan::device::cuda::CudaBackend;
 use mrgan::device::tiled_conv::ConvPass;
 use mrgan::ops::elementwise::{Activation, cpu};
@@ -274,6 +275,46 @@ fn conv_primitives_match_the_cpu() {
         }
     }
     assert_eq!(thin_cases, 4, "thin fprop and thin dgrad twice each");
+}
+
+/// Winograd wgrad on shapes the conv cases do not reach: K split in 4 (uneven, planned for
+/// 132 multiprocessors), 128 x 128 GEMM tiles (over 64 output channels), odd outputs (half
+/// tiles), an output of one position, and no padding. The transforms add at most four terms
+/// per axis and halve; the sums run over up to 544 tiles in another order than the CPU's:
+/// tolerance 1e-4 of the output's largest magnitude, as the other conv primitives.
+#[test]
+fn winograd_wgrad_matches_the_cpu() {
+    use mrgan::device::winograd::WinogradWgrad;
+    use mrgan::ops::conv::cpu as conv;
+    use mrgan::ops::conv::{ConvGeometry, ConvOptions};
+    let Some(gpu) = gpu() else { return };
+    // input (N, C, H, W), output channels, padding, multiprocessors to plan for, K splits.
+    let cases: [(&[usize], usize, usize, usize, usize); 4] = [
+        (&[2, 3, 33, 31], 5, 1, 132, 4),
+        (&[1, 72, 6, 5], 70, 1, 132, 1),
+        (&[3, 4, 1, 1], 2, 1, 1, 1),
+        (&[2, 6, 7, 8], 3, 0, 1, 1),
+    ];
+    for (k, (input, c_out, pad, multiprocessors, splits)) in cases.into_iter().enumerate() {
+        let weight = Shape::new(&[c_out, input[1], 3, 3]);
+        let opts = ConvOptions::new(1, pad);
+        let g = ConvGeometry::conv("test", &Shape::new(input), &weight, opts).unwrap();
+        let plan = WinogradWgrad::plan(&g, multiprocessors).unwrap();
+        assert_eq!(plan.splits, splits, "case {k}");
+        let x = common::kernel_test_values(g.input_shape().numel(), 50 + k as u64);
+        let dy = common::kernel_test_values(g.output_shape().numel(), 60 + k as u64);
+        let mut want = vec![0.0; g.weight_shape().numel()];
+        conv::wgrad(&x, &dy, &g, &mut want);
+        let got = gpu.winograd_wgrad(&g, multiprocessors, &x, &dy).unwrap();
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        close(
+            &format!("winograd case {k}"),
+            &got,
+            &want,
+            1e-4 * scale,
+            0.0,
+        );
+    }
 }
 
 /// Batch and instance norm, alone and fused with the LeakyReLU or tanh that follows them,

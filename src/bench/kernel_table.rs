@@ -212,8 +212,9 @@ pub fn floor_geometry() -> ConvGeometry {
         .geometry(1)
 }
 
-/// One primitive on the floor's shape: its fastest row (any kernel or tile shape, as
-/// `--autotune` could pick) and the tiled kernel as the static plan launches it.
+/// One primitive on the floor's shape: its fastest row (any kernel or tile shape; Winograd's
+/// wgrad at the direct conv's FLOP count, an effective rate, as cuDNN's are compared) and
+/// the tiled kernel as the static plan launches it.
 pub struct FloorRow<'a> {
     pub pass: ConvPass,
     pub best: &'a KernelRow,

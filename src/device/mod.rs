@@ -10,6 +10,7 @@ pub mod kernel_codes;
 pub mod pool;
 pub mod thin_conv;
 pub mod tiled_conv;
+pub mod winograd;
 
 use std::fmt;
 use std::str::FromStr;

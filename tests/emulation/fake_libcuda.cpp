@@ -89,7 +89,8 @@ const Kernel KERNELS[] = {
     KERNEL(conv_weight_panel_f32),  KERNEL(conv_fprop_large_streamk_f32), KERNEL(conv_dgrad_large_streamk_f32),
     KERNEL(conv_wgrad_large_streamk_f32), KERNEL(norm_stats_merge_f32), KERNEL(norm_sums_merge_f32),
     KERNEL(conv_thin_gather_f32),   KERNEL(gemm_square_f32),        KERNEL(conv_fold_dy_f32),
-    KERNEL(conv_reverse_taps_f32),
+    KERNEL(conv_reverse_taps_f32),  KERNEL(winograd_wgrad_dy_f32),  KERNEL(winograd_wgrad_x_f32),
+    KERNEL(winograd_wgrad_out_f32),
 };
 
 std::mutex launches;

@@ -18,12 +18,13 @@ int main(int argc, char** argv) {
     fclose(in);
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 4;
-    using Gemm = void (*)(int, int, int, const float*, const float*, float*, int, int, long long, long long);
+    using Gemm = void (*)(int, int, int, const float*, const float*, float*, int, int, long long, long long, long long, int,
+                          int);
     const std::pair<Gemm, unsigned> kernels[2] = {{gemm_f32, 128}, {gemm_square_f32, 64}};
     for (auto [kernel, tile] : kernels) {
         c.assign(c.size(), NAN);
         launch({(N + tile - 1) / tile, (M + tile - 1) / tile, 1}, 256,
-               [&] { kernel(M, N, K, a.data(), b.data(), c.data(), N, N, 0, 0); });
+               [&] { kernel(M, N, K, a.data(), b.data(), c.data(), N, N, 0, 0, 0, 1, K); });
         if (!io(out, c.data(), c.size() * 4, true)) return 4;
     }
     return fclose(out) == 0 ? 0 : 4;

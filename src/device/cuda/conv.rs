@@ -21,6 +21,7 @@ use crate::device::thin_conv::{ThinConv, wgrad_dual};
 use crate::device::tiled_conv::{
     ConvPass, TileShape, TiledLaunch, dense_gemm_tile, dgrad_folds_padding, folded_dy_len,
 };
+use crate::device::winograd::{self, WinogradWgrad};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pad::PadMode;
 use crate::ops::pad::cpu::PadGeometry;
@@ -52,7 +53,9 @@ impl PreparedConv<'_> {
 /// `TiledLaunch::plan`); fprop to one channel and dgrad to one channel also thin (a dense
 /// GEMM and a gather, `ThinConv`), which the tiled kernels hand over to where it fills the
 /// GPU; wgrad to one channel also thin (its dual conv's tiled wgrad, `wgrad_dual`), which
-/// the tiled kernel hands over to wherever it applies.
+/// the tiled kernel hands over to wherever it applies; wgrad of a 2D 3 x 3 conv at stride 1
+/// also by Winograd's transform (`WinogradWgrad`), timed by `bench kernels` next to the
+/// tiled one and not yet planned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
@@ -67,10 +70,11 @@ pub enum ConvKernel {
     Wgrad,
     WgradTiled,
     WgradThin,
+    WgradWinograd,
 }
 
 impl ConvKernel {
-    pub const ALL: [ConvKernel; 9] = [
+    pub const ALL: [ConvKernel; 10] = [
         ConvKernel::Fprop,
         ConvKernel::FpropTiled,
         ConvKernel::FpropThin,
@@ -80,6 +84,7 @@ impl ConvKernel {
         ConvKernel::Wgrad,
         ConvKernel::WgradTiled,
         ConvKernel::WgradThin,
+        ConvKernel::WgradWinograd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +98,7 @@ impl ConvKernel {
             ConvKernel::Wgrad => "wgrad",
             ConvKernel::WgradTiled => "wgrad-tiled",
             ConvKernel::WgradThin => "wgrad-thin",
+            ConvKernel::WgradWinograd => "wgrad-winograd",
         }
     }
 
@@ -101,7 +107,10 @@ impl ConvKernel {
         match self {
             ConvKernel::Fprop | ConvKernel::FpropTiled | ConvKernel::FpropThin => ConvPass::Fprop,
             ConvKernel::Dgrad | ConvKernel::DgradTiled | ConvKernel::DgradThin => ConvPass::Dgrad,
-            ConvKernel::Wgrad | ConvKernel::WgradTiled | ConvKernel::WgradThin => ConvPass::Wgrad,
+            ConvKernel::Wgrad
+            | ConvKernel::WgradTiled
+            | ConvKernel::WgradThin
+            | ConvKernel::WgradWinograd => ConvPass::Wgrad,
         }
     }
 
@@ -113,12 +122,14 @@ impl ConvKernel {
     }
 
     /// Whether this kernel computes its primitive on `g`: the thin ones need one channel on
-    /// the thin side (`ThinConv::plan`, `wgrad_dual`; on the conv inside any explicit
-    /// padding), the others take any conv.
+    /// the thin side (`ThinConv::plan`, `wgrad_dual`), Winograd's a 2D 3 x 3 conv at
+    /// stride 1 (`WinogradWgrad::plan`), each on the conv inside any explicit padding; the
+    /// others take any conv.
     pub fn applies(self, g: &ConvGeometry) -> bool {
         let unpadded = g.explicit_padding().map_or(*g, |(_, unpadded)| unpadded);
         match self {
             ConvKernel::WgradThin => wgrad_dual(&unpadded).is_some(),
+            ConvKernel::WgradWinograd => WinogradWgrad::plan(&unpadded, 1).is_some(),
             _ if self.thin() => ThinConv::plan(self.pass(), &unpadded, 1).is_some(),
             _ => true,
         }
@@ -297,6 +308,12 @@ impl CudaBackend {
             self.enqueue_primitive(ConvKernel::WgradTiled, &dual, None, b, a, &mut dual_dw)?;
             return self.reverse_taps(&dual_dw, g, out);
         }
+        if kernel == ConvKernel::WgradWinograd {
+            let plan = WinogradWgrad::plan(g, self.multiprocessors).ok_or_else(|| {
+                format!("conv {}: not a 2D 3 x 3 conv at stride 1", kernel.name())
+            })?;
+            return self.enqueue_winograd_wgrad(&plan, g, a, b, out);
+        }
         if kernel.thin() {
             return Err(format!(
                 "conv {}: not a thin conv (one channel on the result's side, several taps, zero padding)",
@@ -412,6 +429,26 @@ impl CudaBackend {
             b.slice(),
             out.slice_mut(),
         )?;
+        out.to_host()
+    }
+
+    /// wgrad of `g` (a 2D 3 x 3 conv at stride 1, zero-padded) by Winograd's transform on
+    /// host data, planned for a GPU of `multiprocessors` (more than this one's splits K on
+    /// small shapes: the parity tests).
+    pub fn winograd_wgrad(
+        self: &Arc<Self>,
+        g: &ConvGeometry,
+        multiprocessors: usize,
+        x: &[f32],
+        dy: &[f32],
+    ) -> CudaResult<Vec<f32>> {
+        let kernel = ConvKernel::WgradWinograd;
+        let plan = WinogradWgrad::plan(g, multiprocessors)
+            .ok_or_else(|| format!("conv {}: not a 2D 3 x 3 conv at stride 1", kernel.name()))?;
+        check_operands(kernel, g, x.len(), dy.len())?;
+        let (x, dy) = (self.upload_buffer(x)?, self.upload_buffer(dy)?);
+        let mut out = self.alloc(kernel.operand_lens(g).2)?;
+        self.enqueue_winograd_wgrad(&plan, g, x.slice(), dy.slice(), out.slice_mut())?;
         out.to_host()
     }
 
@@ -669,7 +706,12 @@ impl CudaBackend {
     ) -> CudaResult<()> {
         let i = |v: usize| v as i32;
         let (m, n, k, ldb, ldc) = (i(gemm.m), i(gemm.n), i(gemm.k), i(gemm.ldb), i(gemm.ldc));
-        let (batch_b, batch_c) = (gemm.batch_b as i64, gemm.batch_c as i64);
+        let (batch_a, batch_b, batch_c) = (
+            gemm.batch_a as i64,
+            gemm.batch_b as i64,
+            gemm.batch_c as i64,
+        );
+        let (batches, k_chunk) = (i(gemm.batch), i(gemm.k_chunk));
         let tile = dense_gemm_tile(gemm.m);
         let function = if tile == 64 {
             &self.functions.gemm_square
@@ -678,20 +720,25 @@ impl CudaBackend {
         };
         let mut l = self.stream.launch_builder(function);
         l.arg(&m).arg(&n).arg(&k).arg(a).arg(b).arg(c);
-        l.arg(&ldb).arg(&ldc).arg(&batch_b).arg(&batch_c);
+        l.arg(&ldb)
+            .arg(&ldc)
+            .arg(&batch_a)
+            .arg(&batch_b)
+            .arg(&batch_c);
+        l.arg(&batches).arg(&k_chunk);
         let config = LaunchConfig {
             grid_dim: (
                 gemm.n.div_ceil(tile) as u32,
                 gemm.m.div_ceil(tile) as u32,
-                gemm.batch as u32,
+                (gemm.batch * gemm.splits) as u32,
             ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: matches gemm_f32 and gemm_square_f32(int M, int N, int K, const float* A,
-        // const float* B, float* C, int ldb, int ldc, long long batch_b, long long batch_c); A holds m * k
-        // floats and the views reach every row of every matrix of the batch
-        // (`StridedGemm`'s callers size them).
+        // const float* B, float* C, int ldb, int ldc, long long batch_a, long long batch_b,
+        // long long batch_c, int batches, int k_chunk); the views reach every row of every
+        // matrix of the batch, C those of every split (`StridedGemm`'s callers size them).
         unsafe { l.launch(config) }.map_err(err("gemm_f32"))?;
         Ok(())
     }
@@ -725,8 +772,11 @@ impl CudaBackend {
                     ldb: wide_sp,
                     ldc: len,
                     batch: step.images,
+                    batch_a: 0,
                     batch_b: thin.channels * wide_sp,
                     batch_c: thin.plane_taps * len,
+                    splits: 1,
+                    k_chunk: thin.channels,
                 };
                 let a = panel.slice(step.td * a_rows..(step.td + 1) * a_rows);
                 let b = wide.slice(step.img_first * gemm.batch_b + step.first * thin.plane..);
@@ -759,6 +809,84 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// wgrad of `g` by Winograd's transform (`WinogradWgrad`, kernels/conv.cu): dY `dy` into
+    /// U and x `x` into V (pooled buffers), the 16 GEMMs into partial sums per K split, then
+    /// their sum transformed back into `out`.
+    fn enqueue_winograd_wgrad(
+        &self,
+        plan: &WinogradWgrad,
+        g: &ConvGeometry,
+        x: &CudaSlice<f32>,
+        dy: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let params = ConvParams::of(g)?;
+        let (tiles_h, tiles_w) = (plan.tiles_h as i32, plan.tiles_w as i32);
+        let mut u = self.pool.take(plan.u_len())?;
+        let mut v = self.pool.take(plan.v_len())?;
+        let mut partial = self.pool.take(plan.partial_len())?;
+        let f = &self.functions;
+        let mut l = self.stream.launch_builder(&f.winograd_wgrad_dy);
+        l.arg(&params)
+            .arg(dy)
+            .arg(&mut *u)
+            .arg(&tiles_h)
+            .arg(&tiles_w);
+        // SAFETY: matches winograd_wgrad_dy_f32(ConvParams, const float* dy, float* u, int
+        // tiles_h, int tiles_w); dy holds g's output, u `u_len` floats.
+        unsafe { l.launch(launch_1d(plan.rows * plan.tiles)) }
+            .map_err(err("winograd_wgrad_dy_f32"))?;
+        let mut l = self.stream.launch_builder(&f.winograd_wgrad_x);
+        l.arg(&params)
+            .arg(x)
+            .arg(&mut *v)
+            .arg(&tiles_h)
+            .arg(&tiles_w);
+        let config = LaunchConfig {
+            grid_dim: (
+                plan.tiles.div_ceil(winograd::X_BLOCK_TILES) as u32,
+                plan.columns.div_ceil(winograd::X_BLOCK_CHANNELS) as u32,
+                1,
+            ),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches winograd_wgrad_x_f32(ConvParams, const float* x, float* v, int
+        // tiles_h, int tiles_w) with its grid; x holds g's input, v `v_len` floats.
+        unsafe { l.launch(config) }.map_err(err("winograd_wgrad_x_f32"))?;
+        let (rows, columns) = (plan.rows, plan.columns);
+        let gemm = StridedGemm {
+            m: rows,
+            n: columns,
+            k: plan.tiles,
+            ldb: columns,
+            ldc: columns,
+            batch: winograd::POSITIONS,
+            batch_a: rows * plan.tiles,
+            batch_b: plan.tiles * columns,
+            batch_c: rows * columns,
+            splits: plan.splits,
+            k_chunk: plan.k_chunk,
+        };
+        self.enqueue_gemm(
+            &gemm,
+            &u.as_view(),
+            &v.as_view(),
+            &mut partial.as_view_mut(),
+        )?;
+        let (c_out, c_in, splits) = (rows as i32, columns as i32, plan.splits as i32);
+        let mut l = self.stream.launch_builder(&f.winograd_wgrad_out);
+        l.arg(&*partial)
+            .arg(out)
+            .arg(&c_out)
+            .arg(&c_in)
+            .arg(&splits);
+        // SAFETY: matches winograd_wgrad_out_f32(const float* partial, float* dw, int c_out,
+        // int c_in, int splits); partial holds `partial_len` floats, out g's weight.
+        unsafe { l.launch(launch_1d(rows * columns)) }.map_err(err("winograd_wgrad_out_f32"))?;
+        Ok(())
+    }
+
     /// Median milliseconds of a `size`-cubed `gemm` on device buffers.
     pub fn time_gemm(&self, size: usize, reps: usize) -> CudaResult<f64> {
         let st = &self.stream;
@@ -773,8 +901,10 @@ impl CudaBackend {
     }
 }
 
-/// A batch of `batch` GEMMs C_z[m, n] = A[m, k] B_z[k, n] (`gemm_f32`): A row-major, B_z's
-/// and C_z's rows `ldb` and `ldc` floats apart, matrix z `batch_b` and `batch_c` floats on.
+/// A batch of `batch` GEMMs C_z[m, n] = A_z[m, k] B_z[k, n] (`gemm_f32`): A_z row-major,
+/// B_z's and C_z's rows `ldb` and `ldc` floats apart, matrix z `batch_a`, `batch_b` and
+/// `batch_c` floats on. With K in `splits` chunks of `k_chunk`, split s writes its partial
+/// sums `s * batch * batch_c` floats on.
 struct StridedGemm {
     m: usize,
     n: usize,
@@ -782,8 +912,11 @@ struct StridedGemm {
     ldb: usize,
     ldc: usize,
     batch: usize,
+    batch_a: usize,
     batch_b: usize,
     batch_c: usize,
+    splits: usize,
+    k_chunk: usize,
 }
 
 impl StridedGemm {
@@ -796,8 +929,11 @@ impl StridedGemm {
             ldb: n,
             ldc: n,
             batch: 1,
+            batch_a: 0,
             batch_b: 0,
             batch_c: 0,
+            splits: 1,
+            k_chunk: k,
         }
     }
 }
