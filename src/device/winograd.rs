@@ -8,7 +8,7 @@
 //! 16 pairs with K split over blocks, and a last kernel adds the splits and transforms back.
 //! Plain arithmetic with no CUDA in it, so the host emulation runs the same launches.
 
-use crate::device::tiled_conv::{TILE_K, dense_gemm_tile};
+use crate::device::tiled_conv::{GemmSize, TileShape, TiledLaunch, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pad::PadMode;
 
@@ -34,15 +34,13 @@ pub struct WinogradWgrad {
     pub k_chunk: usize,
 }
 
-/// Each split keeps at least this many K tiles, as the tiled kernels' splits do.
-const MIN_K_TILES_PER_SPLIT: usize = 8;
-
 impl WinogradWgrad {
     /// The launches for `g` on a GPU of `multiprocessors`, or None where the transform does
     /// not apply: 3D, a kernel other than 3 x 3, a stride above 1, or a padding other than
-    /// zeros (the backend pads reflection and replication explicitly around wgrad).
-    /// K is split until the GEMMs' blocks fill two per multiprocessor (an even guess, not
-    /// yet fitted on a GPU).
+    /// zeros (the backend pads reflection and replication explicitly around wgrad). K is
+    /// split as the tiled convs' cost model splits one GEMM of the 16 products stacked, in
+    /// the dense GEMM's tile for the rows (`TiledLaunch::with_shape`: waves of resident
+    /// blocks, and the partial sums' traffic).
     pub fn plan(g: &ConvGeometry, multiprocessors: usize) -> Option<WinogradWgrad> {
         let applies = g.spatial_rank == 2
             && g.kernel == [1, 3, 3]
@@ -56,19 +54,25 @@ impl WinogradWgrad {
         let (tiles_h, tiles_w) = (g.output[1].div_ceil(2), g.output[2].div_ceil(2));
         let tiles = g.batch * tiles_h * tiles_w;
         let tile = dense_gemm_tile(g.c_out);
-        let blocks = POSITIONS * g.c_out.div_ceil(tile) * g.c_in.div_ceil(tile);
-        let k_tiles = tiles.div_ceil(TILE_K);
-        let wanted = (2 * multiprocessors.max(1)).div_ceil(blocks);
-        let splits = wanted.min(k_tiles / MIN_K_TILES_PER_SPLIT).max(1);
-        let k_chunk = k_tiles.div_ceil(splits) * TILE_K;
+        let shape = if tile == 64 {
+            TileShape::Square
+        } else {
+            TileShape::Large
+        };
+        let stacked = GemmSize {
+            rows: POSITIONS * g.c_out.div_ceil(tile) * tile,
+            columns: g.c_in,
+            depth: tiles,
+        };
+        let launch = TiledLaunch::with_shape(stacked, shape, multiprocessors);
         Some(WinogradWgrad {
             tiles_h,
             tiles_w,
             tiles,
             rows: g.c_out,
             columns: g.c_in,
-            splits: tiles.div_ceil(k_chunk),
-            k_chunk,
+            splits: launch.splits,
+            k_chunk: launch.k_chunk as usize,
         })
     }
 
@@ -90,6 +94,7 @@ impl WinogradWgrad {
 mod tests {
     use super::*;
     use crate::Shape;
+    use crate::device::tiled_conv::TILE_K;
     use crate::ops::conv::ConvOptions;
 
     /// A conv of `input` (N, C, spatial) to as many channels, zero-padded to keep the size
@@ -109,13 +114,14 @@ mod tests {
         assert!(WinogradWgrad::plan(&geometry(&[2, 4, 5, 9, 7], 3, 1), 132).is_none());
     }
 
-    /// The residual block at batch 1 on 132 multiprocessors: 64 GEMM blocks of 128 x 128,
-    /// so 5 splits of 208 tiles (the last 192) fill 264 slots; every tile in one split.
+    /// The residual block at batch 1 on 132 multiprocessors: 64 GEMM blocks of 128 x 128, so
+    /// 4 splits of 256 tiles fill 256 of the 264 slots in one wave (5 would take two); every
+    /// tile in one split.
     #[test]
     fn splits_cover_the_tiles_once() {
         let p = WinogradWgrad::plan(&geometry(&[1, 256, 64, 64], 3, 1), 132).unwrap();
         assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (32, 32, 1024));
-        assert_eq!((p.splits, p.k_chunk), (5, 208));
+        assert_eq!((p.splits, p.k_chunk), (4, 256));
         for (input, mps) in [
             (&[2, 4, 9, 7][..], 132),
             (&[16, 256, 64, 64], 132),
