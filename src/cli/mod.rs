@@ -65,9 +65,10 @@ pub struct DeviceArg {
     /// Where networks run: auto (GPU 0 when one works, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// On a GPU, time every candidate launch of each conv shape the first time it runs and
-    /// keep the fastest (as PyTorch's cudnn.benchmark): a slower first step, faster ones
-    /// after; results may differ in the last bits from an untuned run.
+    /// On a GPU, time every candidate launch of each conv shape (tile shapes, K splits, and
+    /// Winograd's wgrad on 3x3 convs at stride 1) the first time it runs and keep the
+    /// fastest (as PyTorch's cudnn.benchmark): a slower first step, faster ones after;
+    /// results may differ in the last bits from an untuned run.
     #[arg(long)]
     pub autotune: bool,
 }

@@ -60,8 +60,9 @@ impl Device {
         }
     }
 
-    /// From now on (`on`), tiled conv launches are picked by timing the candidates the first
-    /// time each shape runs (`CudaBackend::set_autotune`); the CPU has nothing to tune.
+    /// From now on (`on`), tiled conv launches (and Winograd's wgrad where it applies) are
+    /// picked by timing the candidates the first time each shape runs
+    /// (`CudaBackend::set_autotune`); the CPU has nothing to tune.
     pub fn set_autotune(&self, on: bool) {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(b) = self {

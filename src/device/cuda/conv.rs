@@ -55,7 +55,7 @@ impl PreparedConv<'_> {
 /// GPU; wgrad to one channel also thin (its dual conv's tiled wgrad, `wgrad_dual`), which
 /// the tiled kernel hands over to wherever it applies; wgrad of a 2D 3 x 3 conv at stride 1
 /// also by Winograd's transform (`WinogradWgrad`), timed by `bench kernels` next to the
-/// tiled one and not yet planned.
+/// tiled one and picked by autotuning where faster, but not yet by the static plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
@@ -158,11 +158,27 @@ impl ConvKernel {
     }
 }
 
+/// What autotuning picked for a tiled kernel on a geometry: one of its launches, or for
+/// wgrad of a 2D 3 x 3 conv at stride 1, Winograd's transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunedConv {
+    Tiled(TiledLaunch),
+    Winograd(WinogradWgrad),
+}
+
+impl TunedConv {
+    /// The launch's label (`TiledLaunch::label`), or "winograd/" and its K splits.
+    pub fn label(&self) -> String {
+        match self {
+            TunedConv::Tiled(launch) => launch.label(),
+            TunedConv::Winograd(plan) => format!("winograd/{}", plan.splits),
+        }
+    }
+}
+
 /// A cache of launches. Every update is whole before the guard drops, so a lock poisoned by
 /// a panic elsewhere is still consistent.
-fn locked(
-    launches: &std::sync::Mutex<super::ConvLaunches>,
-) -> std::sync::MutexGuard<'_, super::ConvLaunches> {
+fn locked<T>(launches: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     launches.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -323,7 +339,12 @@ impl CudaBackend {
         let plan = match launch {
             Some(launch) => Some(launch),
             None if kernel.tiled() && self.autotune.load(Ordering::Relaxed) => {
-                Some(self.tuned_launch(kernel, g, a, b)?)
+                match self.tuned_conv(kernel, g, a, b)? {
+                    TunedConv::Tiled(launch) => Some(launch),
+                    TunedConv::Winograd(plan) => {
+                        return self.enqueue_winograd_wgrad(&plan, g, a, b, out);
+                    }
+                }
             }
             None => self.planned_launch(kernel, g),
         };
@@ -333,38 +354,34 @@ impl CudaBackend {
     }
 
     /// From now on (`on`), each tiled conv primitive picks its launch by timing: the first
-    /// time a kernel meets a geometry, every `TiledLaunch::candidates` launch runs on the
-    /// real operands (median of 3 after a warm-up) and the fastest is kept for the process,
-    /// as PyTorch's `cudnn.benchmark`. The first step pays for the timing, and results may
-    /// differ in the last bits from the planned launch's (another K split sums in another
-    /// order). Off by default.
+    /// time a kernel meets a geometry, every `TiledLaunch::candidates` launch (and for wgrad
+    /// Winograd's transform, where it applies) runs on the real operands (median of 3 after
+    /// a warm-up) and the fastest is kept for the process, as PyTorch's `cudnn.benchmark`.
+    /// The first step pays for the timing, and results may differ in the last bits from the
+    /// planned launch's (another K split sums in another order). Off by default.
     pub fn set_autotune(&self, on: bool) {
         self.autotune.store(on, Ordering::Relaxed);
     }
 
-    /// The launches autotuning has picked so far, as (kernel, geometry, launch).
-    pub fn tuned_launches(&self) -> Vec<(ConvKernel, ConvGeometry, TiledLaunch)> {
-        let tuned = self.tuned();
-        tuned.iter().map(|(&(k, g), &l)| (k, g, l)).collect()
+    /// What autotuning has picked so far, as (kernel, geometry, pick).
+    pub fn tuned_launches(&self) -> Vec<(ConvKernel, ConvGeometry, TunedConv)> {
+        let tuned = locked(&self.tuned);
+        tuned.iter().map(|(&(k, g), &t)| (k, g, t)).collect()
     }
 
-    /// The launches autotuning picked.
-    fn tuned(&self) -> std::sync::MutexGuard<'_, super::ConvLaunches> {
-        locked(&self.tuned)
-    }
-
-    /// The fastest candidate launch of `kernel` on `g`, timed on the operands `a`, `b` the
-    /// first time and remembered after.
-    fn tuned_launch(
+    /// The fastest way to run `kernel` on `g`, timed on the operands `a`, `b` the first time
+    /// and remembered after: its candidate launches, and for wgrad Winograd's transform
+    /// where it applies.
+    fn tuned_conv(
         &self,
         kernel: ConvKernel,
         g: &ConvGeometry,
         a: &CudaSlice<f32>,
         b: &CudaSlice<f32>,
-    ) -> CudaResult<TiledLaunch> {
+    ) -> CudaResult<TunedConv> {
         const REPS: usize = 3;
-        if let Some(&launch) = self.tuned().get(&(kernel, *g)) {
-            return Ok(launch);
+        if let Some(&tuned) = locked(&self.tuned).get(&(kernel, *g)) {
+            return Ok(tuned);
         }
         let mut out = self.pool.take(kernel.operand_lens(g).2)?;
         let mut best = (f64::INFINITY, None);
@@ -375,12 +392,23 @@ impl CudaBackend {
                 self.enqueue_conv(&conv, a, b, &mut out, &mut workspace)
             })?;
             if ms < best.0 {
-                best = (ms, Some(launch));
+                best = (ms, Some(TunedConv::Tiled(launch)));
             }
         }
-        let launch = best.1.expect("the plan is always a candidate");
-        self.tuned().insert((kernel, *g), launch);
-        Ok(launch)
+        let winograd = (kernel.pass() == ConvPass::Wgrad)
+            .then(|| WinogradWgrad::plan(g, self.multiprocessors))
+            .flatten();
+        if let Some(plan) = winograd {
+            let ms = self.time_ms(REPS, || {
+                self.enqueue_winograd_wgrad(&plan, g, a, b, &mut out)
+            })?;
+            if ms < best.0 {
+                best = (ms, Some(TunedConv::Winograd(plan)));
+            }
+        }
+        let tuned = best.1.expect("the plan is always a candidate");
+        locked(&self.tuned).insert((kernel, *g), tuned);
+        Ok(tuned)
     }
 
     /// The launches autotuning times for `kernel` on `g` (`TiledLaunch::candidates`).

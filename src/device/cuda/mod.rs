@@ -34,7 +34,7 @@ mod reduce;
 mod window;
 
 pub use buffer::DeviceBuffer;
-pub use conv::ConvKernel;
+pub use conv::{ConvKernel, TunedConv};
 pub use window::WindowBox;
 
 mod kernels {
@@ -113,9 +113,11 @@ impl RawAllocator for StreamAllocator {
     }
 }
 
-/// A launch for each tiled conv kernel and geometry met so far (planned, or autotuned).
+/// A launch for each tiled conv kernel and geometry met so far, as planned.
 type ConvLaunches =
     HashMap<(ConvKernel, crate::ops::conv::ConvGeometry), crate::device::tiled_conv::TiledLaunch>;
+/// What autotuning picked for each tiled conv kernel and geometry met so far.
+type TunedConvs = HashMap<(ConvKernel, crate::ops::conv::ConvGeometry), TunedConv>;
 
 /// One GPU with the engine's kernels loaded.
 pub struct CudaBackend {
@@ -134,7 +136,7 @@ pub struct CudaBackend {
     planned: Mutex<ConvLaunches>,
     /// Pick tiled conv launches by timing (`set_autotune`), and what was picked.
     autotune: AtomicBool,
-    tuned: Mutex<ConvLaunches>,
+    tuned: Mutex<TunedConvs>,
     functions: Functions,
     _modules: Vec<Arc<CudaModule>>,
 }
