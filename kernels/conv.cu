@@ -1020,30 +1020,61 @@ extern "C" __global__ void conv_thin_gather_f32(ConvParams g, const float* z, fl
     }
 }
 
-// Winograd wgrad: the weight gradient of a 2D 3 x 3 conv at stride 1 (the ResNets' residual
-// blocks) by the transpose of Winograd's F(2 x 2, 3 x 3): 16 multiplications per 2 x 2 tile
-// of outputs where the implicit GEMM spends 36. Output tile t (rows 2ty, 2ty + 1 and columns
-// 2tx, 2tx + 1 of one image, zero past the output's end) and the 4 x 4 input patch d from
-// (2ty - p_h, 2tx - p_w) (zero outside the input) add G^T [(A g A^T) .* (B^T d B)] G to each
-// channel pair's 3 x 3 gradient, g the tile's 2 x 2 dY, with
-//   A = [1 0; 1 1; 1 -1; 0 -1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
-//   G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
-// The transforms are linear, so the sum over tiles runs between them: for each of the 16
-// transformed positions x, C_x[co, ci] = sum over t of U_x[co, t] V_x[t, ci], U = A g A^T
-// (`winograd_wgrad_dy_f32`), V = B^T d B (`winograd_wgrad_x_f32`), through the batched GEMM
-// above with K split; `winograd_wgrad_out_f32` adds the splits and applies G^T . G. Tiles are
-// numbered t = (img * tiles_h + ty) * tiles_w + tx. The host side: src/device/winograd.rs.
+// Winograd's F(2 x 2, 3 x 3) for 2D 3 x 3 convs at stride 1 (the ResNets' residual blocks):
+// 16 multiplications per 2 x 2 tile of outputs where the implicit GEMM spends 36. Output
+// tile t covers rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1 of one image (t = (img * tiles_h
+// + ty) * tiles_w + tx; positions past the output's end are zero or dropped) and reads the
+// 4 x 4 input patch d from (2ty - p_h, 2tx - p_w) (zero outside the input). With
+//   A^T = [1 1 1 0; 0 1 -1 -1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+//   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]:
+// - fprop: the tile's outputs are A^T [sum over ci of (G w G^T) .* (B^T d B)] A, so for each
+//   of the 16 transformed positions x one GEMM over c_in, M_x[co, t] = sum over ci of
+//   W_x[co, ci] V_x[ci, t] (`winograd_weights_f32`, `winograd_input_f32`, then
+//   `winograd_output_f32`). dgrad is the fprop of dY with the weights turned (w'[ci, co] =
+//   w[co, ci] flipped) and padding 2 - p (the host's dual geometry).
+// - wgrad (the transpose): each tile adds G^T [(A g A^T) .* (B^T d B)] G to each channel
+//   pair's 3 x 3 gradient, g the tile's 2 x 2 dY, so for each x one GEMM over the tiles,
+//   C_x[co, ci] = sum over t of U_x[co, t] V_x[t, ci] (`winograd_wgrad_dy_f32`,
+//   `winograd_wgrad_x_f32`), with K split; `winograd_wgrad_out_f32` adds the splits and
+//   applies G^T . G.
+// The GEMMs are the batched dense GEMM above. The host side: src/device/winograd.rs.
 
-// A v (two values to four) and B^T v, G^T v (four to four, to three) on one axis.
+// One axis of each transform: A v and A^T v (two values to four, four to two), B^T v (four
+// to four), G v and G^T v (three to four, four to three).
 __device__ __forceinline__ void winograd_a(float v0, float v1, float* o) {
     o[0] = v0, o[1] = v0 + v1, o[2] = v0 - v1, o[3] = -v1;
+}
+__device__ __forceinline__ void winograd_at(const float* v, float* o) {
+    o[0] = v[0] + v[1] + v[2], o[1] = v[1] - v[2] - v[3];
 }
 __device__ __forceinline__ void winograd_bt(const float* v, float* o) {
     o[0] = v[0] - v[2], o[1] = v[1] + v[2], o[2] = v[2] - v[1], o[3] = v[1] - v[3];
 }
+__device__ __forceinline__ void winograd_g(const float* v, float* o) {
+    const float half_sum = 0.5f * (v[0] + v[2]);
+    o[0] = v[0], o[1] = half_sum + 0.5f * v[1], o[2] = half_sum - 0.5f * v[1], o[3] = v[2];
+}
 __device__ __forceinline__ void winograd_gt(const float* v, float* o) {
     const float half_sum = 0.5f * (v[1] + v[2]);
     o[0] = v[0] + half_sum, o[1] = 0.5f * (v[1] - v[2]), o[2] = half_sum + v[3];
+}
+
+// A one-axis transform as a callable that inlines (a function pointer might not).
+#define WINOGRAD_AXIS(f) [](const float* v, float* o) { f(v, o); }
+
+// T v T^T for a one-axis transform T of N values to R (`Axis`), on an N x N array given
+// column by column: T on each column, then on each row of the result; `out(x, value)` takes
+// the R x R result at x = row * R + column.
+template <int N, int R, class Axis, class Out>
+__device__ __forceinline__ void winograd_2d(const float (&columns)[N][N], Axis axis, Out out) {
+    float half[N][R];  // half[column][row]: T applied to each column
+    for (int j = 0; j < N; ++j) axis(columns[j], half[j]);
+    for (int i = 0; i < R; ++i) {
+        float row[N], result[R];
+        for (int j = 0; j < N; ++j) row[j] = half[j][i];
+        axis(row, result);
+        for (int j = 0; j < R; ++j) out(i * R + j, result[j]);
+    }
 }
 
 // Tile t's image and first output row and column.
@@ -1057,36 +1088,93 @@ __device__ __forceinline__ WinogradTile winograd_tile(long long t, int tiles_h, 
     return {image, 2 * ty, 2 * (r - ty * tiles_w)};
 }
 
-// U[x][co][t] (tiles = g.n * tiles_h * tiles_w per row): one thread per (co, t), grid-stride,
-// consecutive threads on consecutive tiles, so that both dY's reads and U's writes coalesce.
-extern "C" __global__ void winograd_wgrad_dy_f32(ConvParams g, const float* dy, float* u, int tiles_h, int tiles_w) {
-    const long long tiles = (long long)g.n * tiles_h * tiles_w, total = tiles * g.c_out;
+// body(e, total, tile, plane) for each (channel, tile) of `channels` channels: e = channel *
+// tiles + t of `total`, plane = image * channels + channel, the (image, channel) plane's
+// index. Grid-stride, consecutive threads on consecutive tiles, so that the planes' reads and
+// the writes of [x][channel][t] arrays (x `total` apart) coalesce.
+template <class Body>
+__device__ __forceinline__ void winograd_channel_tiles(const ConvParams& g, int channels, int tiles_h, int tiles_w,
+                                                       Body body) {
+    const long long tiles = (long long)g.n * tiles_h * tiles_w, total = tiles * channels;
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
          e += (long long)gridDim.x * blockDim.x) {
-        const int co = (int)(e / tiles);
-        const WinogradTile tile = winograd_tile(e - co * tiles, tiles_h, tiles_w);
-        const float* plane = dy + ((long long)tile.image * g.c_out + co) * g.out_h * g.out_w;
-        float q[2][2];
-        for (int a = 0; a < 2; ++a)
-            for (int b = 0; b < 2; ++b) {
-                const int h = tile.h + a, w = tile.w + b;
-                q[a][b] = h < g.out_h && w < g.out_w ? plane[h * g.out_w + w] : 0.0f;
-            }
-        float rows[2][4], out[4];
-        winograd_a(q[0][0], q[1][0], rows[0]);  // A g, column by column
-        winograd_a(q[0][1], q[1][1], rows[1]);
-        for (int i = 0; i < 4; ++i) {
-            winograd_a(rows[0][i], rows[1][i], out);  // then each row times A^T
-            for (int j = 0; j < 4; ++j) u[(4 * i + j) * total + e] = out[j];
-        }
+        const int c = (int)(e / tiles);
+        const WinogradTile tile = winograd_tile(e - c * tiles, tiles_h, tiles_w);
+        body(e, total, tile, (long long)tile.image * channels + c);
     }
 }
 
-// V[x][t][ci]: a block of 256 threads transforms 32 consecutive tiles of 8 channels, a warp
-// per channel and a lane per tile (coalesced reads of x), and writes them through shared
-// memory as 32 runs of 8 channels (V's rows run along channels). Rows of 36 floats keep both
-// the lanes' stores and the runs' reads free of bank conflicts. Grid (ceil(tiles / 32),
-// ceil(c_in / 8)).
+// B^T d B of the input patch of `tile` in channel plane `plane` of an input of g's, into
+// out(x, value).
+template <class Out>
+__device__ __forceinline__ void winograd_input_tile(const ConvParams& g, const float* plane, WinogradTile tile,
+                                                    Out out) {
+    float d[4][4];  // d[column][row]
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+            const int h = tile.h + i - g.p_h, w = tile.w + j - g.p_w;
+            d[j][i] = h >= 0 && h < g.in_h && w >= 0 && w < g.in_w ? plane[h * g.in_w + w] : 0.0f;
+        }
+    winograd_2d<4, 4>(d, WINOGRAD_AXIS(winograd_bt), out);
+}
+
+// fprop's weights: W[x][co][ci] = (G w[co, ci] G^T)[x]; with `turned` (dgrad), the weights
+// of the dual conv, W[x][ci][co] = (G w[co, ci] flipped G^T)[x]. One thread per (co, ci),
+// grid-stride.
+extern "C" __global__ void winograd_weights_f32(const float* w, float* out, int c_out, int c_in, int turned) {
+    const long long pairs = (long long)c_out * c_in;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < pairs;
+         e += (long long)gridDim.x * blockDim.x) {
+        const int co = (int)(e / c_in), ci = (int)(e - (long long)co * c_in);
+        float f[3][3];  // f[column][row]
+        for (int r = 0; r < 3; ++r)
+            for (int s = 0; s < 3; ++s) f[s][r] = turned ? w[e * 9 + (2 - r) * 3 + (2 - s)] : w[e * 9 + r * 3 + s];
+        const long long at = turned ? (long long)ci * c_out + co : e;
+        winograd_2d<3, 4>(f, WINOGRAD_AXIS(winograd_g), [&](int k, float value) { out[k * pairs + at] = value; });
+    }
+}
+
+// fprop's input: V[x][ci][t] (tiles = g.n * tiles_h * tiles_w per row), a thread per (ci, t).
+extern "C" __global__ void winograd_input_f32(ConvParams g, const float* x, float* v, int tiles_h, int tiles_w) {
+    winograd_channel_tiles(g, g.c_in, tiles_h, tiles_w, [&](long long e, long long total, WinogradTile tile, long long plane) {
+        winograd_input_tile(g, x + plane * g.in_h * g.in_w, tile, [&](int k, float value) { v[k * total + e] = value; });
+    });
+}
+
+// fprop's output: y[img, co] over tile t = A^T M[.][co][t] A, the positions inside the
+// output; a thread per (co, t).
+extern "C" __global__ void winograd_output_f32(ConvParams g, const float* m, float* y, int tiles_h, int tiles_w) {
+    winograd_channel_tiles(g, g.c_out, tiles_h, tiles_w, [&](long long e, long long total, WinogradTile tile, long long plane) {
+        float columns[4][4];  // columns[column][row]
+        for (int k = 0; k < 16; ++k) columns[k % 4][k / 4] = m[k * total + e];
+        float* const out = y + plane * g.out_h * g.out_w;
+        winograd_2d<4, 2>(columns, WINOGRAD_AXIS(winograd_at), [&](int k, float value) {
+            const int h = tile.h + k / 2, w = tile.w + k % 2;
+            if (h < g.out_h && w < g.out_w) out[h * g.out_w + w] = value;
+        });
+    });
+}
+
+// wgrad's dY: U[x][co][t], a thread per (co, t).
+extern "C" __global__ void winograd_wgrad_dy_f32(ConvParams g, const float* dy, float* u, int tiles_h, int tiles_w) {
+    winograd_channel_tiles(g, g.c_out, tiles_h, tiles_w, [&](long long e, long long total, WinogradTile tile, long long plane) {
+        const float* const in = dy + plane * g.out_h * g.out_w;
+        float q[2][2];  // q[column][row]
+        for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) {
+                const int h = tile.h + a, w = tile.w + b;
+                q[b][a] = h < g.out_h && w < g.out_w ? in[h * g.out_w + w] : 0.0f;
+            }
+        winograd_2d<2, 4>(q, [](const float* v, float* o) { winograd_a(v[0], v[1], o); },
+                          [&](int k, float value) { u[k * total + e] = value; });
+    });
+}
+
+// wgrad's x: V[x][t][ci]. A block of 256 threads transforms 32 consecutive tiles of 8
+// channels, a warp per channel and a lane per tile (coalesced reads of x), and writes them
+// through shared memory as 32 runs of 8 channels (V's rows run along channels). Rows of 36
+// floats keep both the lanes' stores and the runs' reads free of bank conflicts. Grid
+// (ceil(tiles / 32), ceil(c_in / 8)).
 // The block shape is src/device/winograd.rs's X_BLOCK_TILES x X_BLOCK_CHANNELS.
 #define WINOGRAD_TILES 32
 #define WINOGRAD_CHANNELS 8
@@ -1100,19 +1188,7 @@ extern "C" __global__ void __launch_bounds__(THREADS)
     if (t0 + lane < tiles && c0 + channel < g.c_in) {
         const WinogradTile tile = winograd_tile(t0 + lane, tiles_h, tiles_w);
         const float* plane = x + ((long long)tile.image * g.c_in + c0 + channel) * g.in_h * g.in_w;
-        float d[4][4];
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                const int h = tile.h + i - g.p_h, w = tile.w + j - g.p_w;
-                d[j][i] = h >= 0 && h < g.in_h && w >= 0 && w < g.in_w ? plane[h * g.in_w + w] : 0.0f;
-            }
-        float columns[4][4], out[4];
-        for (int j = 0; j < 4; ++j) winograd_bt(d[j], columns[j]);  // B^T d, column by column
-        for (int i = 0; i < 4; ++i) {
-            const float row[4] = {columns[0][i], columns[1][i], columns[2][i], columns[3][i]};
-            winograd_bt(row, out);  // then each row times B
-            for (int j = 0; j < 4; ++j) staged[4 * i + j][channel][lane] = out[j];
-        }
+        winograd_input_tile(g, plane, tile, [&](int k, float value) { staged[k][channel][lane] = value; });
     }
     __syncthreads();
     const int tile = threadIdx.x / WINOGRAD_CHANNELS, c = threadIdx.x % WINOGRAD_CHANNELS;
@@ -1126,18 +1202,12 @@ extern "C" __global__ void winograd_wgrad_out_f32(const float* partial, float* d
     const long long pairs = (long long)c_out * c_in;
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < pairs;
          e += (long long)gridDim.x * blockDim.x) {
-        float m[4][4];
-        for (int x = 0; x < 16; ++x) {
+        float columns[4][4];  // columns[column][row]
+        for (int k = 0; k < 16; ++k) {
             float sum = 0.0f;
-            for (int s = 0; s < splits; ++s) sum += partial[((long long)s * 16 + x) * pairs + e];
-            m[x % 4][x / 4] = sum;  // m[column][row]
+            for (int s = 0; s < splits; ++s) sum += partial[((long long)s * 16 + k) * pairs + e];
+            columns[k % 4][k / 4] = sum;
         }
-        float columns[4][3], out[3];
-        for (int j = 0; j < 4; ++j) winograd_gt(m[j], columns[j]);  // G^T M, column by column
-        for (int i = 0; i < 3; ++i) {
-            const float row[4] = {columns[0][i], columns[1][i], columns[2][i], columns[3][i]};
-            winograd_gt(row, out);  // then each row times G
-            for (int j = 0; j < 3; ++j) dw[e * 9 + i * 3 + j] = out[j];
-        }
+        winograd_2d<4, 3>(columns, WINOGRAD_AXIS(winograd_gt), [&](int k, float value) { dw[e * 9 + k] = value; });
     }
 }

@@ -187,6 +187,35 @@ fn tensor_plumbing_matches_the_cpu() {
     }
 }
 
+/// A conv primitive's operands (`ConvKernel::operand_lens`'s order) out of x, w and dy, and
+/// its result by the CPU op.
+fn cpu_conv<'a>(
+    pass: ConvPass,
+    g: &mrgan::ops::conv::ConvGeometry,
+    x: &'a [f32],
+    w: &'a [f32],
+    dy: &'a [f32],
+) -> (&'a [f32], &'a [f32], Vec<f32>) {
+    use mrgan::ops::conv::cpu as conv;
+    match pass {
+        ConvPass::Fprop => {
+            let mut want = vec![0.0; dy.len()];
+            conv::fprop(x, w, g, &mut want);
+            (x, w, want)
+        }
+        ConvPass::Dgrad => {
+            let mut want = vec![0.0; x.len()];
+            conv::dgrad(dy, w, g, &mut want);
+            (dy, w, want)
+        }
+        ConvPass::Wgrad => {
+            let mut want = vec![0.0; w.len()];
+            conv::wgrad(x, dy, g, &mut want);
+            (x, dy, want)
+        }
+    }
+}
+
 /// Conv primitives (fprop, dgrad, wgrad, each direct and tiled, the tiled ones as planned, in
 /// every tile shape, and in stream K on 2, 10 and 132 blocks: shares crossing tiles, and
 /// more blocks than K tiles; fprop to one channel and dgrad to one channel also thin, in one
@@ -198,7 +227,6 @@ fn tensor_plumbing_matches_the_cpu() {
 fn conv_primitives_match_the_cpu() {
     use mrgan::device::cuda::ConvKernel;
     use mrgan::device::tiled_conv::{TileShape, TiledLaunch};
-    use mrgan::ops::conv::cpu as conv;
     let Some(gpu) = gpu() else { return };
     let mut thin_cases = 0;
     for (k, g) in common::conv_test_geometries().into_iter().enumerate() {
@@ -206,23 +234,7 @@ fn conv_primitives_match_the_cpu() {
         let w = common::kernel_test_values(g.weight_shape().numel(), 30 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 40 + k as u64);
         for kernel in ConvKernel::ALL.into_iter().filter(|k| k.applies(&g)) {
-            let (a, b, want) = match kernel.pass() {
-                ConvPass::Fprop => {
-                    let mut want = vec![0.0; dy.len()];
-                    conv::fprop(&x, &w, &g, &mut want);
-                    (&x, &w, want)
-                }
-                ConvPass::Dgrad => {
-                    let mut want = vec![0.0; x.len()];
-                    conv::dgrad(&dy, &w, &g, &mut want);
-                    (&dy, &w, want)
-                }
-                ConvPass::Wgrad => {
-                    let mut want = vec![0.0; w.len()];
-                    conv::wgrad(&x, &dy, &g, &mut want);
-                    (&x, &dy, want)
-                }
-            };
+            let (a, b, want) = cpu_conv(kernel.pass(), &g, &x, &w, &dy);
             // Tiled kernels as planned, in every tile shape (the test shapes are too small
             // for the plan to pick large tiles on a big GPU) and in stream K.
             let launches: Vec<Option<TiledLaunch>> = if kernel.tiled() {
@@ -277,43 +289,50 @@ fn conv_primitives_match_the_cpu() {
     assert_eq!(thin_cases, 4, "thin fprop and thin dgrad twice each");
 }
 
-/// Winograd wgrad on shapes the conv cases do not reach: K split in 4 (uneven, planned for
-/// 132 multiprocessors), 128 x 128 GEMM tiles (over 64 output channels), odd outputs (half
-/// tiles), an output of one position, and no padding. The transforms add at most four terms
-/// per axis and halve; the sums run over up to 544 tiles in another order than the CPU's:
-/// tolerance 1e-4 of the output's largest magnitude, as the other conv primitives.
+/// Winograd's fprop, dgrad and wgrad on shapes the conv cases do not reach: wgrad's K split
+/// in 4 (uneven, planned for 132 multiprocessors), 128 x 128 GEMM tiles (over 64 output
+/// channels; dgrad's dual has them on the input side), odd outputs (half tiles), an output
+/// of one position, and padding 0 and 2 (dgrad's dual pads by 2 and 0). The transforms add
+/// at most four terms per axis and halve; the sums run over up to 544 tiles in another order
+/// than the CPU's: tolerance 1e-4 of the output's largest magnitude, as the other conv
+/// primitives.
 #[test]
-fn winograd_wgrad_matches_the_cpu() {
-    use mrgan::device::winograd::WinogradWgrad;
-    use mrgan::ops::conv::cpu as conv;
+fn winograd_convs_match_the_cpu() {
+    use mrgan::device::cuda::ConvKernel;
+    use mrgan::device::winograd::Winograd;
     use mrgan::ops::conv::{ConvGeometry, ConvOptions};
     let Some(gpu) = gpu() else { return };
-    // input (N, C, H, W), output channels, padding, multiprocessors to plan for, K splits.
-    let cases: [(&[usize], usize, usize, usize, usize); 4] = [
+    // input (N, C, H, W), output channels, padding, multiprocessors to plan for, wgrad's K
+    // splits.
+    let cases: [(&[usize], usize, usize, usize, usize); 5] = [
         (&[2, 3, 33, 31], 5, 1, 132, 4),
         (&[1, 72, 6, 5], 70, 1, 132, 1),
         (&[3, 4, 1, 1], 2, 1, 1, 1),
         (&[2, 6, 7, 8], 3, 0, 1, 1),
+        (&[1, 5, 4, 3], 66, 2, 1, 1),
     ];
     for (k, (input, c_out, pad, multiprocessors, splits)) in cases.into_iter().enumerate() {
         let weight = Shape::new(&[c_out, input[1], 3, 3]);
         let opts = ConvOptions::new(1, pad);
         let g = ConvGeometry::conv("test", &Shape::new(input), &weight, opts).unwrap();
-        let plan = WinogradWgrad::plan(&g, multiprocessors).unwrap();
-        assert_eq!(plan.splits, splits, "case {k}");
         let x = common::kernel_test_values(g.input_shape().numel(), 50 + k as u64);
-        let dy = common::kernel_test_values(g.output_shape().numel(), 60 + k as u64);
-        let mut want = vec![0.0; g.weight_shape().numel()];
-        conv::wgrad(&x, &dy, &g, &mut want);
-        let got = gpu.winograd_wgrad(&g, multiprocessors, &x, &dy).unwrap();
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        close(
-            &format!("winograd case {k}"),
-            &got,
-            &want,
-            1e-4 * scale,
-            0.0,
-        );
+        let w = common::kernel_test_values(g.weight_shape().numel(), 60 + k as u64);
+        let dy = common::kernel_test_values(g.output_shape().numel(), 70 + k as u64);
+        let wgrad = Winograd::plan(ConvPass::Wgrad, &g, multiprocessors).unwrap();
+        assert_eq!(wgrad.splits, splits, "case {k}");
+        for pass in [ConvPass::Fprop, ConvPass::Dgrad, ConvPass::Wgrad] {
+            let (a, b, want) = cpu_conv(pass, &g, &x, &w, &dy);
+            let kernel = ConvKernel::winograd_for(pass);
+            let got = gpu.winograd(kernel, &g, multiprocessors, a, b).unwrap();
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            close(
+                &format!("case {k} {}", kernel.name()),
+                &got,
+                &want,
+                1e-4 * scale,
+                0.0,
+            );
+        }
     }
 }
 

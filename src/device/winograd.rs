@@ -1,92 +1,122 @@
-//! Winograd wgrad: the weight gradient of a 2D 3 x 3 conv at stride 1 (the ResNet
-//! generators' 18 residual-block convs) with 16 multiplications per 2 x 2 tile of outputs
-//! where the implicit GEMM spends 36 (F(2 x 2, 3 x 3) transposed; the formulas are in
-//! `kernels/conv.cu`). On an H200, cuDNN's strict-fp32 wgrad of the residual block ran at an
-//! effective 108.6 TFLOP/s at batch 16, above the FFMA peak of 67, so no GEMM matches it:
-//! the tiled wgrad took 2.7 times as long (BENCHMARKS.md). Here dY and x are transformed
-//! into U[16][c_out][tiles] and V[16][tiles][c_in], the batched GEMM multiplies each of the
-//! 16 pairs with K split over blocks, and a last kernel adds the splits and transforms back.
+//! Winograd's F(2 x 2, 3 x 3) for 2D 3 x 3 convs at stride 1 (the ResNet generators' 18
+//! residual-block convs): 16 multiplications per 2 x 2 tile of outputs where the implicit
+//! GEMM spends 36 (the formulas are in `kernels/conv.cu`). On an H200, cuDNN's strict-fp32
+//! wgrad of the residual block ran at an effective 108.6 TFLOP/s at batch 16, above the FFMA
+//! peak of 67, so no GEMM matches it: the tiled wgrad took 2.7 times as long (BENCHMARKS.md).
+//! Each primitive transforms its operands per tile, runs 16 GEMMs (one per transformed
+//! position) through the batched dense GEMM, and transforms the products back:
+//! - fprop: the weights into `W[16][c_out][c_in]`, x into `V[16][c_in][tiles]`, the
+//!   products `M[16][c_out][tiles]`, then y. dgrad is the fprop of its dual conv: dY as the input, the
+//!   weights turned (channels swapped, taps flipped), padding 2 - p.
+//! - wgrad: dY into `U[16][c_out][tiles]`, x into `V[16][tiles][c_in]`, the products over
+//!   the tiles with K split, then the splits summed and transformed into dw.
+//!
 //! Plain arithmetic with no CUDA in it, so the host emulation runs the same launches.
 
-use crate::device::tiled_conv::{GemmSize, TileShape, TiledLaunch, dense_gemm_tile};
+use crate::device::tiled_conv::{ConvPass, GemmSize, TileShape, TiledLaunch, dense_gemm_tile};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pad::PadMode;
 
 /// Transformed positions per tile (4 x 4), and so GEMMs per launch.
 pub const POSITIONS: usize = 16;
-/// Tiles and channels per block of x's transform (`winograd_wgrad_x_f32`'s grid).
+/// Tiles and channels per block of wgrad's x transform (`winograd_wgrad_x_f32`'s grid).
 pub const X_BLOCK_TILES: usize = 32;
 pub const X_BLOCK_CHANNELS: usize = 8;
 
-/// A Winograd wgrad's launches on one geometry.
+/// A Winograd conv primitive's launches on one geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WinogradWgrad {
-    /// Output tiles of 2 x 2 per image plane, down and across.
+pub struct Winograd {
+    pub pass: ConvPass,
+    /// The conv whose output the tiles cover: the primitive's own, or for dgrad its dual
+    /// (whose fprop is the dgrad).
+    pub conv: ConvGeometry,
+    /// 2 x 2 output tiles of `conv` per image plane, down and across, and over the batch.
     pub tiles_h: usize,
     pub tiles_w: usize,
-    /// Tiles over the batch: the GEMMs' depth.
     pub tiles: usize,
-    /// The GEMMs' rows (c_out) and columns (c_in).
-    pub rows: usize,
-    pub columns: usize,
-    /// K splits, and the tiles each takes (a multiple of the GEMM's K tile).
+    /// The GEMMs' K splits and the depth each takes: wgrad's run over the tiles and split
+    /// (a multiple of the GEMM's K tile); fprop's and dgrad's run over the input channels,
+    /// whole.
     pub splits: usize,
     pub k_chunk: usize,
 }
 
-impl WinogradWgrad {
-    /// The launches for `g` on a GPU of `multiprocessors`, or None where the transform does
-    /// not apply: 3D, a kernel other than 3 x 3, a stride above 1, or a padding other than
-    /// zeros (the backend pads reflection and replication explicitly around wgrad). K is
-    /// split as the tiled convs' cost model splits one GEMM of the 16 products stacked, in
-    /// the dense GEMM's tile for the rows (`TiledLaunch::with_shape`: waves of resident
-    /// blocks, and the partial sums' traffic).
-    pub fn plan(g: &ConvGeometry, multiprocessors: usize) -> Option<WinogradWgrad> {
+impl Winograd {
+    /// The launches of `pass` on `g` on a GPU of `multiprocessors`, or None where the
+    /// transform does not apply: 3D, a kernel other than 3 x 3, a stride above 1, a padding
+    /// above 2 or other than zeros (the backend pads reflection and replication explicitly
+    /// around the Winograd kernels). wgrad's K is split as the tiled convs' cost model splits
+    /// one GEMM of the 16 products stacked, in the dense GEMM's tile for the rows
+    /// (`TiledLaunch::with_shape`: waves of resident blocks, and the partial sums' traffic).
+    pub fn plan(pass: ConvPass, g: &ConvGeometry, multiprocessors: usize) -> Option<Winograd> {
         let applies = g.spatial_rank == 2
             && g.kernel == [1, 3, 3]
             && g.stride == [1; 3]
             && g.pad_mode == PadMode::Zero
+            && g.pad[1] <= 2
+            && g.pad[2] <= 2
             && g.output[1] > 0
             && g.output[2] > 0;
         if !applies {
             return None;
         }
-        let (tiles_h, tiles_w) = (g.output[1].div_ceil(2), g.output[2].div_ceil(2));
-        let tiles = g.batch * tiles_h * tiles_w;
-        let tile = dense_gemm_tile(g.c_out);
-        let shape = if tile == 64 {
-            TileShape::Square
+        let conv = match pass {
+            ConvPass::Dgrad => ConvGeometry {
+                c_in: g.c_out,
+                c_out: g.c_in,
+                input: g.output,
+                output: g.input,
+                pad: [0, 2 - g.pad[1], 2 - g.pad[2]],
+                ..*g
+            },
+            _ => *g,
+        };
+        let (tiles_h, tiles_w) = (conv.output[1].div_ceil(2), conv.output[2].div_ceil(2));
+        let tiles = conv.batch * tiles_h * tiles_w;
+        let (splits, k_chunk) = if pass == ConvPass::Wgrad {
+            let tile = dense_gemm_tile(conv.c_out);
+            let shape = if tile == 64 {
+                TileShape::Square
+            } else {
+                TileShape::Large
+            };
+            let stacked = GemmSize {
+                rows: POSITIONS * conv.c_out.div_ceil(tile) * tile,
+                columns: conv.c_in,
+                depth: tiles,
+            };
+            let launch = TiledLaunch::with_shape(stacked, shape, multiprocessors);
+            (launch.splits, launch.k_chunk as usize)
         } else {
-            TileShape::Large
+            (1, conv.c_in)
         };
-        let stacked = GemmSize {
-            rows: POSITIONS * g.c_out.div_ceil(tile) * tile,
-            columns: g.c_in,
-            depth: tiles,
-        };
-        let launch = TiledLaunch::with_shape(stacked, shape, multiprocessors);
-        Some(WinogradWgrad {
+        Some(Winograd {
+            pass,
+            conv,
             tiles_h,
             tiles_w,
             tiles,
-            rows: g.c_out,
-            columns: g.c_in,
-            splits: launch.splits,
-            k_chunk: launch.k_chunk as usize,
+            splits,
+            k_chunk,
         })
     }
 
-    /// Floats of U (dY transformed) and of V (x transformed).
-    pub fn u_len(&self) -> usize {
-        POSITIONS * self.rows * self.tiles
-    }
+    /// Floats of the input side transformed (V: x, or dgrad's dY): a value per position,
+    /// tile and input channel of `conv`.
     pub fn v_len(&self) -> usize {
-        POSITIONS * self.tiles * self.columns
+        POSITIONS * self.tiles * self.conv.c_in
     }
 
-    /// Floats of the GEMMs' partial sums: a product per split and position.
-    pub fn partial_len(&self) -> usize {
-        self.splits * POSITIONS * self.rows * self.columns
+    /// Floats of the output side transformed (wgrad's U from dY; fprop's and dgrad's
+    /// products): a value per position, tile and output channel of `conv`.
+    pub fn u_len(&self) -> usize {
+        POSITIONS * self.conv.c_out * self.tiles
+    }
+
+    /// Floats of a value per position and channel pair, per K split: fprop's and dgrad's
+    /// transformed weights, wgrad's partial products.
+    pub fn pairs_len(&self) -> usize {
+        self.splits * POSITIONS * self.conv.c_out * self.conv.c_in
     }
 }
 
@@ -108,10 +138,28 @@ mod tests {
 
     #[test]
     fn applies_to_2d_three_by_three_stride_one_only() {
-        assert!(WinogradWgrad::plan(&geometry(&[2, 4, 9, 7], 3, 1), 132).is_some());
-        assert!(WinogradWgrad::plan(&geometry(&[2, 4, 9, 7], 3, 2), 132).is_none());
-        assert!(WinogradWgrad::plan(&geometry(&[2, 4, 9, 7], 5, 1), 132).is_none());
-        assert!(WinogradWgrad::plan(&geometry(&[2, 4, 5, 9, 7], 3, 1), 132).is_none());
+        let plan = |input: &[usize], kernel, stride| {
+            Winograd::plan(ConvPass::Wgrad, &geometry(input, kernel, stride), 132)
+        };
+        assert!(plan(&[2, 4, 9, 7], 3, 1).is_some());
+        assert!(plan(&[2, 4, 9, 7], 3, 2).is_none());
+        assert!(plan(&[2, 4, 9, 7], 5, 1).is_none());
+        assert!(plan(&[2, 4, 5, 9, 7], 3, 1).is_none());
+    }
+
+    /// dgrad tiles the dual conv: dY (here 7 x 5 from a 9 x 7 input without padding) in,
+    /// channels swapped, padded by 2, out to the input's size.
+    #[test]
+    fn dgrad_tiles_its_dual_conv() {
+        let weight = Shape::new(&[6, 4, 3, 3]);
+        let opts = ConvOptions::new(1, 0);
+        let g = ConvGeometry::conv("test", &Shape::new(&[2, 4, 9, 7]), &weight, opts).unwrap();
+        let p = Winograd::plan(ConvPass::Dgrad, &g, 132).unwrap();
+        assert_eq!((p.conv.c_in, p.conv.c_out), (6, 4));
+        assert_eq!((p.conv.input, p.conv.output), ([1, 7, 5], [1, 9, 7]));
+        assert_eq!(p.conv.pad, [0, 2, 2]);
+        assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (5, 4, 40));
+        assert_eq!((p.splits, p.k_chunk), (1, 6));
     }
 
     /// The residual block at batch 1 on 132 multiprocessors: 64 GEMM blocks of 128 x 128, so
@@ -119,7 +167,10 @@ mod tests {
     /// tile in one split.
     #[test]
     fn splits_cover_the_tiles_once() {
-        let p = WinogradWgrad::plan(&geometry(&[1, 256, 64, 64], 3, 1), 132).unwrap();
+        let wgrad = |input: &[usize], mps| {
+            Winograd::plan(ConvPass::Wgrad, &geometry(input, 3, 1), mps).unwrap()
+        };
+        let p = wgrad(&[1, 256, 64, 64], 132);
         assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (32, 32, 1024));
         assert_eq!((p.splits, p.k_chunk), (4, 256));
         for (input, mps) in [
@@ -127,7 +178,7 @@ mod tests {
             (&[16, 256, 64, 64], 132),
             (&[3, 8, 5, 5], 1),
         ] {
-            let p = WinogradWgrad::plan(&geometry(input, 3, 1), mps).unwrap();
+            let p = wgrad(input, mps);
             assert_eq!(p.k_chunk % TILE_K, 0);
             assert!(p.splits * p.k_chunk >= p.tiles, "{input:?}: every tile");
             assert!(
@@ -136,7 +187,7 @@ mod tests {
             );
         }
         // Odd outputs round up to whole tiles.
-        let p = WinogradWgrad::plan(&geometry(&[2, 4, 9, 7], 3, 1), 132).unwrap();
+        let p = wgrad(&[2, 4, 9, 7], 132);
         assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (5, 4, 40));
     }
 }

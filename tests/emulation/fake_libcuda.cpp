@@ -90,7 +90,8 @@ const Kernel KERNELS[] = {
     KERNEL(conv_wgrad_large_streamk_f32), KERNEL(norm_stats_merge_f32), KERNEL(norm_sums_merge_f32),
     KERNEL(conv_thin_gather_f32),   KERNEL(gemm_square_f32),        KERNEL(conv_fold_dy_f32),
     KERNEL(conv_reverse_taps_f32),  KERNEL(winograd_wgrad_dy_f32),  KERNEL(winograd_wgrad_x_f32),
-    KERNEL(winograd_wgrad_out_f32),
+    KERNEL(winograd_wgrad_out_f32),  KERNEL(winograd_weights_f32),  KERNEL(winograd_input_f32),
+    KERNEL(winograd_output_f32),
 };
 
 std::mutex launches;

@@ -1,6 +1,7 @@
 //! Conv primitives and the dense GEMM (`kernels/conv.cu`): direct and tiled implicit-GEMM
-//! launches as `crate::device::tiled_conv` plans them, split-K scratch from the backend's
-//! pool, and their timing.
+//! launches as `crate::device::tiled_conv` plans them, thin convs (`crate::device::thin_conv`),
+//! Winograd's transforms (`crate::device::winograd`), scratch from the backend's pool, and
+//! their timing.
 //!
 //! Convs that pad with reflection or replication run that padding in the kernels where they
 //! can (fprop's gather; dgrad after folding dY, `dgrad_folds_padding`) and otherwise pad
@@ -21,7 +22,7 @@ use crate::device::thin_conv::{ThinConv, wgrad_dual};
 use crate::device::tiled_conv::{
     ConvPass, TileShape, TiledLaunch, dense_gemm_tile, dgrad_folds_padding, folded_dy_len,
 };
-use crate::device::winograd::{self, WinogradWgrad};
+use crate::device::winograd::{self, Winograd};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::pad::PadMode;
 use crate::ops::pad::cpu::PadGeometry;
@@ -53,19 +54,21 @@ impl PreparedConv<'_> {
 /// `TiledLaunch::plan`); fprop to one channel and dgrad to one channel also thin (a dense
 /// GEMM and a gather, `ThinConv`), which the tiled kernels hand over to where it fills the
 /// GPU; wgrad to one channel also thin (its dual conv's tiled wgrad, `wgrad_dual`), which
-/// the tiled kernel hands over to wherever it applies; wgrad of a 2D 3 x 3 conv at stride 1
-/// also by Winograd's transform (`WinogradWgrad`), timed by `bench kernels` next to the
-/// tiled one and picked by autotuning where faster, but not yet by the static plan.
+/// the tiled kernel hands over to wherever it applies; each primitive of a 2D 3 x 3 conv at
+/// stride 1 also by Winograd's transform (`Winograd`), timed by `bench kernels` next to the
+/// tiled ones and picked by autotuning where faster, but not yet by the static plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKernel {
     /// Forward: operands x, w.
     Fprop,
     FpropTiled,
     FpropThin,
+    FpropWinograd,
     /// Gradient wrt the input (also a transposed conv's forward): operands dy, w.
     Dgrad,
     DgradTiled,
     DgradThin,
+    DgradWinograd,
     /// Gradient wrt the weight: operands x, dy.
     Wgrad,
     WgradTiled,
@@ -74,13 +77,15 @@ pub enum ConvKernel {
 }
 
 impl ConvKernel {
-    pub const ALL: [ConvKernel; 10] = [
+    pub const ALL: [ConvKernel; 12] = [
         ConvKernel::Fprop,
         ConvKernel::FpropTiled,
         ConvKernel::FpropThin,
+        ConvKernel::FpropWinograd,
         ConvKernel::Dgrad,
         ConvKernel::DgradTiled,
         ConvKernel::DgradThin,
+        ConvKernel::DgradWinograd,
         ConvKernel::Wgrad,
         ConvKernel::WgradTiled,
         ConvKernel::WgradThin,
@@ -92,9 +97,11 @@ impl ConvKernel {
             ConvKernel::Fprop => "fprop",
             ConvKernel::FpropTiled => "fprop-tiled",
             ConvKernel::FpropThin => "fprop-thin",
+            ConvKernel::FpropWinograd => "fprop-winograd",
             ConvKernel::Dgrad => "dgrad",
             ConvKernel::DgradTiled => "dgrad-tiled",
             ConvKernel::DgradThin => "dgrad-thin",
+            ConvKernel::DgradWinograd => "dgrad-winograd",
             ConvKernel::Wgrad => "wgrad",
             ConvKernel::WgradTiled => "wgrad-tiled",
             ConvKernel::WgradThin => "wgrad-thin",
@@ -105,8 +112,14 @@ impl ConvKernel {
     /// The primitive this kernel computes.
     pub fn pass(self) -> ConvPass {
         match self {
-            ConvKernel::Fprop | ConvKernel::FpropTiled | ConvKernel::FpropThin => ConvPass::Fprop,
-            ConvKernel::Dgrad | ConvKernel::DgradTiled | ConvKernel::DgradThin => ConvPass::Dgrad,
+            ConvKernel::Fprop
+            | ConvKernel::FpropTiled
+            | ConvKernel::FpropThin
+            | ConvKernel::FpropWinograd => ConvPass::Fprop,
+            ConvKernel::Dgrad
+            | ConvKernel::DgradTiled
+            | ConvKernel::DgradThin
+            | ConvKernel::DgradWinograd => ConvPass::Dgrad,
             ConvKernel::Wgrad
             | ConvKernel::WgradTiled
             | ConvKernel::WgradThin
@@ -123,16 +136,32 @@ impl ConvKernel {
 
     /// Whether this kernel computes its primitive on `g`: the thin ones need one channel on
     /// the thin side (`ThinConv::plan`, `wgrad_dual`), Winograd's a 2D 3 x 3 conv at
-    /// stride 1 (`WinogradWgrad::plan`), each on the conv inside any explicit padding; the
+    /// stride 1 (`Winograd::plan`), each on the conv inside any explicit padding; the
     /// others take any conv.
     pub fn applies(self, g: &ConvGeometry) -> bool {
         let unpadded = g.explicit_padding().map_or(*g, |(_, unpadded)| unpadded);
         match self {
             ConvKernel::WgradThin => wgrad_dual(&unpadded).is_some(),
-            ConvKernel::WgradWinograd => WinogradWgrad::plan(&unpadded, 1).is_some(),
+            _ if self.winograd() => Winograd::plan(self.pass(), &unpadded, 1).is_some(),
             _ if self.thin() => ThinConv::plan(self.pass(), &unpadded, 1).is_some(),
             _ => true,
         }
+    }
+
+    /// The Winograd kernel of a primitive.
+    pub fn winograd_for(pass: ConvPass) -> ConvKernel {
+        match pass {
+            ConvPass::Fprop => ConvKernel::FpropWinograd,
+            ConvPass::Dgrad => ConvKernel::DgradWinograd,
+            ConvPass::Wgrad => ConvKernel::WgradWinograd,
+        }
+    }
+
+    pub fn winograd(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::FpropWinograd | ConvKernel::DgradWinograd | ConvKernel::WgradWinograd
+        )
     }
 
     pub fn tiled(self) -> bool {
@@ -158,20 +187,20 @@ impl ConvKernel {
     }
 }
 
-/// What autotuning picked for a tiled kernel on a geometry: one of its launches, or for
-/// wgrad of a 2D 3 x 3 conv at stride 1, Winograd's transform.
+/// What autotuning picked for a tiled kernel on a geometry: one of its launches, or for a
+/// 2D 3 x 3 conv at stride 1, the primitive's Winograd kernel (`ConvKernel::winograd_for`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TunedConv {
     Tiled(TiledLaunch),
-    Winograd(WinogradWgrad),
+    Winograd,
 }
 
 impl TunedConv {
-    /// The launch's label (`TiledLaunch::label`), or "winograd/" and its K splits.
+    /// The launch's label (`TiledLaunch::label`), or "winograd".
     pub fn label(&self) -> String {
         match self {
             TunedConv::Tiled(launch) => launch.label(),
-            TunedConv::Winograd(plan) => format!("winograd/{}", plan.splits),
+            TunedConv::Winograd => "winograd".into(),
         }
     }
 }
@@ -180,6 +209,15 @@ impl TunedConv {
 /// a panic elsewhere is still consistent.
 fn locked<T>(launches: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     launches.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The error for a Winograd kernel asked of a conv it does not apply to (or a kernel that
+/// is none).
+fn not_winograd(kernel: ConvKernel) -> String {
+    format!(
+        "conv {}: Winograd's transform needs a 2D 3 x 3 conv at stride 1 with padding up to 2",
+        kernel.name()
+    )
 }
 
 /// The operands' lengths must be what the geometry implies.
@@ -278,11 +316,12 @@ impl CudaBackend {
     ) -> Option<(PadGeometry, ConvGeometry)> {
         let (padding, unpadded) = g.explicit_padding()?;
         let thin = may_thin && self.runs_thin(kernel, &unpadded);
-        let in_kernel = match kernel.pass() {
-            ConvPass::Fprop => !thin,
-            ConvPass::Dgrad => !thin && dgrad_folds_padding(g),
-            ConvPass::Wgrad => false,
-        };
+        let in_kernel = !kernel.winograd()
+            && match kernel.pass() {
+                ConvPass::Fprop => !thin,
+                ConvPass::Dgrad => !thin && dgrad_folds_padding(g),
+                ConvPass::Wgrad => false,
+            };
         (!in_kernel).then_some((padding, unpadded))
     }
 
@@ -324,11 +363,10 @@ impl CudaBackend {
             self.enqueue_primitive(ConvKernel::WgradTiled, &dual, None, b, a, &mut dual_dw)?;
             return self.reverse_taps(&dual_dw, g, out);
         }
-        if kernel == ConvKernel::WgradWinograd {
-            let plan = WinogradWgrad::plan(g, self.multiprocessors).ok_or_else(|| {
-                format!("conv {}: not a 2D 3 x 3 conv at stride 1", kernel.name())
-            })?;
-            return self.enqueue_winograd_wgrad(&plan, g, a, b, out);
+        if kernel.winograd() {
+            let plan = Winograd::plan(kernel.pass(), g, self.multiprocessors)
+                .ok_or_else(|| not_winograd(kernel))?;
+            return self.enqueue_winograd(&plan, a, b, out);
         }
         if kernel.thin() {
             return Err(format!(
@@ -341,8 +379,9 @@ impl CudaBackend {
             None if kernel.tiled() && self.autotune.load(Ordering::Relaxed) => {
                 match self.tuned_conv(kernel, g, a, b)? {
                     TunedConv::Tiled(launch) => Some(launch),
-                    TunedConv::Winograd(plan) => {
-                        return self.enqueue_winograd_wgrad(&plan, g, a, b, out);
+                    TunedConv::Winograd => {
+                        let winograd = ConvKernel::winograd_for(kernel.pass());
+                        return self.enqueue_primitive(winograd, g, None, a, b, out);
                     }
                 }
             }
@@ -370,8 +409,8 @@ impl CudaBackend {
     }
 
     /// The fastest way to run `kernel` on `g`, timed on the operands `a`, `b` the first time
-    /// and remembered after: its candidate launches, and for wgrad Winograd's transform
-    /// where it applies.
+    /// and remembered after: its candidate launches, and Winograd's transform where it
+    /// applies.
     fn tuned_conv(
         &self,
         kernel: ConvKernel,
@@ -395,15 +434,14 @@ impl CudaBackend {
                 best = (ms, Some(TunedConv::Tiled(launch)));
             }
         }
-        let winograd = (kernel.pass() == ConvPass::Wgrad)
-            .then(|| WinogradWgrad::plan(g, self.multiprocessors))
-            .flatten();
-        if let Some(plan) = winograd {
+        let winograd = ConvKernel::winograd_for(kernel.pass());
+        if winograd.applies(g) {
+            // Padding included, as it runs (explicitly around the transforms).
             let ms = self.time_ms(REPS, || {
-                self.enqueue_winograd_wgrad(&plan, g, a, b, &mut out)
+                self.enqueue_primitive(winograd, g, None, a, b, &mut out)
             })?;
             if ms < best.0 {
-                best = (ms, Some(TunedConv::Winograd(plan)));
+                best = (ms, Some(TunedConv::Winograd));
             }
         }
         let tuned = best.1.expect("the plan is always a candidate");
@@ -460,23 +498,24 @@ impl CudaBackend {
         out.to_host()
     }
 
-    /// wgrad of `g` (a 2D 3 x 3 conv at stride 1, zero-padded) by Winograd's transform on
-    /// host data, planned for a GPU of `multiprocessors` (more than this one's splits K on
-    /// small shapes: the parity tests).
-    pub fn winograd_wgrad(
+    /// A Winograd kernel (`ConvKernel::winograd`) on `g` (a 2D 3 x 3 conv at stride 1,
+    /// zero-padded) on host data, planned for a GPU of `multiprocessors` (more than this
+    /// one's splits wgrad's K on small shapes: the parity tests).
+    pub fn winograd(
         self: &Arc<Self>,
+        kernel: ConvKernel,
         g: &ConvGeometry,
         multiprocessors: usize,
-        x: &[f32],
-        dy: &[f32],
+        a: &[f32],
+        b: &[f32],
     ) -> CudaResult<Vec<f32>> {
-        let kernel = ConvKernel::WgradWinograd;
-        let plan = WinogradWgrad::plan(g, multiprocessors)
-            .ok_or_else(|| format!("conv {}: not a 2D 3 x 3 conv at stride 1", kernel.name()))?;
-        check_operands(kernel, g, x.len(), dy.len())?;
-        let (x, dy) = (self.upload_buffer(x)?, self.upload_buffer(dy)?);
+        let plan = Winograd::plan(kernel.pass(), g, multiprocessors)
+            .filter(|_| kernel.winograd())
+            .ok_or_else(|| not_winograd(kernel))?;
+        check_operands(kernel, g, a.len(), b.len())?;
+        let (a, b) = (self.upload_buffer(a)?, self.upload_buffer(b)?);
         let mut out = self.alloc(kernel.operand_lens(g).2)?;
-        self.enqueue_winograd_wgrad(&plan, g, x.slice(), dy.slice(), out.slice_mut())?;
+        self.enqueue_winograd(&plan, a.slice(), b.slice(), out.slice_mut())?;
         out.to_host()
     }
 
@@ -837,65 +876,151 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// wgrad of `g` by Winograd's transform (`WinogradWgrad`, kernels/conv.cu): dY `dy` into
-    /// U and x `x` into V (pooled buffers), the 16 GEMMs into partial sums per K split, then
-    /// their sum transformed back into `out`.
+    /// A Winograd primitive as planned (`Winograd`, kernels/conv.cu), on the operands its
+    /// kernel takes (`ConvKernel::operand_lens`), into `out`.
+    fn enqueue_winograd(
+        &self,
+        plan: &Winograd,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        match plan.pass {
+            ConvPass::Wgrad => self.enqueue_winograd_wgrad(plan, a, b, out),
+            ConvPass::Fprop | ConvPass::Dgrad => self.enqueue_winograd_fprop(plan, a, b, out),
+        }
+    }
+
+    /// One of the Winograd tile transforms, which take the conv (`plan.conv`), the tile
+    /// counts, an input and an output buffer, launched as `config` says.
+    fn enqueue_tile_transform(
+        &self,
+        function: &CudaFunction,
+        plan: &Winograd,
+        input: &CudaSlice<f32>,
+        output: &mut CudaSlice<f32>,
+        config: LaunchConfig,
+        name: &str,
+    ) -> CudaResult<()> {
+        let params = ConvParams::of(&plan.conv)?;
+        let (tiles_h, tiles_w) = (plan.tiles_h as i32, plan.tiles_w as i32);
+        let mut l = self.stream.launch_builder(function);
+        l.arg(&params)
+            .arg(input)
+            .arg(output)
+            .arg(&tiles_h)
+            .arg(&tiles_w);
+        // SAFETY: matches the transforms' (ConvParams, const float* in, float* out, int
+        // tiles_h, int tiles_w); `input` holds the conv's operand, `output` the plan's length
+        // for it (`Winograd::v_len`, `u_len`).
+        unsafe { l.launch(config) }.map_err(err(name))?;
+        Ok(())
+    }
+
+    /// fprop (or dgrad, as its dual's fprop) by Winograd's transform: the weights `w` into W
+    /// and the input `x` (dgrad: dY) into V (pooled buffers), the 16 GEMMs over the input
+    /// channels into M, then M transformed into `out`.
+    fn enqueue_winograd_fprop(
+        &self,
+        plan: &Winograd,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> CudaResult<()> {
+        let conv = &plan.conv;
+        let (c_out, c_in) = (conv.c_out, conv.c_in);
+        let mut weights = self.pool.take(plan.pairs_len())?;
+        let mut v = self.pool.take(plan.v_len())?;
+        let mut m = self.pool.take(plan.u_len())?;
+        let f = &self.functions;
+        // The weights as stored: w[co, ci] of the primitive's own conv, whose channels the
+        // dual swaps.
+        let turned = i32::from(plan.pass == ConvPass::Dgrad);
+        let (w_out, w_in) = if turned == 1 {
+            (c_in, c_out)
+        } else {
+            (c_out, c_in)
+        };
+        let (w_out_arg, w_in_arg) = (w_out as i32, w_in as i32);
+        let mut l = self.stream.launch_builder(&f.winograd_weights);
+        l.arg(w)
+            .arg(&mut *weights)
+            .arg(&w_out_arg)
+            .arg(&w_in_arg)
+            .arg(&turned);
+        // SAFETY: matches winograd_weights_f32(const float* w, float* out, int c_out, int c_in,
+        // int turned); w holds w_out * w_in 3 x 3 kernels, `weights` 16 times their count.
+        unsafe { l.launch(launch_1d(c_out * c_in)) }.map_err(err("winograd_weights_f32"))?;
+        let threads = launch_1d(c_in * plan.tiles);
+        self.enqueue_tile_transform(
+            &f.winograd_input,
+            plan,
+            x,
+            &mut v,
+            threads,
+            "winograd_input_f32",
+        )?;
+        let gemm = StridedGemm::dense_batch(c_out, plan.tiles, c_in, winograd::POSITIONS, c_in);
+        self.enqueue_gemm(
+            &gemm,
+            &weights.as_view(),
+            &v.as_view(),
+            &mut m.as_view_mut(),
+        )?;
+        let threads = launch_1d(c_out * plan.tiles);
+        self.enqueue_tile_transform(
+            &f.winograd_output,
+            plan,
+            &m,
+            out,
+            threads,
+            "winograd_output_f32",
+        )
+    }
+
+    /// wgrad by Winograd's transform: dY `dy` into U and x `x` into V (pooled buffers), the
+    /// 16 GEMMs over the tiles into partial sums per K split, then their sum transformed
+    /// back into `out`.
     fn enqueue_winograd_wgrad(
         &self,
-        plan: &WinogradWgrad,
-        g: &ConvGeometry,
+        plan: &Winograd,
         x: &CudaSlice<f32>,
         dy: &CudaSlice<f32>,
         out: &mut CudaSlice<f32>,
     ) -> CudaResult<()> {
-        let params = ConvParams::of(g)?;
-        let (tiles_h, tiles_w) = (plan.tiles_h as i32, plan.tiles_w as i32);
+        let (rows, columns) = (plan.conv.c_out, plan.conv.c_in);
         let mut u = self.pool.take(plan.u_len())?;
         let mut v = self.pool.take(plan.v_len())?;
-        let mut partial = self.pool.take(plan.partial_len())?;
+        let mut partial = self.pool.take(plan.pairs_len())?;
         let f = &self.functions;
-        let mut l = self.stream.launch_builder(&f.winograd_wgrad_dy);
-        l.arg(&params)
-            .arg(dy)
-            .arg(&mut *u)
-            .arg(&tiles_h)
-            .arg(&tiles_w);
-        // SAFETY: matches winograd_wgrad_dy_f32(ConvParams, const float* dy, float* u, int
-        // tiles_h, int tiles_w); dy holds g's output, u `u_len` floats.
-        unsafe { l.launch(launch_1d(plan.rows * plan.tiles)) }
-            .map_err(err("winograd_wgrad_dy_f32"))?;
-        let mut l = self.stream.launch_builder(&f.winograd_wgrad_x);
-        l.arg(&params)
-            .arg(x)
-            .arg(&mut *v)
-            .arg(&tiles_h)
-            .arg(&tiles_w);
-        let config = LaunchConfig {
+        let threads = launch_1d(rows * plan.tiles);
+        self.enqueue_tile_transform(
+            &f.winograd_wgrad_dy,
+            plan,
+            dy,
+            &mut u,
+            threads,
+            "winograd_wgrad_dy_f32",
+        )?;
+        let blocks = LaunchConfig {
             grid_dim: (
                 plan.tiles.div_ceil(winograd::X_BLOCK_TILES) as u32,
-                plan.columns.div_ceil(winograd::X_BLOCK_CHANNELS) as u32,
+                columns.div_ceil(winograd::X_BLOCK_CHANNELS) as u32,
                 1,
             ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: matches winograd_wgrad_x_f32(ConvParams, const float* x, float* v, int
-        // tiles_h, int tiles_w) with its grid; x holds g's input, v `v_len` floats.
-        unsafe { l.launch(config) }.map_err(err("winograd_wgrad_x_f32"))?;
-        let (rows, columns) = (plan.rows, plan.columns);
-        let gemm = StridedGemm {
-            m: rows,
-            n: columns,
-            k: plan.tiles,
-            ldb: columns,
-            ldc: columns,
-            batch: winograd::POSITIONS,
-            batch_a: rows * plan.tiles,
-            batch_b: plan.tiles * columns,
-            batch_c: rows * columns,
-            splits: plan.splits,
-            k_chunk: plan.k_chunk,
-        };
+        self.enqueue_tile_transform(
+            &f.winograd_wgrad_x,
+            plan,
+            x,
+            &mut v,
+            blocks,
+            "winograd_wgrad_x_f32",
+        )?;
+        let gemm =
+            StridedGemm::dense_batch(rows, columns, plan.tiles, winograd::POSITIONS, plan.k_chunk);
         self.enqueue_gemm(
             &gemm,
             &u.as_view(),
@@ -910,7 +1035,7 @@ impl CudaBackend {
             .arg(&c_in)
             .arg(&splits);
         // SAFETY: matches winograd_wgrad_out_f32(const float* partial, float* dw, int c_out,
-        // int c_in, int splits); partial holds `partial_len` floats, out g's weight.
+        // int c_in, int splits); partial holds `pairs_len` floats, out the conv's weight.
         unsafe { l.launch(launch_1d(rows * columns)) }.map_err(err("winograd_wgrad_out_f32"))?;
         Ok(())
     }
@@ -950,18 +1075,24 @@ struct StridedGemm {
 impl StridedGemm {
     /// One dense row-major GEMM.
     fn dense(m: usize, n: usize, k: usize) -> StridedGemm {
+        StridedGemm::dense_batch(m, n, k, 1, k)
+    }
+
+    /// `batch` dense row-major GEMMs whose matrices follow each other, K in chunks of
+    /// `k_chunk` (splits where it is under k).
+    fn dense_batch(m: usize, n: usize, k: usize, batch: usize, k_chunk: usize) -> StridedGemm {
         StridedGemm {
             m,
             n,
             k,
             ldb: n,
             ldc: n,
-            batch: 1,
-            batch_a: 0,
-            batch_b: 0,
-            batch_c: 0,
-            splits: 1,
-            k_chunk: k,
+            batch,
+            batch_a: m * k,
+            batch_b: k * n,
+            batch_c: m * n,
+            splits: k.div_ceil(k_chunk.max(1)),
+            k_chunk,
         }
     }
 }
