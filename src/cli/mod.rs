@@ -66,7 +66,7 @@ pub struct DeviceArg {
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// On a GPU, time every candidate launch of each conv shape (tile shapes, K splits, and
-    /// Winograd's wgrad on 3x3 convs at stride 1) the first time it runs and keep the
+    /// Winograd's transform on 3x3 convs at stride 1) the first time it runs and keep the
     /// fastest (as PyTorch's cudnn.benchmark): a slower first step, faster ones after;
     /// results may differ in the last bits from an untuned run.
     #[arg(long)]

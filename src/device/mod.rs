@@ -60,7 +60,7 @@ impl Device {
         }
     }
 
-    /// From now on (`on`), tiled conv launches (and Winograd's wgrad where it applies) are
+    /// From now on (`on`), tiled conv launches (and Winograd's transform where it applies) are
     /// picked by timing the candidates the first time each shape runs
     /// (`CudaBackend::set_autotune`); the CPU has nothing to tune.
     pub fn set_autotune(&self, on: bool) {

@@ -393,9 +393,9 @@ impl CudaBackend {
     }
 
     /// From now on (`on`), each tiled conv primitive picks its launch by timing: the first
-    /// time a kernel meets a geometry, every `TiledLaunch::candidates` launch (and for wgrad
-    /// Winograd's transform, where it applies) runs on the real operands (median of 3 after
-    /// a warm-up) and the fastest is kept for the process, as PyTorch's `cudnn.benchmark`.
+    /// time a kernel meets a geometry, every `TiledLaunch::candidates` launch (and Winograd's
+    /// transform, where it applies) runs on the real operands (median of 3 after a warm-up)
+    /// and the fastest is kept for the process, as PyTorch's `cudnn.benchmark`.
     /// The first step pays for the timing, and results may differ in the last bits from the
     /// planned launch's (another K split sums in another order). Off by default.
     pub fn set_autotune(&self, on: bool) {
