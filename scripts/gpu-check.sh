@@ -141,8 +141,9 @@ if [ "${MRGAN_SKIP_BENCH:-0}" != 1 ]; then
       --csv "$out/torch_kernels.csv" > "$out/torch_kernels.txt" 2>&1
     echo "== mrgan vs cuDNN (exit $?; full table: $out/torch_kernels.txt)"
     head -1 "$out/torch_kernels.txt"
-    # The residual block's wgrad ("any shape": Winograd's where faster), cuDNN's largest lead.
-    grep -E "block \(x18\) +wgrad" "$out/torch_kernels.txt"
+    # The residual block's three passes ("any shape": Winograd's where faster); its wgrad is
+    # cuDNN's largest lead.
+    grep -E "block \(x18\) +(fprop|dgrad|wgrad)" "$out/torch_kernels.txt"
     sed -n '/^Whole network/,$p' "$out/torch_kernels.txt"
   fi
 fi
