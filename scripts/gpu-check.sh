@@ -92,12 +92,18 @@ for run in "1" "4" "1 --autotune"; do
   echo "== bench train batch $run (exit $?)"
   cat "$out/$name.txt"
 done
-# One CycleGAN iteration at BraTS's slice size (240 x 240), against PyTorch.
-MRGAN_TORCH_REFERENCE="$here/torch_reference.py" \
-  timeout "$(within ${MRGAN_TRAIN_TIMEOUT:-120})" "$here/mrgan" bench train --device cuda --model cyclegan \
-  --size 240 --python python3 > "$out/bench-train-cyclegan-240.txt" 2>&1
-echo "== bench train CycleGAN 240 x 240 batch 1 (exit $?)"
-cat "$out/bench-train-cyclegan-240.txt"
+# One CycleGAN iteration at BraTS's slice size (240 x 240), against PyTorch; then autotuned
+# (its 18 residual-block convs may take Winograd's transform), without PyTorch again
+# (`false` stands in for a Python without torch).
+for tuned in "" "-autotune"; do
+  args="--python python3"
+  [ -n "$tuned" ] && args="--autotune --python false"
+  MRGAN_TORCH_REFERENCE="$here/torch_reference.py" \
+    timeout "$(within ${MRGAN_TRAIN_TIMEOUT:-120})" "$here/mrgan" bench train --device cuda --model cyclegan \
+    --size 240 $args > "$out/bench-train-cyclegan-240$tuned.txt" 2>&1
+  echo "== bench train CycleGAN 240 x 240 batch 1 $args (exit $?)"
+  cat "$out/bench-train-cyclegan-240$tuned.txt"
+done
 # The 3D CycleGAN at its defaults (ngf 64, 128x128x64 patches): prediction cost of a
 # 240x240x155 volume (one window times 100; with batch 1 also the whole volume end to end)
 # and one training step at batch 1 and 2 (the size; the dry run on the emulated

@@ -287,6 +287,14 @@ fn conv_primitives_match_the_cpu() {
         }
     }
     assert_eq!(thin_cases, 4, "thin fprop and thin dgrad twice each");
+    // The summary `bench train --autotune` prints counts every pick once.
+    let counted: usize = gpu
+        .tuned_summary()
+        .iter()
+        .flat_map(|line| line.split(|c: char| !c.is_ascii_digit()))
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum();
+    assert_eq!(counted, gpu.tuned_launches().len());
 }
 
 /// Winograd's fprop, dgrad and wgrad on shapes the conv cases do not reach: wgrad's K split

@@ -328,5 +328,9 @@ pub fn report(b: &TrainBench, python: &str) -> Result<String> {
             let _ = writeln!(out, "PyTorch side skipped: {why}");
         }
     }
+    let tuned = b.device.autotune_summary();
+    if !tuned.is_empty() {
+        let _ = writeln!(out, "autotuned conv shapes: {}", tuned.join("; "));
+    }
     Ok(out)
 }

@@ -72,6 +72,16 @@ impl Device {
         let _ = on;
     }
 
+    /// What autotuning has picked so far, a line per primitive
+    /// (`CudaBackend::tuned_summary`); empty on the CPU or before any tuning.
+    pub fn autotune_summary(&self) -> Vec<String> {
+        match self {
+            Device::Cpu => Vec::new(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => b.tuned_summary(),
+        }
+    }
+
     /// Starts a new memory peak from what the device holds now.
     pub fn reset_memory_peak(&self) {
         #[cfg(feature = "cuda")]

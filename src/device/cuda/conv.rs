@@ -402,6 +402,31 @@ impl CudaBackend {
         self.autotune.store(on, Ordering::Relaxed);
     }
 
+    /// What autotuning has picked so far, per primitive: how many conv shapes took a tiled
+    /// launch and how many Winograd's transform, e.g. "wgrad: 3 tiled, 2 winograd"; the
+    /// primitives autotuning has not met are left out.
+    pub fn tuned_summary(&self) -> Vec<String> {
+        let tuned = self.tuned_launches();
+        [ConvPass::Fprop, ConvPass::Dgrad, ConvPass::Wgrad]
+            .into_iter()
+            .filter_map(|pass| {
+                let picks: Vec<&TunedConv> = tuned
+                    .iter()
+                    .filter(|(k, ..)| k.pass() == pass)
+                    .map(|(.., t)| t)
+                    .collect();
+                let winograd = picks.iter().filter(|t| **t == &TunedConv::Winograd).count();
+                let name = format!("{pass:?}").to_lowercase();
+                (!picks.is_empty()).then(|| {
+                    format!(
+                        "{name}: {} tiled, {winograd} winograd",
+                        picks.len() - winograd
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// What autotuning has picked so far, as (kernel, geometry, pick).
     pub fn tuned_launches(&self) -> Vec<(ConvKernel, ConvGeometry, TunedConv)> {
         let tuned = locked(&self.tuned);
