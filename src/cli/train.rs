@@ -491,7 +491,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let data = load_training_data(&mut cfg, &train)?;
         (Run::create(&args.run, cfg)?, data)
     };
-    run.to_device(device)?;
+    run.to_device(device.clone())?;
     println!(
         "{:?}: {} training slices from {} subjects, {} validation subjects, {} -> {}, {} epochs",
         run.config.model,
@@ -503,6 +503,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         run.config.total_epochs()
     );
     train_with_progress(&mut run, &data, &val)?;
+    let tuned = device.autotune_summary();
+    if !tuned.is_empty() {
+        println!("autotuned conv shapes: {}", tuned.join("; "));
+    }
     println!(
         "done: {} (report: {})",
         args.run.display(),
