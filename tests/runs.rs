@@ -185,48 +185,42 @@ fn train_predict_eval_through_the_binary() {
         } else {
             "resnet_2blocks"
         };
+        let (data_arg, run_arg, val_arg) = (p(&data), p(&run), p(&val));
+        let mut args = vec![
+            "train",
+            "--model",
+            model,
+            "--data",
+            &data_arg,
+            "--a",
+            "t1",
+            "--b",
+            "t2",
+            "--run",
+            &run_arg,
+            "--val-list",
+            &val_arg,
+            "--exclude",
+            "s3",
+            "--net-g",
+            net,
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--n-epochs",
+            "1",
+            "--n-epochs-decay",
+            "1",
+            "--min-foreground",
+            "50",
+        ];
         // CycleGAN autotuned: on a GPU its residual blocks' convs may take Winograd's
         // transform (on the CPU the flag only says there is nothing to tune).
-        let tuning: &[&str] = if model == "cyclegan" {
-            &["--autotune"]
-        } else {
-            &[]
-        };
-        let log = mrgan(
-            &[
-                &[
-                    "train",
-                    "--model",
-                    model,
-                    "--data",
-                    &p(&data),
-                    "--a",
-                    "t1",
-                    "--b",
-                    "t2",
-                    "--run",
-                    &p(&run),
-                    "--val-list",
-                    &p(&val),
-                    "--exclude",
-                    "s3",
-                    "--net-g",
-                    net,
-                    "--ngf",
-                    "4",
-                    "--ndf",
-                    "4",
-                    "--n-epochs",
-                    "1",
-                    "--n-epochs-decay",
-                    "1",
-                    "--min-foreground",
-                    "50",
-                ],
-                tuning,
-            ]
-            .concat(),
-        );
+        if model == "cyclegan" {
+            args.push("--autotune");
+        }
+        let log = mrgan(&args);
         assert!(
             log.contains("epoch 2/2") && log.contains("val PSNR"),
             "{log}"
