@@ -327,7 +327,7 @@ fn winograd_convs_match_the_cpu() {
         let w = common::kernel_test_values(g.weight_shape().numel(), 60 + k as u64);
         let dy = common::kernel_test_values(g.output_shape().numel(), 70 + k as u64);
         let wgrad = Winograd::plan(ConvPass::Wgrad, &g, multiprocessors).unwrap();
-        assert_eq!(wgrad.splits, splits, "case {k}");
+        assert_eq!(wgrad.splits(), splits, "case {k}");
         for pass in [ConvPass::Fprop, ConvPass::Dgrad, ConvPass::Wgrad] {
             let (a, b, want) = cpu_conv(pass, &g, &x, &w, &dy);
             let kernel = ConvKernel::winograd_for(pass);

@@ -30,14 +30,12 @@ pub struct Winograd {
     /// The conv whose output the tiles cover: the primitive's own, or for dgrad its dual
     /// (whose fprop is the dgrad).
     pub conv: ConvGeometry,
-    /// 2 x 2 output tiles of `conv` per image plane, down and across, and over the batch.
+    /// 2 x 2 output tiles of `conv` per image plane, down and across.
     pub tiles_h: usize,
     pub tiles_w: usize,
-    pub tiles: usize,
-    /// The GEMMs' K splits and the depth each takes: wgrad's run over the tiles and split
+    /// The depth each of the GEMMs' K splits takes: wgrad's run over the tiles and split
     /// (a multiple of the GEMM's K tile); fprop's and dgrad's run over the input channels,
     /// whole.
-    pub splits: usize,
     pub k_chunk: usize,
 }
 
@@ -73,7 +71,7 @@ impl Winograd {
         };
         let (tiles_h, tiles_w) = (conv.output[1].div_ceil(2), conv.output[2].div_ceil(2));
         let tiles = conv.batch * tiles_h * tiles_w;
-        let (splits, k_chunk) = if pass == ConvPass::Wgrad {
+        let k_chunk = if pass == ConvPass::Wgrad {
             let tile = dense_gemm_tile(conv.c_out);
             let shape = if tile == 64 {
                 TileShape::Square
@@ -85,38 +83,49 @@ impl Winograd {
                 columns: conv.c_in,
                 depth: tiles,
             };
-            let launch = TiledLaunch::with_shape(stacked, shape, multiprocessors);
-            (launch.splits, launch.k_chunk as usize)
+            TiledLaunch::with_shape(stacked, shape, multiprocessors).k_chunk as usize
         } else {
-            (1, conv.c_in)
+            conv.c_in
         };
         Some(Winograd {
             pass,
             conv,
             tiles_h,
             tiles_w,
-            tiles,
-            splits,
             k_chunk,
         })
+    }
+
+    /// The tiles over the batch.
+    pub fn tiles(&self) -> usize {
+        self.conv.batch * self.tiles_h * self.tiles_w
+    }
+
+    /// The GEMMs' K splits (wgrad's over the tiles; 1 for fprop and dgrad).
+    pub fn splits(&self) -> usize {
+        let depth = match self.pass {
+            ConvPass::Wgrad => self.tiles(),
+            _ => self.conv.c_in,
+        };
+        depth.div_ceil(self.k_chunk)
     }
 
     /// Floats of the input side transformed (V: x, or dgrad's dY): a value per position,
     /// tile and input channel of `conv`.
     pub fn v_len(&self) -> usize {
-        POSITIONS * self.tiles * self.conv.c_in
+        POSITIONS * self.tiles() * self.conv.c_in
     }
 
     /// Floats of the output side transformed (wgrad's U from dY; fprop's and dgrad's
     /// products): a value per position, tile and output channel of `conv`.
     pub fn u_len(&self) -> usize {
-        POSITIONS * self.conv.c_out * self.tiles
+        POSITIONS * self.conv.c_out * self.tiles()
     }
 
     /// Floats of a value per position and channel pair, per K split: fprop's and dgrad's
     /// transformed weights, wgrad's partial products.
     pub fn pairs_len(&self) -> usize {
-        self.splits * POSITIONS * self.conv.c_out * self.conv.c_in
+        self.splits() * POSITIONS * self.conv.c_out * self.conv.c_in
     }
 }
 
@@ -158,8 +167,8 @@ mod tests {
         assert_eq!((p.conv.c_in, p.conv.c_out), (6, 4));
         assert_eq!((p.conv.input, p.conv.output), ([1, 7, 5], [1, 9, 7]));
         assert_eq!(p.conv.pad, [0, 2, 2]);
-        assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (5, 4, 40));
-        assert_eq!((p.splits, p.k_chunk), (1, 6));
+        assert_eq!((p.tiles_h, p.tiles_w, p.tiles()), (5, 4, 40));
+        assert_eq!((p.splits(), p.k_chunk), (1, 6));
     }
 
     /// The residual block at batch 1 on 132 multiprocessors: 64 GEMM blocks of 128 x 128, so
@@ -171,8 +180,8 @@ mod tests {
             Winograd::plan(ConvPass::Wgrad, &geometry(input, 3, 1), mps).unwrap()
         };
         let p = wgrad(&[1, 256, 64, 64], 132);
-        assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (32, 32, 1024));
-        assert_eq!((p.splits, p.k_chunk), (4, 256));
+        assert_eq!((p.tiles_h, p.tiles_w, p.tiles()), (32, 32, 1024));
+        assert_eq!((p.splits(), p.k_chunk), (4, 256));
         for (input, mps) in [
             (&[2, 4, 9, 7][..], 132),
             (&[16, 256, 64, 64], 132),
@@ -180,14 +189,14 @@ mod tests {
         ] {
             let p = wgrad(input, mps);
             assert_eq!(p.k_chunk % TILE_K, 0);
-            assert!(p.splits * p.k_chunk >= p.tiles, "{input:?}: every tile");
+            assert!(p.splits() * p.k_chunk >= p.tiles(), "{input:?}: every tile");
             assert!(
-                (p.splits - 1) * p.k_chunk < p.tiles,
+                (p.splits() - 1) * p.k_chunk < p.tiles(),
                 "{input:?}: no empty split"
             );
         }
         // Odd outputs round up to whole tiles.
         let p = wgrad(&[2, 4, 9, 7], 132);
-        assert_eq!((p.tiles_h, p.tiles_w, p.tiles), (5, 4, 40));
+        assert_eq!((p.tiles_h, p.tiles_w, p.tiles()), (5, 4, 40));
     }
 }

@@ -822,7 +822,7 @@ impl CudaBackend {
             grid_dim: (
                 gemm.n.div_ceil(tile) as u32,
                 gemm.m.div_ceil(tile) as u32,
-                (gemm.batch * gemm.splits) as u32,
+                (gemm.batch * gemm.splits()) as u32,
             ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
@@ -867,7 +867,6 @@ impl CudaBackend {
                     batch_a: 0,
                     batch_b: thin.channels * wide_sp,
                     batch_c: thin.plane_taps * len,
-                    splits: 1,
                     k_chunk: thin.channels,
                 };
                 let a = panel.slice(step.td * a_rows..(step.td + 1) * a_rows);
@@ -960,13 +959,9 @@ impl CudaBackend {
         let f = &self.functions;
         // The weights as stored: w[co, ci] of the primitive's own conv, whose channels the
         // dual swaps.
-        let turned = i32::from(plan.pass == ConvPass::Dgrad);
-        let (w_out, w_in) = if turned == 1 {
-            (c_in, c_out)
-        } else {
-            (c_out, c_in)
-        };
-        let (w_out_arg, w_in_arg) = (w_out as i32, w_in as i32);
+        let dgrad = plan.pass == ConvPass::Dgrad;
+        let (w_out, w_in) = if dgrad { (c_in, c_out) } else { (c_out, c_in) };
+        let (w_out_arg, w_in_arg, turned) = (w_out as i32, w_in as i32, i32::from(dgrad));
         let mut l = self.stream.launch_builder(&f.winograd_weights);
         l.arg(w)
             .arg(&mut *weights)
@@ -976,7 +971,7 @@ impl CudaBackend {
         // SAFETY: matches winograd_weights_f32(const float* w, float* out, int c_out, int c_in,
         // int turned); w holds w_out * w_in 3 x 3 kernels, `weights` 16 times their count.
         unsafe { l.launch(launch_1d(c_out * c_in)) }.map_err(err("winograd_weights_f32"))?;
-        let threads = launch_1d(c_in * plan.tiles);
+        let threads = launch_1d(c_in * plan.tiles());
         self.enqueue_tile_transform(
             &f.winograd_input,
             plan,
@@ -985,14 +980,14 @@ impl CudaBackend {
             threads,
             "winograd_input_f32",
         )?;
-        let gemm = StridedGemm::dense_batch(c_out, plan.tiles, c_in, winograd::POSITIONS, c_in);
+        let gemm = StridedGemm::dense_batch(c_out, plan.tiles(), c_in, winograd::POSITIONS, c_in);
         self.enqueue_gemm(
             &gemm,
             &weights.as_view(),
             &v.as_view(),
             &mut m.as_view_mut(),
         )?;
-        let threads = launch_1d(c_out * plan.tiles);
+        let threads = launch_1d(c_out * plan.tiles());
         self.enqueue_tile_transform(
             &f.winograd_output,
             plan,
@@ -1018,7 +1013,7 @@ impl CudaBackend {
         let mut v = self.pool.take(plan.v_len())?;
         let mut partial = self.pool.take(plan.pairs_len())?;
         let f = &self.functions;
-        let threads = launch_1d(rows * plan.tiles);
+        let threads = launch_1d(rows * plan.tiles());
         self.enqueue_tile_transform(
             &f.winograd_wgrad_dy,
             plan,
@@ -1029,7 +1024,7 @@ impl CudaBackend {
         )?;
         let blocks = LaunchConfig {
             grid_dim: (
-                plan.tiles.div_ceil(winograd::X_BLOCK_TILES) as u32,
+                plan.tiles().div_ceil(winograd::X_BLOCK_TILES) as u32,
                 columns.div_ceil(winograd::X_BLOCK_CHANNELS) as u32,
                 1,
             ),
@@ -1044,15 +1039,20 @@ impl CudaBackend {
             blocks,
             "winograd_wgrad_x_f32",
         )?;
-        let gemm =
-            StridedGemm::dense_batch(rows, columns, plan.tiles, winograd::POSITIONS, plan.k_chunk);
+        let gemm = StridedGemm::dense_batch(
+            rows,
+            columns,
+            plan.tiles(),
+            winograd::POSITIONS,
+            plan.k_chunk,
+        );
         self.enqueue_gemm(
             &gemm,
             &u.as_view(),
             &v.as_view(),
             &mut partial.as_view_mut(),
         )?;
-        let (c_out, c_in, splits) = (rows as i32, columns as i32, plan.splits as i32);
+        let (c_out, c_in, splits) = (rows as i32, columns as i32, plan.splits() as i32);
         let mut l = self.stream.launch_builder(&f.winograd_wgrad_out);
         l.arg(&*partial)
             .arg(out)
@@ -1081,7 +1081,7 @@ impl CudaBackend {
 
 /// A batch of `batch` GEMMs C_z[m, n] = A_z[m, k] B_z[k, n] (`gemm_f32`): A_z row-major,
 /// B_z's and C_z's rows `ldb` and `ldc` floats apart, matrix z `batch_a`, `batch_b` and
-/// `batch_c` floats on. With K in `splits` chunks of `k_chunk`, split s writes its partial
+/// `batch_c` floats on. With K in chunks of `k_chunk` (`splits`), split s writes its partial
 /// sums `s * batch * batch_c` floats on.
 struct StridedGemm {
     m: usize,
@@ -1093,7 +1093,6 @@ struct StridedGemm {
     batch_a: usize,
     batch_b: usize,
     batch_c: usize,
-    splits: usize,
     k_chunk: usize,
 }
 
@@ -1116,8 +1115,12 @@ impl StridedGemm {
             batch_a: m * k,
             batch_b: k * n,
             batch_c: m * n,
-            splits: k.div_ceil(k_chunk.max(1)),
             k_chunk,
         }
+    }
+
+    /// K's chunks, each summed by its own blocks.
+    fn splits(&self) -> usize {
+        self.k.div_ceil(self.k_chunk.max(1)).max(1)
     }
 }
