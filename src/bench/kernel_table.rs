@@ -139,8 +139,7 @@ fn write_sweep(out: &mut (impl Write + ?Sized), rows: &[KernelRow]) -> std::io::
     }
     writeln!(out, "  others")?;
     for ((_, shape), (pass, cells, stream_k)) in &lines {
-        let name = format!("{pass:?}").to_lowercase();
-        write!(out, "{name:<6} {shape:<8}")?;
+        write!(out, "{:<6} {shape:<8}", pass.name())?;
         let cell = |(rate, planned): (f64, bool)| {
             format!("{:.1}{}", rate / 1e3, if planned { "*" } else { "" })
         };
@@ -281,7 +280,7 @@ fn write_floor(
         writeln!(
             out,
             "  {:<6} {:>6.1} TFLOP/s  {verdict}  ({}, {}){planned}",
-            format!("{:?}", row.pass).to_lowercase(),
+            row.pass.name(),
             r.rate / 1e3,
             r.kernel,
             r.tiles()

@@ -119,6 +119,15 @@ pub struct GemmSize {
 }
 
 impl ConvPass {
+    /// "fprop", "dgrad" or "wgrad", as tables print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPass::Fprop => "fprop",
+            ConvPass::Dgrad => "dgrad",
+            ConvPass::Wgrad => "wgrad",
+        }
+    }
+
     /// The implicit GEMM of this pass over `g` (kernels/conv.cu's operand structs).
     /// A dgrad whose padding the kernels cannot fold (`dgrad_folds_padding`) computes the
     /// padded input's gradient.

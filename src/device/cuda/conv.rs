@@ -416,10 +416,10 @@ impl CudaBackend {
                     .map(|(.., t)| t)
                     .collect();
                 let winograd = picks.iter().filter(|t| **t == &TunedConv::Winograd).count();
-                let name = format!("{pass:?}").to_lowercase();
                 (!picks.is_empty()).then(|| {
                     format!(
-                        "{name}: {} tiled, {winograd} winograd",
+                        "{}: {} tiled, {winograd} winograd",
+                        pass.name(),
                         picks.len() - winograd
                     )
                 })
